@@ -1,0 +1,29 @@
+"""Test settings: the same services as production (real Redis, real database), fast hashing."""
+
+import os
+
+# The embedded Redis keeps tests in a database index of their own (the app uses 0).
+os.environ.setdefault("EMBEDDED_REDIS_DB", "1")
+
+from diffplatform.settings.base import *  # noqa: F403
+from diffplatform.settings.base import DATABASES, VAR_DIR
+from diffplatform.settings.env import env
+
+DEBUG = False
+SECRET_KEY = env.str("SECRET_KEY", default="test-only-not-secret")
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+ALLOWED_HOSTS = ["*"]
+
+if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
+    # A file, not memory, so that worker and server processes started by tests see the same rows.
+    DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test-db.sqlite3")}
+WHITENOISE_USE_FINDERS = True
+# Workers started by tests get their unacknowledged tasks back quickly after a SIGKILL.
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    **CELERY_BROKER_TRANSPORT_OPTIONS,  # noqa: F405
+    "visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT", default=20),
+}
+
+if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
+    # Worker and server processes write at the same time as the tests: wait for locks.
+    DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = 30

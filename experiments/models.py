@@ -1,0 +1,213 @@
+"""Domain models: datasets of image pairs, experiments, runs, results, trained checkpoints."""
+
+from django.conf import settings
+from django.db import models
+
+
+class Dataset(models.Model):
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="datasets")
+    name = models.CharField(max_length=200)
+    description = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [models.UniqueConstraint(fields=["owner", "name"], name="unique_dataset_name_per_owner")]
+
+    def __str__(self):
+        return self.name
+
+
+class Split(models.TextChoices):
+    TRAIN = "train"
+    VAL = "val"
+    TEST = "test"
+    NONE = "", "unassigned"
+
+
+class ImagePair(models.Model):
+    """Image A ("before") and B ("after"), with an optional change mask in B's frame."""
+
+    dataset = models.ForeignKey(Dataset, on_delete=models.CASCADE, related_name="pairs")
+    name = models.CharField(max_length=255)
+    category = models.CharField(max_length=100, blank=True, db_index=True)
+    split = models.CharField(max_length=5, choices=Split.choices, blank=True, default=Split.NONE)
+    image_a = models.CharField(max_length=500, help_text="storage key")
+    image_b = models.CharField(max_length=500, help_text="storage key")
+    label = models.CharField(max_length=500, blank=True, help_text="storage key of the mask (255 = changed)")
+    a_sha256 = models.CharField(max_length=64)
+    b_sha256 = models.CharField(max_length=64)
+    label_sha256 = models.CharField(max_length=64, blank=True)
+    a_width = models.PositiveIntegerField()
+    a_height = models.PositiveIntegerField()
+    b_width = models.PositiveIntegerField()
+    b_height = models.PositiveIntegerField()
+    a_bytes = models.PositiveBigIntegerField()
+    b_bytes = models.PositiveBigIntegerField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [models.UniqueConstraint(fields=["dataset", "name"], name="unique_pair_name_per_dataset")]
+
+    def __str__(self):
+        return self.name
+
+    @property
+    def has_label(self):
+        return bool(self.label)
+
+
+class Experiment(models.Model):
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="experiments")
+    dataset = models.ForeignKey(Dataset, on_delete=models.PROTECT, related_name="experiments")
+    name = models.CharField(max_length=200)
+    detectors = models.JSONField(help_text="registry names of the detectors to compare")
+    align = models.BooleanField(default=False, help_text="warp A onto B before detection")
+    threshold = models.FloatField(default=0.5)
+    input_size = models.PositiveIntegerField(default=256)
+    seed = models.IntegerField(default=0)
+    detector_weights = models.JSONField(
+        default=dict, blank=True, help_text='per detector: "auto", "random" or "checkpoint:<sha256>"'
+    )
+    baseline_detector = models.CharField(max_length=100, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self):
+        return self.name
+
+    def settings_record(self):
+        return {
+            "align": self.align,
+            "threshold": self.threshold,
+            "input_size": self.input_size,
+            "seed": self.seed,
+        }
+
+
+class RunState(models.TextChoices):
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+ACTIVE_RUN_STATES = (RunState.QUEUED, RunState.RUNNING)
+FINISHED_RUN_STATES = (RunState.SUCCEEDED, RunState.FAILED, RunState.CANCELLED)
+
+
+class Run(models.Model):
+    experiment = models.ForeignKey(Experiment, on_delete=models.CASCADE, related_name="runs")
+    state = models.CharField(max_length=10, choices=RunState.choices, default=RunState.QUEUED, db_index=True)
+    progress_done = models.PositiveIntegerField(default=0)
+    progress_total = models.PositiveIntegerField(default=0)
+    progress = models.JSONField(default=dict, blank=True, help_text="per-detector progress, stage, rate")
+    cancel_requested = models.BooleanField(default=False)
+    error = models.TextField(blank=True)
+    environment = models.JSONField(default=dict, blank=True, help_text="reproducibility record")
+    leaderboard = models.JSONField(default=dict, blank=True)
+    cloned_from = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL)
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self):
+        return f"run {self.pk} of {self.experiment}"
+
+    @property
+    def owner(self):
+        return self.experiment.owner
+
+    @property
+    def is_finished(self):
+        return self.state in FINISHED_RUN_STATES
+
+    @property
+    def duration_s(self):
+        if self.started_at and self.finished_at:
+            return (self.finished_at - self.started_at).total_seconds()
+        return None
+
+
+class Result(models.Model):
+    """One detector on one pair in one run."""
+
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="results")
+    pair = models.ForeignKey(ImagePair, on_delete=models.CASCADE, related_name="results")
+    detector = models.CharField(max_length=100)
+    metrics = models.JSONField(default=dict, blank=True)
+    iou = models.FloatField(null=True, blank=True)
+    f1 = models.FloatField(null=True, blank=True)
+    latency_ms = models.FloatField(null=True, blank=True)
+    peak_memory_mb = models.FloatField(null=True, blank=True)
+    weights = models.CharField(max_length=100, blank=True, help_text="weights provenance")
+    heatmap_key = models.CharField(max_length=500, blank=True)
+    mask_key = models.CharField(max_length=500, blank=True)
+    error_map_key = models.CharField(max_length=500, blank=True)
+    from_cache = models.BooleanField(default=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["run", "detector", "pair"]
+        constraints = [
+            models.UniqueConstraint(fields=["run", "pair", "detector"], name="unique_result_per_run_pair_detector")
+        ]
+
+    def __str__(self):
+        return f"{self.detector} on {self.pair} (run {self.run_id})"
+
+
+class ModelCheckpoint(models.Model):
+    """Weights trained on the platform; `weights="auto"` picks the newest one per detector."""
+
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.CASCADE, related_name="checkpoints"
+    )
+    detector = models.CharField(max_length=100, db_index=True)
+    dataset = models.ForeignKey(Dataset, null=True, blank=True, on_delete=models.SET_NULL)
+    file_key = models.CharField(max_length=500)
+    sha256 = models.CharField(max_length=64, unique=True)
+    epochs = models.PositiveIntegerField(default=0)
+    val_metrics = models.JSONField(default=dict, blank=True)
+    config = models.JSONField(default=dict, blank=True)
+    is_public = models.BooleanField(default=False, help_text="shipped demo weights visible to every user")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self):
+        return f"{self.detector} checkpoint {self.sha256[:12]}"
+
+    @property
+    def provenance(self):
+        return f"checkpoint:{self.sha256}"
+
+
+class PairAlignment(models.Model):
+    """How A was warped onto B for one pair in one run (computed once, shared by all detectors)."""
+
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="alignments")
+    pair = models.ForeignKey(ImagePair, on_delete=models.CASCADE, related_name="alignments")
+    method = models.CharField(max_length=20)
+    ok = models.BooleanField()
+    homography = models.JSONField()
+    matches = models.PositiveIntegerField(default=0)
+    inliers = models.PositiveIntegerField(default=0)
+    inlier_ratio = models.FloatField(default=0.0)
+    reprojection_error = models.FloatField(null=True, blank=True)
+    warped_a_key = models.CharField(max_length=500)
+    valid_mask_key = models.CharField(max_length=500)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["run", "pair"], name="unique_alignment_per_run_pair")]
+
+    def __str__(self):
+        return f"alignment of {self.pair} in run {self.run_id} ({self.method})"

@@ -1,0 +1,61 @@
+"""The one place that talks to the channel layer: run events for `/ws/runs/<id>/` and training.
+
+Events carry a per-run sequence number (a Redis counter, atomic across worker processes), so a
+client can order them and tell a snapshot from what came before it.
+"""
+
+import logging
+import time
+
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+from django.core.cache import cache
+
+logger = logging.getLogger(__name__)
+
+
+def run_group(run_id: int) -> str:
+    return f"run-{run_id}"
+
+
+def training_group(job_id: int) -> str:
+    return f"training-{job_id}"
+
+
+def next_seq(group: str) -> int:
+    key = f"seq:{group}"
+    cache.add(key, 0, timeout=None)
+    return cache.incr(key)
+
+
+def current_seq(group: str) -> int:
+    return cache.get(f"seq:{group}", 0)
+
+
+def publish(group: str, payload: dict) -> None:
+    """Send `payload` to every socket following `group`. Never raises: progress is best effort."""
+    try:
+        message = {**payload, "seq": next_seq(group), "sent_at": time.time()}
+        async_to_sync(get_channel_layer().group_send)(group, {"type": "group.event", "event": message})
+    except Exception:
+        logger.warning("could not publish to %s", group, exc_info=True)
+
+
+def run_snapshot(run) -> dict:
+    return {
+        "type": "snapshot",
+        "run": run.pk,
+        "state": run.state,
+        "done": run.progress_done,
+        "total": run.progress_total,
+        "progress": run.progress,
+        "error": run.error,
+    }
+
+
+def publish_run_state(run) -> None:
+    publish(run_group(run.pk), {**run_snapshot(run), "type": "state"})
+
+
+def publish_run_progress(run_id: int, payload: dict) -> None:
+    publish(run_group(run_id), {"type": "progress", "run": run_id, **payload})

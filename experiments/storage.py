@@ -1,0 +1,90 @@
+"""The one place that touches media storage (local disk or S3, per `STORAGES`).
+
+Keys are relative paths whose first two parts name the owning object, so that the media view
+can check permissions from the key alone: `datasets/<id>/...`, `runs/<id>/...`,
+`checkpoints/<id>/...`.
+"""
+
+from django.conf import settings
+from django.core.files.base import ContentFile
+from django.core.files.storage import default_storage
+from django.urls import reverse
+
+
+def dataset_key(dataset_id: int, *parts: str) -> str:
+    return "/".join(["datasets", str(dataset_id), *parts])
+
+
+def run_key(run_id: int, *parts: str) -> str:
+    return "/".join(["runs", str(run_id), *parts])
+
+
+def checkpoint_key(checkpoint_ref: str, filename: str) -> str:
+    return "/".join(["checkpoints", checkpoint_ref, filename])
+
+
+def save_bytes(key: str, data: bytes) -> str:
+    """Write `data` at exactly `key` (overwriting), return the key."""
+    if default_storage.exists(key):
+        default_storage.delete(key)
+    stored = default_storage.save(key, ContentFile(data))
+    if stored != key:  # a storage that renames would break ownership-by-key
+        raise RuntimeError(f"storage stored {key!r} as {stored!r}")
+    return key
+
+
+def read_bytes(key: str) -> bytes:
+    with default_storage.open(key, "rb") as fh:
+        return fh.read()
+
+
+def exists(key: str) -> bool:
+    return default_storage.exists(key)
+
+
+def delete_keys(keys) -> None:
+    for key in keys:
+        if key and default_storage.exists(key):
+            default_storage.delete(key)
+
+
+def delete_prefix(prefix: str) -> None:
+    """Delete every file under `prefix` (a folder key)."""
+    try:
+        folders, files = default_storage.listdir(prefix)
+    except FileNotFoundError:
+        return
+    for name in files:
+        default_storage.delete(f"{prefix}/{name}")
+    for folder in folders:
+        delete_prefix(f"{prefix}/{folder}")
+
+
+def list_all_keys(prefix: str = "") -> list[str]:
+    """Every file key under `prefix` (tests use it to prove nothing was left behind)."""
+    try:
+        folders, files = default_storage.listdir(prefix)
+    except FileNotFoundError:
+        return []
+    base = f"{prefix}/" if prefix else ""
+    keys = [base + name for name in files]
+    for folder in folders:
+        keys.extend(list_all_keys(base + folder))
+    return keys
+
+
+def is_local() -> bool:
+    return settings.STORAGES["default"]["BACKEND"].endswith("FileSystemStorage")
+
+
+def local_path(key: str):
+    return default_storage.path(key)
+
+
+def presigned_url(key: str) -> str:
+    return default_storage.url(key)
+
+
+def media_url(key: str) -> str:
+    """The URL a client should use; always goes through the permission-checked view."""
+    return reverse("experiments:media", kwargs={"key": key}) if key else ""
