@@ -1,4 +1,8 @@
-"""WebSocket consumers: follow a run's (or a training job's) progress live."""
+"""WebSocket consumers: follow a run's or a training job's progress live.
+
+Only the owner (or staff) is admitted; the handshake of anyone else is refused (HTTP 403).
+On connect the client gets a snapshot, then every event; events carry a sequence number.
+"""
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
@@ -6,20 +10,29 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from experiments import progress, selectors
 
 
-class RunProgressConsumer(AsyncJsonWebsocketConsumer):
-    """`/ws/runs/<id>/`: only the run's owner or staff; a snapshot on connect, then each event."""
+class ProgressConsumer(AsyncJsonWebsocketConsumer):
+    url_kwarg = ""
+
+    def group_name(self, object_id: int) -> str:
+        raise NotImplementedError
+
+    def snapshot(self, user, object_id: int) -> dict | None:
+        """The snapshot for `user`, or None when the object is not theirs."""
+        raise NotImplementedError
 
     async def connect(self):
-        run_id = int(self.scope["url_route"]["kwargs"]["run_id"])
-        if await self._snapshot(run_id) is None:
-            await self.close(code=4404)  # before accept: the handshake is refused (HTTP 403)
+        object_id = int(self.scope["url_route"]["kwargs"][self.url_kwarg])
+        user = self.scope.get("user")
+        if user is None or await database_sync_to_async(self.snapshot)(user, object_id) is None:
+            await self.close(code=4404)
             return
         # Join first, snapshot second: no event falls between the two, and events that arrive
         # meanwhile are dispatched only after this handler returns (their seq orders them).
-        self.group = progress.run_group(run_id)
+        self.group = self.group_name(object_id)
         await self.channel_layer.group_add(self.group, self.channel_name)
         await self.accept()
-        await self.send_json(await self._snapshot(run_id))
+        snapshot = await database_sync_to_async(self.snapshot)(user, object_id)
+        await self.send_json({**snapshot, "seq": await database_sync_to_async(progress.current_seq)(self.group)})
 
     async def disconnect(self, code):
         if hasattr(self, "group"):
@@ -28,9 +41,30 @@ class RunProgressConsumer(AsyncJsonWebsocketConsumer):
     async def group_event(self, message):
         await self.send_json(message["event"])
 
-    @database_sync_to_async
-    def _snapshot(self, run_id):
-        run = selectors.run_for_user(self.scope["user"], run_id)
-        if run is None:
-            return None
-        return {**progress.run_snapshot(run), "seq": progress.current_seq(progress.run_group(run_id))}
+
+class RunProgressConsumer(ProgressConsumer):
+    """`/ws/runs/<id>/`."""
+
+    url_kwarg = "run_id"
+
+    def group_name(self, object_id):
+        return progress.run_group(object_id)
+
+    def snapshot(self, user, object_id):
+        run = selectors.run_for_user(user, object_id)
+        return progress.run_snapshot(run) if run else None
+
+
+class TrainingProgressConsumer(ProgressConsumer):
+    """`/ws/training/<id>/`."""
+
+    url_kwarg = "job_id"
+
+    def group_name(self, object_id):
+        return progress.training_group(object_id)
+
+    def snapshot(self, user, object_id):
+        from experiments.training_engine import training_snapshot
+
+        job = selectors.training_jobs_visible_to(user).filter(pk=object_id).first()
+        return training_snapshot(job) if job else None

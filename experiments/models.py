@@ -211,3 +211,55 @@ class PairAlignment(models.Model):
 
     def __str__(self):
         return f"alignment of {self.pair} in run {self.run_id} ({self.method})"
+
+
+class TrainingJob(models.Model):
+    """Training one learned detector on a dataset; produces a ModelCheckpoint."""
+
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="training_jobs")
+    detector = models.CharField(max_length=100)
+    dataset = models.ForeignKey(Dataset, on_delete=models.PROTECT, related_name="training_jobs")
+    config = models.JSONField(default=dict, help_text="epochs, loss, size, seed, batch_size, lr")
+    state = models.CharField(max_length=10, choices=RunState.choices, default=RunState.QUEUED, db_index=True)
+    progress = models.JSONField(default=dict, blank=True, help_text="stage, epoch, loss, val F1, ETA, history")
+    cancel_requested = models.BooleanField(default=False)
+    error = models.TextField(blank=True)
+    checkpoint = models.ForeignKey(ModelCheckpoint, null=True, blank=True, on_delete=models.SET_NULL)
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self):
+        return f"training {self.detector} on {self.dataset} ({self.state})"
+
+    @property
+    def is_finished(self):
+        return self.state in FINISHED_RUN_STATES
+
+
+class BatchJob(models.Model):
+    """Many pairs through chosen detectors for an integration; backed by a dataset and a run."""
+
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="batch_jobs")
+    idempotency_key = models.CharField(max_length=200, blank=True)
+    payload_sha256 = models.CharField(max_length=64)
+    detectors = models.JSONField()
+    run = models.ForeignKey(Run, null=True, blank=True, on_delete=models.SET_NULL, related_name="batch_jobs")
+    archive_key = models.CharField(max_length=500, blank=True, help_text="zip of masks, heatmaps, metrics CSV")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["owner", "idempotency_key"],
+                condition=~models.Q(idempotency_key=""),
+                name="unique_batch_idempotency_key_per_owner",
+            )
+        ]
+
+    def __str__(self):
+        return f"batch {self.pk} of {self.owner}"

@@ -1,7 +1,8 @@
 from django.urls import path
 
-from experiments.consumers import RunProgressConsumer
+from experiments.consumers import RunProgressConsumer, TrainingProgressConsumer
 
 websocket_urlpatterns = [
     path("ws/runs/<int:run_id>/", RunProgressConsumer.as_asgi()),
+    path("ws/training/<int:job_id>/", TrainingProgressConsumer.as_asgi()),
 ]

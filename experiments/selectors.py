@@ -11,6 +11,7 @@ from experiments.models import (
     PairAlignment,
     Result,
     Run,
+    TrainingJob,
 )
 
 
@@ -48,6 +49,10 @@ def checkpoints_visible_to(user) -> QuerySet:
     if user.is_staff:
         return ModelCheckpoint.objects.all()
     return ModelCheckpoint.objects.filter(Q(owner=user) | Q(is_public=True))
+
+
+def training_jobs_visible_to(user) -> QuerySet:
+    return _owned(TrainingJob.objects.select_related("dataset", "checkpoint"), user, "owner")
 
 
 def run_for_user(user, run_id: int) -> Run | None:
@@ -89,3 +94,29 @@ def media_key_visible_to(user, key: str) -> bool:
     if kind == "checkpoints":
         return checkpoints_visible_to(user).filter(file_key=key).exists()
     return False
+
+
+RESULT_ORDERINGS = {"iou", "-iou", "f1", "-f1", "latency_ms", "-latency_ms", "pair__name", "-pair__name", "detector"}
+FILTERABLE_METRICS = {"iou", "f1", "latency_ms", "peak_memory_mb"}
+
+
+def run_results_filtered(run: Run, *, detector: str | None = None, category: str | None = None,
+                         metric_ranges: dict | None = None, ordering: str | None = None) -> QuerySet:  # fmt: skip
+    """A run's results, filtered by detector, category and metric ranges `{name: (low, high)}`."""
+    results = run.results.select_related("pair")
+    if detector:
+        results = results.filter(detector=detector)
+    if category:
+        results = results.filter(pair__category=category)
+    for name, (low, high) in (metric_ranges or {}).items():
+        if name not in FILTERABLE_METRICS:
+            raise ValueError(f"cannot filter on {name!r}; use one of {sorted(FILTERABLE_METRICS)}")
+        if low is not None:
+            results = results.filter(**{f"{name}__gte": low})
+        if high is not None:
+            results = results.filter(**{f"{name}__lte": high})
+    if ordering:
+        if ordering not in RESULT_ORDERINGS:
+            raise ValueError(f"cannot order by {ordering!r}; use one of {sorted(RESULT_ORDERINGS)}")
+        results = results.order_by(ordering, "pk")
+    return results

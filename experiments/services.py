@@ -16,6 +16,7 @@ from experiments.models import (
     Run,
     RunState,
     Split,
+    TrainingJob,
 )
 from inference.catalogue import catalogue_entry
 
@@ -335,3 +336,87 @@ def run_clone(*, run: Run) -> Run:
         detector_weights={**source.detector_weights, **pinned},
     )
     return run_start(experiment=experiment, cloned_from=run)
+
+
+# --------------------------------------------------------------------------- training
+TRAINING_LOSSES = ("bce-dice", "triplet")
+
+
+@transaction.atomic
+def training_start(
+    *,
+    owner,
+    detector: str,
+    dataset: Dataset,
+    epochs: int = 10,
+    loss: str = "bce-dice",
+    size: int = 256,
+    seed: int = 0,
+    batch_size: int = 8,
+    lr: float = 1e-3,
+    patience: int = 3,
+) -> TrainingJob:
+    try:
+        entry = catalogue_entry(detector)
+    except KeyError as exc:
+        raise ServiceError(str(exc.args[0]), field="detector") from None
+    if not entry.learned:
+        raise ServiceError(f"{detector} is not a learned detector; nothing to train.", field="detector")
+    if dataset.owner_id != owner.pk and not owner.is_staff:
+        raise ServiceError("Dataset not found.", field="dataset", status=404)
+    if loss not in TRAINING_LOSSES:
+        raise ServiceError(f"Loss must be one of {', '.join(TRAINING_LOSSES)}.", field="loss")
+    if loss == "triplet" and entry.family != "siamese":
+        raise ServiceError("The triplet loss needs a Siamese detector.", field="loss")
+    if not 1 <= int(epochs) <= 500:
+        raise ServiceError("Epochs must be between 1 and 500.", field="epochs")
+    if not 32 <= int(size) <= 1024:
+        raise ServiceError("Size must be between 32 and 1024 pixels.", field="size")
+    labelled = dataset.pairs.exclude(label="")
+    if labelled.count() < 2:
+        raise ServiceError("Training needs at least two pairs with labels in the dataset.", field="dataset")
+    job = TrainingJob.objects.create(
+        owner=owner, detector=detector, dataset=dataset,
+        config={"epochs": int(epochs), "loss": loss, "size": int(size), "seed": int(seed),
+                "batch_size": int(batch_size), "lr": float(lr), "patience": int(patience)},
+        progress={"stage": "queued", "history": []},
+    )  # fmt: skip
+    transaction.on_commit(lambda: _enqueue_training(job.pk))
+    return job
+
+
+def _enqueue_training(job_id: int) -> None:
+    from experiments.tasks import train_detector_job
+
+    train_detector_job.apply_async(args=[job_id], queue="gpu")
+
+
+def training_cancel(*, job) -> TrainingJob:
+    if job.is_finished:
+        raise InvalidState(f"The training job already {job.state}.")
+    TrainingJob.objects.filter(pk=job.pk).update(cancel_requested=True)
+    if job.state == RunState.QUEUED:
+        TrainingJob.objects.filter(pk=job.pk).update(state=RunState.CANCELLED, finished_at=timezone.now())
+    job.refresh_from_db()
+    return job
+
+
+def checkpoint_register(*, owner, detector: str, dataset, data: bytes, sha256: str, epochs: int,
+                        val_metrics: dict, config: dict, suffix: str = ".pt", is_public: bool = False):  # fmt: skip
+    """Store a checkpoint file and its row (or return the existing row for the same bytes)."""
+    from experiments.models import ModelCheckpoint
+
+    existing = ModelCheckpoint.objects.filter(sha256=sha256).first()
+    if existing is not None:
+        return existing
+    key = storage.checkpoint_key(sha256[:16], f"{detector}{suffix}")
+    storage.save_bytes(key, data)
+    try:
+        with transaction.atomic():
+            return ModelCheckpoint.objects.create(
+                owner=owner, detector=detector, dataset=dataset, file_key=key, sha256=sha256, epochs=epochs,
+                val_metrics=val_metrics, config=config, is_public=is_public,
+            )  # fmt: skip
+    except BaseException:
+        storage.delete_keys([key])
+        raise

@@ -70,3 +70,16 @@ def finish_run(self, run_id: int) -> None:
         raise
     except Exception as exc:  # noqa: BLE001
         _fail(run_id, exc)
+
+
+@shared_task(bind=True, acks_late=True, autoretry_for=TRANSIENT_ERRORS, **RETRY_POLICY)
+def train_detector_job(self, job_id: int) -> None:
+    from experiments import training_engine
+
+    try:
+        training_engine.execute_training(job_id)
+    except TRANSIENT_ERRORS:
+        raise
+    except Exception as exc:
+        logger.exception("training job %s failed", job_id)
+        training_engine.fail_training(job_id, f"{type(exc).__name__}: {exc}")

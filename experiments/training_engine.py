@@ -1,0 +1,140 @@
+"""Training a detector inside a Celery worker, with live progress and a registered checkpoint."""
+
+import hashlib
+import tempfile
+import time
+from pathlib import Path
+
+from django.db import transaction
+from django.utils import timezone
+
+from experiments import progress, services, storage
+from experiments.models import RunState, TrainingJob
+
+PERSIST_EVERY_S = 1.0
+VAL_FRACTION = 0.2
+HISTORY_FIELDS = ("epoch", "train_loss", "val_loss", "val_f1", "val_iou", "seconds")
+
+
+def _load_triples(pairs):
+    from inference.images import load_image, load_mask
+
+    triples = []
+    for pair in pairs:
+        a = load_image(storage.read_bytes(pair.image_a))
+        b = load_image(storage.read_bytes(pair.image_b))
+        label, _ = load_mask(storage.read_bytes(pair.label))
+        triples.append((a, b, label))
+    return triples
+
+
+def split_pairs(pairs, seed: int):
+    """Train on the `train` split (and unassigned pairs), validate on `val`; without a `val`
+    split, hold out a seeded 20% of the pairs."""
+    import random
+
+    train = [p for p in pairs if p.split in ("train", "")]
+    val = [p for p in pairs if p.split == "val"]
+    if not val:
+        shuffled = sorted(train, key=lambda p: p.name)
+        random.Random(seed).shuffle(shuffled)
+        cut = max(1, int(len(shuffled) * VAL_FRACTION))
+        val, train = shuffled[:cut], shuffled[cut:]
+    return train, val
+
+
+class TrainingReporter:
+    def __init__(self, job_id: int):
+        self.job_id = job_id
+        self.last_persist = 0.0
+        self.history: list[dict] = []
+        self.last_cancel_check = 0.0
+        self.cancelled = False
+
+    def __call__(self, update: dict) -> None:
+        epoch_done = update.get("stage") == "epoch"
+        if epoch_done:
+            self.history.append({k: update.get(k) for k in HISTORY_FIELDS})
+        state = {**update, "history": self.history}
+        if epoch_done or time.monotonic() - self.last_persist >= PERSIST_EVERY_S:
+            TrainingJob.objects.filter(pk=self.job_id).update(progress=state)
+            self.last_persist = time.monotonic()
+        progress.publish(progress.training_group(self.job_id), {"type": "progress", "job": self.job_id, **update})
+
+    def should_stop(self) -> bool:
+        if time.monotonic() - self.last_cancel_check >= 1.0:
+            self.cancelled = TrainingJob.objects.filter(pk=self.job_id, cancel_requested=True).exists()
+            self.last_cancel_check = time.monotonic()
+        return self.cancelled
+
+
+def _set_state(job_id: int, state: str, **fields) -> TrainingJob:
+    now = timezone.now()
+    if state == RunState.RUNNING:
+        fields.setdefault("started_at", now)
+    if state in (RunState.SUCCEEDED, RunState.FAILED, RunState.CANCELLED):
+        fields.setdefault("finished_at", now)
+    TrainingJob.objects.filter(pk=job_id).update(state=state, **fields)
+    job = TrainingJob.objects.get(pk=job_id)
+    progress.publish(progress.training_group(job_id), training_snapshot(job) | {"type": "state"})
+    return job
+
+
+def training_snapshot(job: TrainingJob) -> dict:
+    return {
+        "type": "snapshot",
+        "job": job.pk,
+        "state": job.state,
+        "progress": job.progress,
+        "error": job.error,
+        "checkpoint": job.checkpoint.sha256 if job.checkpoint_id else None,
+    }
+
+
+def execute_training(job_id: int) -> None:
+    from inference.training import train_detector
+
+    job = TrainingJob.objects.select_related("dataset", "owner").get(pk=job_id)
+    if job.cancel_requested:
+        _set_state(job_id, RunState.CANCELLED)
+        return
+    if job.state != RunState.QUEUED:
+        return  # a redelivered task for a job already taken
+    job = _set_state(job_id, RunState.RUNNING)
+    config = job.config
+    train, val = split_pairs(list(job.dataset.pairs.exclude(label="")), config["seed"])
+    reporter = TrainingReporter(job_id)
+    reporter({"stage": "loading", "pairs_train": len(train), "pairs_val": len(val)})
+    result = train_detector(
+        job.detector, _load_triples(train), _load_triples(val),
+        epochs=config["epochs"], loss=config["loss"], size=config["size"], seed=config["seed"],
+        batch_size=config["batch_size"], lr=config["lr"], patience=config.get("patience", 3),
+        on_progress=reporter, should_stop=reporter.should_stop,
+    )  # fmt: skip
+    if result.cancelled:
+        _set_state(job_id, RunState.CANCELLED)
+        return
+    checkpoint = store_checkpoint(job, result)
+    _set_state(job_id, RunState.SUCCEEDED, checkpoint=checkpoint,
+               progress={**job.progress, "stage": "done", "history": result.history})  # fmt: skip
+
+
+def store_checkpoint(job: TrainingJob, result):
+    from inference.training import save_training_checkpoint
+
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / f"{job.detector}.pt"
+        save_training_checkpoint(result, path, detector=job.detector, dataset_name=job.dataset.name)
+        data = path.read_bytes()
+    with transaction.atomic():
+        return services.checkpoint_register(
+            owner=job.owner, detector=job.detector, dataset=job.dataset, data=data,
+            sha256=hashlib.sha256(data).hexdigest(), epochs=len(result.history),
+            val_metrics=result.val_metrics, config={**result.config, "training_job": job.pk},
+        )  # fmt: skip
+
+
+def fail_training(job_id: int, message: str) -> None:
+    job = TrainingJob.objects.get(pk=job_id)
+    if job.state in (RunState.QUEUED, RunState.RUNNING):
+        _set_state(job_id, RunState.CANCELLED if job.cancel_requested else RunState.FAILED, error=message[:5000])

@@ -1,0 +1,190 @@
+"""Siamese change detectors on torchvision backbones: one shared backbone, feature differences.
+
+Both images go through the same backbone in one batched pass. At each of four stages the
+absolute feature difference ``|fa - fb|`` is reduced by a 1x1 convolution to a small width,
+then a light top-down decoder (upsample + add + 3x3 conv, FPN style) fuses the stages from
+coarse to fine; a 1x1 head gives logits at the finest stage, upsampled bilinearly to the
+input size.
+
+Backbones are always built with ``weights=None``; ImageNet weights, when available, are
+handed in by ``inference.weights`` as a state dict (nothing here downloads).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from inference.detectors.base import build_learned_detector
+from inference.registry import register_detector
+
+PRIOR_CHANGE_PROBABILITY = 0.1
+
+
+@dataclass(frozen=True)
+class BackboneSpec:
+    """How to cut a torchvision network into four feature stages.
+
+    ``build(state)`` returns ``(stages, channels)``: the stage modules, applied in sequence,
+    and their output channels. ``state`` is an ImageNet state dict for the full torchvision
+    model, or ``None`` for random initialisation.
+    """
+
+    name: str
+    build: Callable
+    decoder_width: int
+
+
+def _load_backbone(model: nn.Module, state: dict | None, name: str) -> None:
+    """Load the ImageNet weights the stages use; heads we drop (fc, classifier) are ignored."""
+    if state is None:
+        return
+    from inference.weights import load_state_dict_checked
+
+    wanted = model.state_dict().keys()
+    load_state_dict_checked(model, {k: v for k, v in state.items() if k in wanted}, origin=f"ImageNet {name}")
+
+
+def _resnet50_stages(state: dict | None):
+    from torchvision.models import resnet50
+
+    net = resnet50(weights=None)
+    net.fc = nn.Identity()
+    _load_backbone(net, state, "resnet50")
+    stem = nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool, net.layer1)
+    return [stem, net.layer2, net.layer3, net.layer4], (256, 512, 1024, 2048)
+
+
+class _VggFeatures(nn.Module):
+    """Only VGG16's convolutional part, keyed ``features.N`` like torchvision's state dict.
+
+    Building ``torchvision.models.vgg16`` would also allocate its 120M-parameter classifier.
+    """
+
+    def __init__(self):
+        super().__init__()
+        from torchvision.models.vgg import cfgs, make_layers
+
+        self.features = make_layers(cfgs["D"], batch_norm=False)
+
+
+def _vgg16_stages(state: dict | None):
+    net = _VggFeatures()
+    _load_backbone(net, state, "vgg16")
+    f = net.features
+    # conv2_2 (/2), conv3_3 (/4), conv4_3 (/8), conv5_3 (/16), each after its ReLU.
+    return [f[:9], f[9:16], f[16:23], f[23:30]], (128, 256, 512, 512)
+
+
+def _mobilenet_v3_large_stages(state: dict | None):
+    from torchvision.models import mobilenet_v3_large
+
+    net = mobilenet_v3_large(weights=None)
+    net.classifier = nn.Identity()
+    _load_backbone(net, state, "mobilenet_v3_large")
+    f = net.features
+    # strides /4, /8, /16, /32 (the last stage ends with the 960-channel 1x1 conv).
+    return [f[:4], f[4:7], f[7:13], f[13:17]], (24, 40, 112, 960)
+
+
+BACKBONES = {
+    "resnet50": BackboneSpec("resnet50", _resnet50_stages, decoder_width=64),
+    "vgg16": BackboneSpec("vgg16", _vgg16_stages, decoder_width=64),
+    "mobilenet_v3_large": BackboneSpec("mobilenet_v3_large", _mobilenet_v3_large_stages, 32),
+}
+
+
+def conv_bn_relu(in_channels: int, out_channels: int, kernel_size: int = 3) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(in_channels, out_channels, kernel_size, padding=kernel_size // 2, bias=False),
+        nn.BatchNorm2d(out_channels),
+        nn.ReLU(inplace=True),
+    )
+
+
+class DifferenceDecoder(nn.Module):
+    """Fuses per-stage feature differences, coarse to fine, into one logit map."""
+
+    def __init__(self, channels: tuple[int, ...], width: int):
+        super().__init__()
+        self.reduce = nn.ModuleList(conv_bn_relu(c, width, kernel_size=1) for c in channels)
+        self.smooth = nn.ModuleList(conv_bn_relu(width, width) for _ in channels[:-1])
+        self.head = nn.Conv2d(width, 1, kernel_size=1)
+        nn.init.constant_(self.head.bias, _logit(PRIOR_CHANGE_PROBABILITY))
+
+    def forward(self, differences: list[torch.Tensor]) -> torch.Tensor:
+        reduced = [reduce(d) for reduce, d in zip(self.reduce, differences, strict=True)]
+        fused = reduced[-1]
+        for level in range(len(reduced) - 2, -1, -1):
+            skip = reduced[level]
+            fused = F.interpolate(fused, size=skip.shape[-2:], mode="bilinear", align_corners=False)
+            fused = self.smooth[level](fused + skip)
+        return self.head(fused)
+
+
+def _logit(p: float) -> float:
+    """Start the head at a low change prior: most pixels in change datasets are unchanged."""
+    return math.log(p / (1.0 - p))
+
+
+class SiameseDiffNet(nn.Module):
+    """Shared backbone + multi-scale difference decoder. ``forward(xa, xb) -> N x 1 x H x W``."""
+
+    def __init__(self, backbone: str, backbone_state: dict | None = None):
+        super().__init__()
+        spec = BACKBONES[backbone]
+        stages, channels = spec.build(backbone_state)
+        self.stages = nn.ModuleList(stages)
+        self.decoder = DifferenceDecoder(channels, spec.decoder_width)
+
+    def forward(self, xa: torch.Tensor, xb: torch.Tensor) -> torch.Tensor:
+        features = torch.cat([xa, xb], dim=0)  # one backbone pass for both images
+        differences = []
+        for stage in self.stages:
+            features = stage(features)
+            fa, fb = features.chunk(2, dim=0)
+            differences.append(torch.abs(fa - fb))
+        logits = self.decoder(differences)
+        return F.interpolate(logits, size=xa.shape[-2:], mode="bilinear", align_corners=False)
+
+
+def _register_siamese(detector_name: str, backbone: str, description: str) -> None:
+    factory = partial(SiameseDiffNet, backbone)
+
+    def build(*, name, weights="auto", device="auto", input_size=None, options=None):
+        return build_learned_detector(
+            name=name,
+            family="siamese",
+            make_model=factory,
+            weights=weights,
+            device=device,
+            backbone=backbone,
+            input_size=input_size,
+            options=options,
+        )
+
+    build.__qualname__ = f"build_{detector_name}"
+    register_detector(
+        detector_name,
+        family="siamese",
+        learned=True,
+        input_size=256,
+        backbone=backbone,
+        description=description,
+        model_factory=factory,
+    )(build)
+
+
+_register_siamese("siamese-resnet50", "resnet50", "Siamese ResNet-50, multi-scale |fa - fb| decoder")
+_register_siamese("siamese-vgg16", "vgg16", "Siamese VGG16 features, multi-scale |fa - fb| decoder")
+_register_siamese(
+    "siamese-mobilenetv3",
+    "mobilenet_v3_large",
+    "Siamese MobileNetV3-Large, multi-scale |fa - fb| decoder (fast)",
+)

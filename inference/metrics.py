@@ -1,0 +1,342 @@
+"""Change-detection metrics: a functional core on boolean masks and probability maps.
+
+Pixel metrics come from one :class:`Confusion` (``tp, fp, fn, tn``); confusions add up, so
+dataset scores are computed from the pooled confusion, never by averaging per-pair scores.
+"Positive" is the change class. ``iou, f1, precision, recall`` are for the change class;
+``miou`` and ``mf1`` average the change and no-change classes; ``oa`` is overall accuracy and
+``kappa`` is Cohen's kappa.
+
+Empty cases (these equal scikit-learn's ``zero_division=1.0`` and are tested):
+
+- a ratio whose denominator is zero is **1.0** - nothing to find, or nothing claimed, counts as
+  vacuously right: ``precision = 1`` when nothing is predicted, ``recall = 1`` when the label has
+  no change, ``iou = f1 = 1`` only when both are empty (otherwise they are 0 when ``tp = 0``).
+  So predicted change on an unchanged pair gives precision 0, recall 1, f1 0, iou 0; a missed
+  change gives precision 1, recall 0, f1 0, iou 0. The same rule applies to the no-change class
+  in ``miou``/``mf1`` and to :func:`object_scores`;
+- ``kappa = 1.0`` when the chance agreement is 1, which happens only when prediction and label
+  are the same single class everywhere (perfect agreement; scikit-learn returns NaN);
+- with no valid pixel at all (``tp + fp + fn + tn = 0``) every score is NaN.
+
+Ranking metrics (:func:`auroc`, :func:`average_precision`) are **None** when the label holds a
+single class, because they are undefined. They are exact (ties handled as scikit-learn does).
+For datasets, :func:`score_histogram` reduces a pair to per-level counts that add up across
+pairs; ``*_from_histograms`` then give pooled AUROC, AP, PR curve and best F1. A probability ``p``
+falls in level ``round(p * (bins - 1))``, so the histogram results are exact for maps quantised
+to ``bins`` levels (e.g. 8-bit maps with ``bins=256``) and a close approximation otherwise.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+DEFAULT_BINS = 256
+
+
+@dataclass(frozen=True)
+class Confusion:
+    """Pixel counts of the binary confusion matrix (positive = changed)."""
+
+    tp: int = 0
+    fp: int = 0
+    fn: int = 0
+    tn: int = 0
+
+    @classmethod
+    def zero(cls) -> Confusion:
+        return cls(0, 0, 0, 0)
+
+    def __add__(self, other: Confusion) -> Confusion:
+        if not isinstance(other, Confusion):
+            return NotImplemented
+        return Confusion(self.tp + other.tp, self.fp + other.fp, self.fn + other.fn, self.tn + other.tn)
+
+    @property
+    def total(self) -> int:
+        return self.tp + self.fp + self.fn + self.tn
+
+    def as_dict(self) -> dict[str, int]:
+        return {"tp": self.tp, "fp": self.fp, "fn": self.fn, "tn": self.tn}
+
+
+def confusion(pred: np.ndarray, label: np.ndarray, valid: np.ndarray | None = None) -> Confusion:
+    """Count TP/FP/FN/TN of boolean masks, only where ``valid`` is True (all pixels if None)."""
+    pred = _as_mask(pred, "pred")
+    label = _as_mask(label, "label")
+    _check_same_shape(pred, label, "pred", "label")
+    if valid is None:
+        valid = np.ones(label.shape, bool)
+    else:
+        valid = _as_mask(valid, "valid")
+        _check_same_shape(valid, label, "valid", "label")
+    predicted_changed = pred & valid
+    tp = int(np.count_nonzero(predicted_changed & label))
+    fp = int(np.count_nonzero(predicted_changed)) - tp
+    fn = int(np.count_nonzero(label & valid)) - tp
+    tn = int(np.count_nonzero(valid)) - tp - fp - fn
+    return Confusion(tp, fp, fn, tn)
+
+
+def scores(conf: Confusion) -> dict[str, float]:
+    """``iou, f1, precision, recall`` (change class), ``oa``, ``kappa``, ``miou``, ``mf1``."""
+    if conf.total == 0:
+        return dict.fromkeys(("iou", "f1", "precision", "recall", "oa", "kappa", "miou", "mf1"), math.nan)
+    tp, fp, fn, tn = conf.tp, conf.fp, conf.fn, conf.tn
+    iou_change, iou_unchanged = _ratio(tp, tp + fp + fn), _ratio(tn, tn + fn + fp)
+    f1_change, f1_unchanged = _ratio(2 * tp, 2 * tp + fp + fn), _ratio(2 * tn, 2 * tn + fn + fp)
+    return {
+        "iou": iou_change,
+        "f1": f1_change,
+        "precision": _ratio(tp, tp + fp),
+        "recall": _ratio(tp, tp + fn),
+        "oa": (tp + tn) / conf.total,
+        "kappa": _kappa(conf),
+        "miou": (iou_change + iou_unchanged) / 2,
+        "mf1": (f1_change + f1_unchanged) / 2,
+    }
+
+
+def auroc(prob: np.ndarray, label: np.ndarray) -> float | None:
+    """Area under the ROC curve (Mann-Whitney U with mid-ranks for ties); None for one class."""
+    _, positives, negatives = _tied_counts(prob, label)
+    return _auroc_from_counts(positives, negatives)
+
+
+def average_precision(prob: np.ndarray, label: np.ndarray) -> float | None:
+    """Step-wise AP as in scikit-learn: ``sum((R_k - R_{k-1}) * P_k)``; None for one class."""
+    _, positives, negatives = _tied_counts(prob, label)
+    return _ap_from_counts(positives, negatives)
+
+
+def best_f1_threshold(prob: np.ndarray, label: np.ndarray) -> tuple[float, float]:
+    """The threshold ``t`` (one of the probabilities) maximising F1 of ``prob >= t``, and that F1.
+
+    Ties go to the highest such threshold. If the label has no change the best is predicting
+    nothing: the threshold is then the next float above ``prob.max()`` and F1 is 1.0.
+    """
+    levels, positives, negatives = _tied_counts(prob, label)
+    if positives.sum() == 0:
+        return float(np.nextafter(levels[0], np.inf)), 1.0
+    index, f1 = _best_f1_index(positives, negatives)
+    return float(levels[index]), f1
+
+
+def pr_curve(prob: np.ndarray, label: np.ndarray, n: int = 101) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(thresholds, precision, recall)`` at ``n`` evenly spaced thresholds in [0, 1], for plots.
+
+    Probabilities are quantised to the ``n`` levels first (see the module docstring).
+    """
+    positive_hist, negative_hist = score_histogram(prob, label, bins=n)
+    return pr_curve_from_histograms(positive_hist, negative_hist)
+
+
+def score_histogram(
+    prob: np.ndarray,
+    label: np.ndarray,
+    bins: int = DEFAULT_BINS,
+    valid: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per-level counts of changed and unchanged pixels; add them up across pairs to pool."""
+    if bins < 2:
+        raise ValueError(f"bins must be at least 2, got {bins}")
+    prob = _as_prob(prob)
+    label = _as_mask(label, "label")
+    _check_same_shape(prob, label, "prob", "label")
+    if valid is not None:
+        valid = _as_mask(valid, "valid")
+        _check_same_shape(valid, label, "valid", "label")
+        prob, label = prob[valid], label[valid]
+    levels = np.rint(prob.astype(np.float64).ravel() * (bins - 1)).astype(np.int64)
+    label = label.ravel()
+    positive_hist = np.bincount(levels[label], minlength=bins)
+    negative_hist = np.bincount(levels[~label], minlength=bins)
+    return positive_hist, negative_hist
+
+
+def auroc_from_histograms(positive_hist: np.ndarray, negative_hist: np.ndarray) -> float | None:
+    """AUROC from :func:`score_histogram` counts (each level is one group of tied scores)."""
+    positives, negatives = _descending(positive_hist), _descending(negative_hist)
+    return _auroc_from_counts(positives, negatives)
+
+
+def ap_from_histograms(positive_hist: np.ndarray, negative_hist: np.ndarray) -> float | None:
+    """Average precision from :func:`score_histogram` counts."""
+    positives, negatives = _descending(positive_hist), _descending(negative_hist)
+    return _ap_from_counts(positives, negatives)
+
+
+def best_f1_from_histograms(positive_hist: np.ndarray, negative_hist: np.ndarray) -> tuple[float, float]:
+    """Best ``(threshold, f1)`` over the histogram's levels (threshold = ``level / (bins - 1)``).
+
+    If there is no positive pixel, predicting nothing is best: ``(inf, 1.0)`` is not JSON-safe,
+    so the threshold returned is ``1.0 + 1 / (bins - 1)``, one level above the top.
+    """
+    bins = len(positive_hist)
+    positives, negatives = _descending(positive_hist), _descending(negative_hist)
+    if positives.sum() == 0:
+        return 1.0 + 1.0 / (bins - 1), 1.0
+    index, f1 = _best_f1_index(positives, negatives)
+    return (bins - 1 - index) / (bins - 1), f1
+
+
+def pr_curve_from_histograms(
+    positive_hist: np.ndarray, negative_hist: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(thresholds, precision, recall)`` for predicting ``level >= k``, k = 0 .. bins-1."""
+    bins = len(positive_hist)
+    positive_hist = np.asarray(positive_hist, np.int64)
+    negative_hist = np.asarray(negative_hist, np.int64)
+    tp = np.cumsum(positive_hist[::-1])[::-1]
+    fp = np.cumsum(negative_hist[::-1])[::-1]
+    total_positive = int(positive_hist.sum())
+    precision = np.where(tp + fp > 0, tp / np.maximum(tp + fp, 1), 1.0)
+    recall = tp / total_positive if total_positive else np.ones(bins)
+    thresholds = np.arange(bins) / (bins - 1)
+    return thresholds, precision, recall
+
+
+def object_scores(
+    pred: np.ndarray, label: np.ndarray, iou_threshold: float = 0.5, connectivity: int = 8
+) -> dict[str, float | int]:
+    """Object-level precision/recall/F1 over connected components.
+
+    A predicted and a labelled object match when their pixel IoU is at least ``iou_threshold``;
+    pairs are matched one-to-one, greedily from the highest IoU. Empty cases follow the rule in
+    the module docstring (no predicted objects: precision 1; no labelled objects: recall 1).
+    """
+    pred = _as_mask(pred, "pred")
+    label = _as_mask(label, "label")
+    _check_same_shape(pred, label, "pred", "label")
+    pred_ids, predicted = _components(pred, connectivity)
+    label_ids, actual = _components(label, connectivity)
+    matched = _greedy_matches(pred_ids, predicted, label_ids, actual, iou_threshold)
+    return {
+        "precision": _ratio(matched, predicted),
+        "recall": _ratio(matched, actual),
+        "f1": _ratio(2 * matched, predicted + actual),
+        "matched": matched,
+        "predicted": predicted,
+        "actual": actual,
+    }
+
+
+def _ratio(numerator: int, denominator: int) -> float:
+    return numerator / denominator if denominator else 1.0
+
+
+def _kappa(conf: Confusion) -> float:
+    total = conf.total
+    observed = (conf.tp + conf.tn) / total
+    predicted_changed, actual_changed = conf.tp + conf.fp, conf.tp + conf.fn
+    chance = (predicted_changed * actual_changed + (total - predicted_changed) * (total - actual_changed)) / (
+        total * total
+    )
+    if chance == 1.0:
+        return 1.0
+    return (observed - chance) / (1.0 - chance)
+
+
+def _as_mask(array: np.ndarray, name: str) -> np.ndarray:
+    array = np.asarray(array)
+    if array.dtype == bool:
+        return array
+    if np.issubdtype(array.dtype, np.integer):
+        return array != 0
+    raise TypeError(f"{name} must be a boolean (or integer 0/1) mask, got {array.dtype}; threshold probabilities first")
+
+
+def _as_prob(prob: np.ndarray) -> np.ndarray:
+    prob = np.asarray(prob)
+    if not np.issubdtype(prob.dtype, np.floating):
+        raise TypeError(f"prob must be a float array of probabilities, got {prob.dtype}")
+    if prob.size and (np.isnan(prob).any() or prob.min() < 0.0 or prob.max() > 1.0):
+        raise ValueError("prob must hold probabilities in [0, 1] without NaN")
+    return prob
+
+
+def _check_same_shape(x: np.ndarray, y: np.ndarray, x_name: str, y_name: str) -> None:
+    if x.shape != y.shape:
+        raise ValueError(f"{x_name} has shape {x.shape} but {y_name} has shape {y.shape}")
+
+
+def _tied_counts(prob: np.ndarray, label: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Distinct scores in descending order with the number of positives/negatives at each."""
+    prob = _as_prob(prob)
+    label = _as_mask(label, "label")
+    _check_same_shape(prob, label, "prob", "label")
+    if prob.size == 0:
+        raise ValueError("prob and label are empty")
+    levels, inverse = np.unique(prob.ravel(), return_inverse=True)
+    positives = np.bincount(inverse, weights=label.ravel(), minlength=len(levels))
+    totals = np.bincount(inverse, minlength=len(levels))
+    positives = positives.astype(np.int64)
+    return levels[::-1], positives[::-1], (totals - positives)[::-1]
+
+
+def _descending(hist: np.ndarray) -> np.ndarray:
+    return np.asarray(hist, np.int64)[::-1]
+
+
+def _auroc_from_counts(positives: np.ndarray, negatives: np.ndarray) -> float | None:
+    """Counts are per tie group, highest score first."""
+    total_positive, total_negative = int(positives.sum()), int(negatives.sum())
+    if total_positive == 0 or total_negative == 0:
+        return None
+    negatives_below = total_negative - np.cumsum(negatives)
+    pairs_won = np.dot(positives, negatives_below) + 0.5 * np.dot(positives, negatives)
+    return float(pairs_won) / (total_positive * total_negative)
+
+
+def _ap_from_counts(positives: np.ndarray, negatives: np.ndarray) -> float | None:
+    total_positive, total_negative = int(positives.sum()), int(negatives.sum())
+    if total_positive == 0 or total_negative == 0:
+        return None
+    tp = np.cumsum(positives)
+    fp = np.cumsum(negatives)
+    predicted = tp + fp
+    precision = np.divide(tp, predicted, out=np.ones(len(tp)), where=predicted > 0)
+    return float(np.dot(positives / total_positive, precision))
+
+
+def _best_f1_index(positives: np.ndarray, negatives: np.ndarray) -> tuple[int, float]:
+    """Index (into descending tie groups) of the first threshold with maximal F1."""
+    tp = np.cumsum(positives)
+    fp = np.cumsum(negatives)
+    fn = int(positives.sum()) - tp
+    f1 = 2 * tp / np.maximum(2 * tp + fp + fn, 1)
+    index = int(np.argmax(f1))
+    return index, float(f1[index])
+
+
+def _components(mask: np.ndarray, connectivity: int) -> tuple[np.ndarray, int]:
+    count, ids = cv2.connectedComponents(mask.astype(np.uint8), connectivity=connectivity)
+    return ids, count - 1
+
+
+def _greedy_matches(
+    pred_ids: np.ndarray, predicted: int, label_ids: np.ndarray, actual: int, iou_threshold: float
+) -> int:
+    if predicted == 0 or actual == 0:
+        return 0
+    pred_area = np.bincount(pred_ids.ravel(), minlength=predicted + 1)
+    label_area = np.bincount(label_ids.ravel(), minlength=actual + 1)
+    overlap = (pred_ids > 0) & (label_ids > 0)
+    pair_codes = pred_ids[overlap].astype(np.int64) * (actual + 1) + label_ids[overlap]
+    codes, intersections = np.unique(pair_codes, return_counts=True)
+    pred_of, label_of = np.divmod(codes, actual + 1)
+    ious = intersections / (pred_area[pred_of] + label_area[label_of] - intersections)
+    order = np.argsort(-ious, kind="stable")
+    used_pred, used_label, matched = set(), set(), 0
+    for k in order:
+        if ious[k] < iou_threshold:
+            break
+        if pred_of[k] in used_pred or label_of[k] in used_label:
+            continue
+        used_pred.add(pred_of[k])
+        used_label.add(label_of[k])
+        matched += 1
+    return matched

@@ -1,0 +1,174 @@
+"""Pictures of results, as PNG bytes (and RGB arrays for the pieces worth testing).
+
+Colour choices are colour-blind safe:
+
+- probabilities use viridis (perceptually uniform) on a **fixed** 0..1 scale: probability ``p``
+  gets colour ``viridis(round(255 * p))`` in every image, so a map of 0.2 everywhere and one of
+  0.8 everywhere look different; maps are never stretched to their own min/max;
+- the error map uses the Okabe-Ito palette, see :data:`ERROR_MAP_COLOURS`;
+- predicted regions are outlined in Okabe-Ito yellow over a black halo, visible on light and
+  dark ground alike.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from inference.images import encode_png
+
+ERROR_MAP_COLOURS: dict[str, tuple[int, int, int]] = {
+    "tp": (0, 158, 115),  # Okabe-Ito bluish green: change found
+    "fp": (213, 94, 0),  # Okabe-Ito vermillion: false alarm
+    "fn": (86, 180, 233),  # Okabe-Ito sky blue: change missed
+    "tn": (64, 64, 64),  # dark gray: no change, none predicted
+    "ignored": (255, 255, 255),  # white: outside the valid region, not scored
+}
+CONTOUR_COLOUR = (240, 228, 66)  # Okabe-Ito yellow
+CONTOUR_HALO = (0, 0, 0)
+COLORBAR_TICKS = ((1.0, "1"), (0.5, "0.5"), (0.0, "0"))
+_PANEL_BACKGROUND = 255
+_TEXT_COLOUR = (0, 0, 0)
+
+
+def heatmap_rgb(prob: np.ndarray) -> np.ndarray:
+    """Viridis colours of ``prob`` (float HxW) on the fixed 0..1 scale, RGB uint8.
+
+    Values outside [0, 1] (rounding noise) are clipped; NaN is an error.
+    """
+    levels = np.rint(_as_prob(prob) * 255.0).astype(np.uint8)
+    return _viridis(levels)
+
+
+def heatmap_png(prob: np.ndarray, *, colorbar: bool = True) -> bytes:
+    """Heatmap PNG; with ``colorbar`` a strip labelled 0 / 0.5 / 1 is added on the right."""
+    picture = heatmap_rgb(prob)
+    if colorbar:
+        picture = np.hstack([picture, colorbar_rgb(picture.shape[0])])
+    return encode_png(picture)
+
+
+def colorbar_rgb(height: int) -> np.ndarray:
+    """A white panel ``height`` tall with a vertical viridis bar (1 at the top) and tick labels."""
+    font_scale = float(np.clip(height / 500.0, 0.3, 1.0))
+    bar_width = max(8, height // 16)
+    tick_length = max(3, bar_width // 3)
+    label_width = max(
+        cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, font_scale, 1)[0][0] for _, text in COLORBAR_TICKS
+    )
+    gap = 4
+    width = gap + bar_width + tick_length + 2 + label_width + gap
+    panel = np.full((height, width, 3), _PANEL_BACKGROUND, np.uint8)
+    panel[:, gap : gap + bar_width] = _colorbar_column(height)[:, None, :]
+    for value, text in COLORBAR_TICKS:
+        _draw_tick(panel, value, text, gap + bar_width, tick_length, font_scale)
+    return panel
+
+
+def overlay_png(prob: np.ndarray, b: np.ndarray, opacity: float = 0.5) -> bytes:
+    """The heatmap blended over image B: ``(1 - opacity) * B + opacity * heatmap`` everywhere."""
+    return encode_png(overlay_rgb(prob, b, opacity))
+
+
+def overlay_rgb(prob: np.ndarray, b: np.ndarray, opacity: float = 0.5) -> np.ndarray:
+    if not 0.0 <= opacity <= 1.0:
+        raise ValueError(f"opacity must be in [0, 1], got {opacity}")
+    b = _as_rgb(b)
+    heat = heatmap_rgb(prob)
+    _check_frame(heat, b)
+    blended = (1.0 - opacity) * b.astype(np.float64) + opacity * heat.astype(np.float64)
+    return np.rint(blended).astype(np.uint8)
+
+
+def contours_png(mask: np.ndarray, b: np.ndarray) -> bytes:
+    """Outlines of the predicted regions (and their holes) drawn on image B."""
+    return encode_png(contours_rgb(mask, b))
+
+
+def contours_rgb(mask: np.ndarray, b: np.ndarray) -> np.ndarray:
+    mask = _as_mask(mask)
+    picture = _as_rgb(b).copy()
+    _check_frame(mask, picture)
+    outlines, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_LIST, cv2.CHAIN_APPROX_NONE)
+    thickness = max(1, round(min(mask.shape) / 256))
+    cv2.drawContours(picture, outlines, -1, CONTOUR_HALO, thickness + 2)
+    cv2.drawContours(picture, outlines, -1, CONTOUR_COLOUR, thickness)
+    return picture
+
+
+def mask_png(mask: np.ndarray) -> bytes:
+    """Single-channel PNG: 255 = changed, 0 = unchanged."""
+    return encode_png(_as_mask(mask).astype(np.uint8) * 255)
+
+
+def error_map_png(pred: np.ndarray, label: np.ndarray, valid: np.ndarray | None = None) -> bytes:
+    """TP / FP / FN / TN (and pixels outside ``valid``) in the colours of ERROR_MAP_COLOURS."""
+    return encode_png(error_map_rgb(pred, label, valid))
+
+
+def error_map_rgb(pred: np.ndarray, label: np.ndarray, valid: np.ndarray | None = None) -> np.ndarray:
+    pred, label = _as_mask(pred), _as_mask(label)
+    _check_frame(pred, label)
+    picture = np.empty((*label.shape, 3), np.uint8)
+    picture[...] = ERROR_MAP_COLOURS["tn"]
+    picture[pred & label] = ERROR_MAP_COLOURS["tp"]
+    picture[pred & ~label] = ERROR_MAP_COLOURS["fp"]
+    picture[~pred & label] = ERROR_MAP_COLOURS["fn"]
+    if valid is not None:
+        valid = _as_mask(valid)
+        _check_frame(valid, label)
+        picture[~valid] = ERROR_MAP_COLOURS["ignored"]
+    return picture
+
+
+def _viridis(levels: np.ndarray) -> np.ndarray:
+    bgr = cv2.applyColorMap(levels, cv2.COLORMAP_VIRIDIS)
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+def _colorbar_column(height: int) -> np.ndarray:
+    """RGB colours of a vertical bar: value 1 in the top row, 0 in the bottom row."""
+    values = np.linspace(1.0, 0.0, height) if height > 1 else np.ones(1)
+    levels = np.rint(values * 255.0).astype(np.uint8)[:, None]
+    return _viridis(levels)[:, 0, :]
+
+
+def _draw_tick(panel, value: float, text: str, bar_right: int, length: int, font_scale: float):
+    height = panel.shape[0]
+    row = round((1.0 - value) * (height - 1))
+    cv2.line(panel, (bar_right, row), (bar_right + length - 1, row), _TEXT_COLOUR, 1)
+    (_, text_height), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, font_scale, 1)
+    baseline = int(np.clip(row + text_height // 2, text_height, height - 1))
+    origin = (bar_right + length + 2, baseline)
+    cv2.putText(panel, text, origin, cv2.FONT_HERSHEY_SIMPLEX, font_scale, _TEXT_COLOUR, 1, cv2.LINE_AA)
+
+
+def _as_prob(prob: np.ndarray) -> np.ndarray:
+    prob = np.asarray(prob)
+    if prob.ndim != 2 or not np.issubdtype(prob.dtype, np.floating):
+        raise ValueError(f"prob must be a float HxW array, got {prob.dtype} {prob.shape}")
+    if np.isnan(prob).any():
+        raise ValueError("prob contains NaN")
+    return np.clip(prob.astype(np.float64), 0.0, 1.0)
+
+
+def _as_mask(mask: np.ndarray) -> np.ndarray:
+    mask = np.asarray(mask)
+    if mask.ndim != 2 or not (mask.dtype == bool or np.issubdtype(mask.dtype, np.integer)):
+        raise ValueError(f"mask must be a bool HxW array, got {mask.dtype} {mask.shape}")
+    return mask.astype(bool)
+
+
+def _as_rgb(image: np.ndarray) -> np.ndarray:
+    image = np.asarray(image)
+    if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+        raise ValueError(f"image must be RGB uint8 HxWx3, got {image.dtype} {image.shape}")
+    return image
+
+
+def _check_frame(x: np.ndarray, y: np.ndarray) -> None:
+    if x.shape[:2] != y.shape[:2]:
+        raise ValueError(
+            f"sizes differ: {x.shape[1]}x{x.shape[0]} vs {y.shape[1]}x{y.shape[0]}; "
+            "maps and masks must be in image B's frame at B's size"
+        )

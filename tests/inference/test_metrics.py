@@ -1,0 +1,395 @@
+import math
+
+import numpy as np
+import pytest
+from sklearn import metrics as sk
+
+from inference.metrics import (
+    Confusion,
+    ap_from_histograms,
+    auroc,
+    auroc_from_histograms,
+    average_precision,
+    best_f1_from_histograms,
+    best_f1_threshold,
+    confusion,
+    object_scores,
+    pr_curve,
+    pr_curve_from_histograms,
+    score_histogram,
+    scores,
+)
+
+SEEDS = [0, 1, 2]
+DENSITIES = [0.02, 0.3, 0.7]
+
+
+def random_masks(seed, density, shape=(48, 40)):
+    rng = np.random.default_rng(seed)
+    label = rng.random(shape) < density
+    flip = rng.random(shape) < 0.2
+    pred = np.where(flip, ~label, label)
+    return pred, label
+
+
+def random_probs(seed, density, shape=(48, 40), levels=None):
+    rng = np.random.default_rng(seed)
+    label = rng.random(shape) < density
+    prob = np.clip(0.5 * label + 0.6 * rng.random(shape) - 0.05, 0.0, 1.0)
+    if levels is not None:
+        prob = np.rint(prob * (levels - 1)) / (levels - 1)
+    return prob, label
+
+
+def sklearn_scores(pred, label, zero_division="warn"):
+    y_true, y_pred = label.ravel(), pred.ravel()
+    return {
+        "iou": sk.jaccard_score(y_true, y_pred, zero_division=zero_division),
+        "f1": sk.f1_score(y_true, y_pred, zero_division=zero_division),
+        "precision": sk.precision_score(y_true, y_pred, zero_division=zero_division),
+        "recall": sk.recall_score(y_true, y_pred, zero_division=zero_division),
+        "oa": sk.accuracy_score(y_true, y_pred),
+        "kappa": sk.cohen_kappa_score(y_true, y_pred),
+        "miou": sk.jaccard_score(y_true, y_pred, average="macro", labels=[0, 1], zero_division=zero_division),
+        "mf1": sk.f1_score(y_true, y_pred, average="macro", labels=[0, 1], zero_division=zero_division),
+    }
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+@pytest.mark.parametrize("density", DENSITIES)
+def test_pixel_scores_equal_sklearn(seed, density):
+    pred, label = random_masks(seed, density)
+
+    ours = scores(confusion(pred, label))
+
+    for name, expected in sklearn_scores(pred, label).items():
+        assert ours[name] == pytest.approx(expected, abs=1e-12), name
+
+
+def test_confusion_counts_each_cell():
+    pred = np.array([[1, 1, 0, 0]], bool)
+    label = np.array([[1, 0, 1, 0]], bool)
+
+    assert confusion(pred, label) == Confusion(tp=1, fp=1, fn=1, tn=1)
+
+
+def test_confusion_ignores_pixels_outside_valid():
+    pred = np.array([[1, 1, 0, 0]], bool)
+    label = np.array([[1, 0, 1, 0]], bool)
+    valid = np.array([[1, 0, 0, 1]], bool)
+
+    assert confusion(pred, label, valid) == Confusion(tp=1, fp=0, fn=0, tn=1)
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_valid_mask_equals_scoring_only_the_valid_pixels(seed):
+    pred, label = random_masks(seed, 0.3)
+    valid = np.random.default_rng(seed + 100).random(label.shape) < 0.6
+
+    ours = scores(confusion(pred, label, valid))
+
+    assert ours == pytest.approx(sklearn_scores(pred[valid], label[valid]))
+
+
+def test_confusions_add_up_to_the_pooled_confusion():
+    pred, label = random_masks(3, 0.3, shape=(20, 20))
+    halves = [confusion(pred[:10], label[:10]), confusion(pred[10:], label[10:])]
+
+    assert sum(halves, Confusion.zero()) == confusion(pred, label)
+
+
+def test_it_rejects_probabilities_as_masks():
+    with pytest.raises(TypeError, match="threshold"):
+        confusion(np.full((2, 2), 0.7), np.zeros((2, 2), bool))
+
+
+def test_it_rejects_masks_of_different_shapes():
+    with pytest.raises(ValueError, match="shape"):
+        confusion(np.zeros((2, 2), bool), np.zeros((2, 3), bool))
+
+
+# Empty-mask rules, documented in inference/metrics.py.
+
+
+def test_both_masks_empty_scores_perfectly():
+    empty = np.zeros((8, 8), bool)
+
+    result = scores(confusion(empty, empty))
+
+    assert result == {
+        "iou": 1.0,
+        "f1": 1.0,
+        "precision": 1.0,
+        "recall": 1.0,
+        "oa": 1.0,
+        "kappa": 1.0,
+        "miou": 1.0,
+        "mf1": 1.0,
+    }
+
+
+def test_false_alarm_on_unchanged_pair_has_zero_precision_and_full_recall():
+    label = np.zeros((8, 8), bool)
+    pred = label.copy()
+    pred[2:4, 2:4] = True
+
+    result = scores(confusion(pred, label))
+
+    assert (result["precision"], result["recall"], result["f1"], result["iou"]) == (0, 1, 0, 0)
+    assert result["oa"] == pytest.approx(60 / 64)
+
+
+def test_missed_change_has_full_precision_and_zero_recall():
+    label = np.zeros((8, 8), bool)
+    label[2:4, 2:4] = True
+    pred = np.zeros_like(label)
+
+    result = scores(confusion(pred, label))
+
+    assert (result["precision"], result["recall"], result["f1"], result["iou"]) == (1, 0, 0, 0)
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+@pytest.mark.parametrize(("pred_value", "label_value"), [(False, False), (True, False), (False, True), (True, True)])
+def test_empty_cases_equal_sklearn_with_zero_division_one(pred_value, label_value):
+    pred = np.full((4, 4), pred_value)
+    label = np.full((4, 4), label_value)
+
+    ours = scores(confusion(pred, label))
+    expected = sklearn_scores(pred, label, zero_division=1.0)
+
+    for name in ("iou", "f1", "precision", "recall", "oa", "miou", "mf1"):
+        assert ours[name] == pytest.approx(expected[name]), name
+
+
+def test_kappa_is_one_when_both_are_the_same_single_class():
+    full = np.ones((4, 4), bool)
+
+    assert scores(confusion(full, full))["kappa"] == 1.0
+
+
+def test_kappa_is_zero_when_prediction_is_constant_and_wrong():
+    assert scores(confusion(np.zeros((4, 4), bool), np.ones((4, 4), bool)))["kappa"] == 0.0
+
+
+def test_no_valid_pixel_gives_nan_scores():
+    result = scores(Confusion.zero())
+
+    assert all(math.isnan(v) for v in result.values())
+
+
+# Ranking metrics.
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+@pytest.mark.parametrize("density", DENSITIES)
+def test_auroc_and_ap_equal_sklearn(seed, density):
+    prob, label = random_probs(seed, density)
+
+    assert auroc(prob, label) == pytest.approx(sk.roc_auc_score(label.ravel(), prob.ravel()))
+    assert average_precision(prob, label) == pytest.approx(sk.average_precision_score(label.ravel(), prob.ravel()))
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_auroc_and_ap_handle_ties_like_sklearn(seed):
+    prob, label = random_probs(seed, 0.3, levels=5)
+
+    assert auroc(prob, label) == pytest.approx(sk.roc_auc_score(label.ravel(), prob.ravel()))
+    assert average_precision(prob, label) == pytest.approx(sk.average_precision_score(label.ravel(), prob.ravel()))
+
+
+@pytest.mark.parametrize("label_value", [False, True])
+def test_ranking_metrics_are_none_for_a_single_class(label_value):
+    prob, _ = random_probs(0, 0.3)
+    label = np.full(prob.shape, label_value)
+
+    assert auroc(prob, label) is None
+    assert average_precision(prob, label) is None
+
+
+def test_it_rejects_probabilities_outside_zero_one():
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        auroc(np.array([0.2, 1.5]), np.array([True, False]))
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+@pytest.mark.parametrize("density", DENSITIES)
+def test_best_f1_threshold_is_the_best_of_all_thresholds(seed, density):
+    prob, label = random_probs(seed, density, levels=64)
+    brute = {t: sk.f1_score(label.ravel(), (prob >= t).ravel(), zero_division=0.0) for t in np.unique(prob)}
+    best = max(brute.values())
+
+    threshold, f1 = best_f1_threshold(prob, label)
+
+    assert f1 == pytest.approx(best)
+    assert brute[threshold] == pytest.approx(best)
+    assert threshold == max(t for t, v in brute.items() if v == pytest.approx(best))
+
+
+def test_best_f1_without_change_predicts_nothing():
+    prob = np.array([0.1, 0.9, 1.0])
+
+    threshold, f1 = best_f1_threshold(prob, np.zeros(3, bool))
+
+    assert f1 == 1.0
+    assert threshold > 1.0
+    assert not np.any(prob >= threshold)
+
+
+# Histogram (poolable) versions: exact for probabilities quantised to the histogram's levels.
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+@pytest.mark.parametrize("density", DENSITIES)
+def test_histogram_auroc_and_ap_equal_sklearn_for_quantised_probs(seed, density):
+    prob, label = random_probs(seed, density, levels=256)
+
+    positive, negative = score_histogram(prob, label, bins=256)
+
+    assert auroc_from_histograms(positive, negative) == pytest.approx(
+        sk.roc_auc_score(label.ravel(), prob.ravel()), abs=1e-12
+    )
+    assert ap_from_histograms(positive, negative) == pytest.approx(
+        sk.average_precision_score(label.ravel(), prob.ravel()), abs=1e-12
+    )
+
+
+def test_pooled_histograms_equal_scores_of_the_concatenated_pixels():
+    pairs = [random_probs(seed, 0.3, levels=256) for seed in SEEDS]
+    hists = [score_histogram(prob, label) for prob, label in pairs]
+    positive = sum(h[0] for h in hists)
+    negative = sum(h[1] for h in hists)
+    all_prob = np.concatenate([p.ravel() for p, _ in pairs])
+    all_label = np.concatenate([lab.ravel() for _, lab in pairs])
+
+    assert auroc_from_histograms(positive, negative) == pytest.approx(sk.roc_auc_score(all_label, all_prob))
+    assert ap_from_histograms(positive, negative) == pytest.approx(sk.average_precision_score(all_label, all_prob))
+
+
+def test_histogram_auroc_is_close_for_continuous_probs():
+    prob, label = random_probs(5, 0.3, shape=(100, 100))
+
+    positive, negative = score_histogram(prob, label)
+
+    assert auroc_from_histograms(positive, negative) == pytest.approx(
+        sk.roc_auc_score(label.ravel(), prob.ravel()), abs=2e-3
+    )
+
+
+def test_histogram_respects_valid_mask():
+    prob, label = random_probs(1, 0.3, levels=256)
+    valid = np.zeros(label.shape, bool)
+    valid[:10] = True
+
+    positive, negative = score_histogram(prob, label, valid=valid)
+
+    assert positive.sum() + negative.sum() == valid.sum()
+    assert positive.sum() == label[valid].sum()
+
+
+def test_histogram_metrics_are_none_for_a_single_class():
+    prob, _ = random_probs(0, 0.3)
+    positive, negative = score_histogram(prob, np.zeros(prob.shape, bool))
+
+    assert auroc_from_histograms(positive, negative) is None
+    assert ap_from_histograms(positive, negative) is None
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_histogram_best_f1_equals_exact_best_f1_for_quantised_probs(seed):
+    prob, label = random_probs(seed, 0.3, levels=256)
+
+    assert best_f1_from_histograms(*score_histogram(prob, label)) == pytest.approx(best_f1_threshold(prob, label))
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_pr_curve_matches_thresholded_precision_and_recall(seed):
+    prob, label = random_probs(seed, 0.3, levels=11)
+
+    thresholds, precision, recall = pr_curve(prob, label, n=11)
+
+    assert len(thresholds) == len(precision) == len(recall) == 11
+    for t, p, r in zip(thresholds, precision, recall, strict=True):
+        pred = (prob >= t - 1e-9).ravel()
+        assert p == pytest.approx(sk.precision_score(label.ravel(), pred, zero_division=1.0))
+        assert r == pytest.approx(sk.recall_score(label.ravel(), pred, zero_division=1.0))
+
+
+def test_pr_curve_recall_falls_as_threshold_rises():
+    prob, label = random_probs(2, 0.3)
+
+    _, _, recall = pr_curve_from_histograms(*score_histogram(prob, label, bins=32))
+
+    assert recall[0] == 1.0
+    assert np.all(np.diff(recall) <= 0)
+
+
+# Object-level metrics on hand-built masks.
+
+
+def blank():
+    return np.zeros((20, 20), bool)
+
+
+def test_objects_match_when_iou_reaches_threshold():
+    label, pred = blank(), blank()
+    label[2:6, 2:6] = True  # 16 px
+    pred[2:6, 3:7] = True  # overlaps 12 px: IoU 12/20 = 0.6
+    label[10:14, 10:14] = True  # missed
+    pred[16:18, 0:2] = True  # false alarm
+
+    result = object_scores(pred, label)
+
+    assert result == {
+        "precision": 0.5,
+        "recall": 0.5,
+        "f1": 0.5,
+        "matched": 1,
+        "predicted": 2,
+        "actual": 2,
+    }
+
+
+def test_objects_below_iou_threshold_do_not_match():
+    label, pred = blank(), blank()
+    label[2:6, 2:6] = True
+    pred[2:6, 4:8] = True  # IoU 8/24
+
+    result = object_scores(pred, label)
+
+    assert result["matched"] == 0
+    assert object_scores(pred, label, iou_threshold=0.3)["matched"] == 1
+
+
+def test_one_prediction_matches_at_most_one_object():
+    label, pred = blank(), blank()
+    label[2:6, 2:4] = True
+    label[2:6, 5:7] = True  # two objects separated by a column
+    pred[2:6, 2:7] = True  # one prediction covering both: IoU 8/20 each
+
+    result = object_scores(pred, label, iou_threshold=0.4)
+
+    assert (result["matched"], result["predicted"], result["actual"]) == (1, 1, 2)
+
+
+def test_connectivity_decides_whether_diagonal_pixels_are_one_object():
+    label = blank()
+    label[3, 3] = label[4, 4] = True
+
+    assert object_scores(label, label, connectivity=8)["actual"] == 1
+    assert object_scores(label, label, connectivity=4)["actual"] == 2
+
+
+def test_object_scores_with_no_objects_anywhere_are_perfect():
+    result = object_scores(blank(), blank())
+
+    assert (result["precision"], result["recall"], result["f1"]) == (1.0, 1.0, 1.0)
+
+
+def test_object_false_alarms_on_empty_label_have_zero_precision():
+    pred = blank()
+    pred[1:3, 1:3] = True
+
+    result = object_scores(pred, blank())
+
+    assert (result["precision"], result["recall"], result["f1"]) == (0.0, 1.0, 0.0)
