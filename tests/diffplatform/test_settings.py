@@ -63,7 +63,7 @@ def test_production_refuses_to_start_without_secret_key():
 
 
 def test_production_refuses_the_embedded_redis():
-    env = {"SECRET_KEY": "x" * 64}
+    env = {"SECRET_KEY": secrets.token_urlsafe(64)}
     result = run_django("diffplatform.settings.production", "check", extra_env=env | {"REDIS_URL": ""})
     assert result.returncode != 0
     assert "REDIS_URL must be set in production" in result.stderr
