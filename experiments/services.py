@@ -355,6 +355,7 @@ def training_start(
     batch_size: int = 8,
     lr: float = 1e-3,
     patience: int = 3,
+    enqueue: bool = True,
 ) -> TrainingJob:
     try:
         entry = catalogue_entry(detector)
@@ -381,7 +382,8 @@ def training_start(
                 "batch_size": int(batch_size), "lr": float(lr), "patience": int(patience)},
         progress={"stage": "queued", "history": []},
     )  # fmt: skip
-    transaction.on_commit(lambda: _enqueue_training(job.pk))
+    if enqueue:  # False: the caller executes the job itself (the CLI trains in its own process)
+        transaction.on_commit(lambda: _enqueue_training(job.pk))
     return job
 
 

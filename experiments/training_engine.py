@@ -44,8 +44,9 @@ def split_pairs(pairs, seed: int):
 
 
 class TrainingReporter:
-    def __init__(self, job_id: int):
+    def __init__(self, job_id: int, listener=None):
         self.job_id = job_id
+        self.listener = listener
         self.last_persist = 0.0
         self.history: list[dict] = []
         self.last_cancel_check = 0.0
@@ -60,6 +61,8 @@ class TrainingReporter:
             TrainingJob.objects.filter(pk=self.job_id).update(progress=state)
             self.last_persist = time.monotonic()
         progress.publish(progress.training_group(self.job_id), {"type": "progress", "job": self.job_id, **update})
+        if self.listener is not None:
+            self.listener(update)
 
     def should_stop(self) -> bool:
         if time.monotonic() - self.last_cancel_check >= 1.0:
@@ -91,7 +94,8 @@ def training_snapshot(job: TrainingJob) -> dict:
     }
 
 
-def execute_training(job_id: int) -> None:
+def execute_training(job_id: int, listener=None) -> None:
+    """Train; `listener(update)` also receives every progress update (the CLI draws a bar)."""
     from inference.training import train_detector
 
     job = TrainingJob.objects.select_related("dataset", "owner").get(pk=job_id)
@@ -103,7 +107,7 @@ def execute_training(job_id: int) -> None:
     job = _set_state(job_id, RunState.RUNNING)
     config = job.config
     train, val = split_pairs(list(job.dataset.pairs.exclude(label="")), config["seed"])
-    reporter = TrainingReporter(job_id)
+    reporter = TrainingReporter(job_id, listener)
     reporter({"stage": "loading", "pairs_train": len(train), "pairs_val": len(val)})
     result = train_detector(
         job.detector, _load_triples(train), _load_triples(val),

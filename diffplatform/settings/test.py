@@ -16,7 +16,8 @@ ALLOWED_HOSTS = ["*"]
 
 if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
     # A file, not memory, so that worker and server processes started by tests see the same rows.
-    DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test-db.sqlite3")}
+    # One file per test session, so that sessions running side by side never share a database.
+    DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / f"test-db-{os.getpid()}.sqlite3")}
 WHITENOISE_USE_FINDERS = True
 # Workers started by tests get their unacknowledged tasks back quickly after a SIGKILL.
 CELERY_BROKER_TRANSPORT_OPTIONS = {

@@ -1,0 +1,70 @@
+"""Queue a run on Celery, optionally wait for it with a progress bar, then print the leaderboard."""
+
+import time
+
+from django.contrib.auth import get_user_model
+from django.core.management.base import BaseCommand, CommandError
+from tqdm import tqdm
+
+from experiments import services
+from experiments.errors import ServiceError
+from experiments.models import Dataset, Run
+from experiments.reports import leaderboard_table
+
+
+class Command(BaseCommand):
+    help = "Compare detectors on a dataset: queue a run (a worker must be running: make worker)."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--dataset", required=True, help="dataset name or id")
+        parser.add_argument("--detectors", required=True, help="comma-separated, e.g. absdiff,ssim,siamese-unet")
+        parser.add_argument("--user", default="", help="owner of the dataset (default: the only owner of that name)")
+        parser.add_argument("--align", action="store_true", help="warp A onto B before detection")
+        parser.add_argument("--threshold", type=float, default=0.5)
+        parser.add_argument("--input-size", type=int, default=256)
+        parser.add_argument("--seed", type=int, default=0)
+        parser.add_argument("--baseline", default="")
+        parser.add_argument("--wait", action="store_true", help="follow progress, then print the leaderboard")
+        parser.add_argument("--timeout", type=float, default=3600.0, help="seconds to wait at most")
+
+    def handle(self, *args, **options):
+        dataset = self._dataset(options["dataset"], options["user"])
+        detectors = [d.strip() for d in options["detectors"].split(",") if d.strip()]
+        try:
+            experiment = services.experiment_create(
+                owner=dataset.owner, dataset=dataset, name="", detectors=detectors, align=options["align"],
+                threshold=options["threshold"], input_size=options["input_size"], seed=options["seed"],
+                baseline_detector=options["baseline"],
+            )  # fmt: skip
+            run = services.run_start(experiment=experiment)
+        except ServiceError as exc:
+            raise CommandError(exc.message) from None
+        self.stdout.write(f"Queued run {run.pk} ({run.progress_total} pair x detector results).")
+        if not options["wait"]:
+            return
+        run = self._follow(run, options["timeout"])
+        if run.state != "succeeded":
+            raise CommandError(f"Run {run.pk} {run.state}: {run.error}")
+        self.stdout.write(leaderboard_table(run.leaderboard))
+
+    def _dataset(self, ref: str, username: str) -> Dataset:
+        datasets = Dataset.objects.all()
+        if username:
+            datasets = datasets.filter(owner=get_user_model().objects.filter(username=username).first())
+        found = datasets.filter(pk=int(ref)) if ref.isdigit() else datasets.filter(name=ref)
+        if found.count() != 1:
+            raise CommandError(f"Dataset {ref!r}: {found.count()} matches; give --user or the dataset id.")
+        return found.get()
+
+    def _follow(self, run: Run, timeout: float) -> Run:
+        deadline = time.monotonic() + timeout
+        with tqdm(total=run.progress_total, unit="result", desc=f"run {run.pk}") as bar:
+            while True:
+                run.refresh_from_db()
+                bar.update(run.progress_done - bar.n)
+                bar.set_postfix_str(f"{run.state} · {run.progress.get('stage', '')}")
+                if run.is_finished:
+                    return run
+                if time.monotonic() > deadline:
+                    raise CommandError(f"Run {run.pk} still {run.state} after {timeout:.0f} s.")
+                time.sleep(0.5)

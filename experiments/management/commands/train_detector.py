@@ -1,0 +1,91 @@
+import time
+
+from django.core.management.base import BaseCommand, CommandError
+from tqdm import tqdm
+
+from experiments import services
+from experiments.errors import ServiceError
+from experiments.management.owners import add_user_argument, owner_for
+from experiments.models import Dataset, TrainingJob
+
+
+class Command(BaseCommand):
+    help = "Train a learned detector on a dataset and register the checkpoint (weights='auto' then uses it)."
+
+    def add_arguments(self, parser):
+        parser.add_argument("detector")
+        parser.add_argument("--dataset", required=True, help="dataset name or id")
+        parser.add_argument("--epochs", type=int, default=10)
+        parser.add_argument("--loss", choices=services.TRAINING_LOSSES, default="bce-dice")
+        parser.add_argument("--size", type=int, default=256)
+        parser.add_argument("--seed", type=int, default=0)
+        parser.add_argument("--batch-size", type=int, default=8)
+        parser.add_argument("--lr", type=float, default=1e-3)
+        parser.add_argument("--patience", type=int, default=3)
+        parser.add_argument("--queue", action="store_true", help="run on a Celery worker instead of in this process")
+        add_user_argument(parser)
+
+    def handle(self, *args, detector, dataset, queue, user, **options):
+        owner = owner_for(user)
+        found = Dataset.objects.filter(owner=owner)
+        found = found.filter(pk=int(dataset)) if dataset.isdigit() else found.filter(name=dataset)
+        if not found.exists():
+            raise CommandError(f"{owner.username} has no dataset {dataset!r}.")
+        dataset = found.get()
+        self._announce(detector, dataset, options)
+        config = {k: options[k] for k in ("epochs", "loss", "size", "seed", "batch_size", "lr", "patience")}
+        try:
+            if queue:
+                job = services.training_start(owner=owner, detector=detector, dataset=dataset, **config)
+            else:
+                job = self._inline(owner, detector, dataset, config)
+        except ServiceError as exc:
+            raise CommandError(exc.message) from None
+        job = self._follow(job, config["epochs"])
+        if job.state != "succeeded":
+            raise CommandError(f"Training {job.state}: {job.error}")
+        checkpoint = job.checkpoint
+        self.stdout.write(
+            f"Checkpoint {checkpoint.sha256} registered for {detector}: {checkpoint.epochs} epochs, "
+            f"val F1 {checkpoint.val_metrics.get('f1')}, val IoU {checkpoint.val_metrics.get('iou')}"
+        )
+
+    def _announce(self, detector, dataset, options):
+        from inference.training import describe_init, estimate_training_seconds
+
+        n_pairs = dataset.pairs.exclude(label="").count()
+        self.stdout.write(f"{detector}: {describe_init(detector)}")
+        try:
+            seconds = estimate_training_seconds(detector, n_pairs, options["epochs"], options["size"])
+            self.stdout.write(
+                f"Estimated time for {options['epochs']} epochs on {n_pairs} pairs: ~{seconds / 60:.1f} min"
+            )
+        except Exception as exc:  # noqa: BLE001 - an estimate must never stop training
+            self.stdout.write(f"(no time estimate: {exc})")
+
+    def _inline(self, owner, detector, dataset, config):
+        """Create the job without queueing it, then execute it in this process."""
+        from experiments import training_engine
+
+        job = services.training_start(owner=owner, detector=detector, dataset=dataset, enqueue=False, **config)
+        with tqdm(total=config["epochs"], unit="epoch", desc=f"training {detector}") as bar:
+
+            def on_update(update):
+                if update.get("stage") == "epoch":
+                    bar.update(1)
+                    bar.set_postfix(loss=update.get("train_loss"), val_f1=update.get("val_f1"))
+
+            try:
+                training_engine.execute_training(job.pk, listener=on_update)
+            except Exception as exc:  # noqa: BLE001 - recorded on the job, reported below
+                training_engine.fail_training(job.pk, f"{type(exc).__name__}: {exc}")
+        return TrainingJob.objects.get(pk=job.pk)
+
+    def _follow(self, job, epochs):
+        with tqdm(total=epochs, unit="epoch", desc=f"job {job.pk}", disable=job.is_finished) as bar:
+            while not job.is_finished:
+                time.sleep(1)
+                job.refresh_from_db()
+                done = len(job.progress.get("history", []))
+                bar.update(done - bar.n)
+        return job
