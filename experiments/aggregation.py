@@ -15,6 +15,8 @@ from inference.comparison import bootstrap_ci, mask_iou, paired_comparison, perc
 SCORE_NAMES = ("iou", "f1", "precision", "recall", "oa", "kappa", "miou", "mf1")
 PER_PAIR_NAMES = (*SCORE_NAMES, "auroc", "ap", "object_f1", "object_precision", "object_recall", "fp_area")
 PR_POINTS = 64
+CI_METRICS = ("iou", "f1", "precision", "recall")  # bootstrap CIs cost time: the headline metrics only
+CATEGORY_CI_METRICS = ("iou", "f1")
 
 
 def _pooled(results) -> dict:
@@ -64,18 +66,19 @@ def _finite(value):
     return float(value) if value is not None and np.isfinite(value) else None
 
 
-def _per_pair(results, seed: int) -> tuple[dict, dict]:
+def _per_pair(results, seed: int, ci_metrics) -> tuple[dict, dict]:
     means, cis = {}, {}
     for name in PER_PAIR_NAMES:
         values = [r.metrics.get(name) for r in results if r.metrics.get(name) is not None]
         if values:
             means[name] = float(np.mean(values))
-            cis[name] = bootstrap_ci(values, seed=seed)
+            if name in ci_metrics:
+                cis[name] = bootstrap_ci(values, seed=seed)
     return means, cis
 
 
-def _summary(results, seed: int) -> dict:
-    means, cis = _per_pair(results, seed)
+def _summary(results, seed: int, ci_metrics=CI_METRICS) -> dict:
+    means, cis = _per_pair(results, seed, ci_metrics)
     return {"n_pairs": len(results), "pooled": _pooled(results), "per_pair_mean": means, "ci": cis}
 
 
@@ -154,7 +157,7 @@ def build_leaderboard(run: Run) -> dict:
         "labelled": labelled,
         "detectors": rows,
         "categories": {
-            category: {name: _summary(items, seed) for name, items in per_detector.items()}
+            category: {name: _summary(items, seed, CATEGORY_CI_METRICS) for name, items in per_detector.items()}
             for category, per_detector in sorted(by_category.items())
         },
         "agreement": _agreement(by_detector) if len(by_detector) > 1 else [],

@@ -171,16 +171,94 @@ def _record_weights(run_id: int, detector: str, info: dict) -> None:
         run.save(update_fields=["environment"])
 
 
-def _load_detector(run: Run, name: str):
-    experiment = run.experiment
-    entry = catalogue_entry(name)
-    choice = checkpoints.weights_for(
-        experiment.owner, name, experiment.detector_weights.get(name, "auto"), learned=entry.learned
-    )
-    detector = model_cache.get_detector(name, choice.weights, choice.ref, inference_device(), experiment.input_size)
-    info = detector.info.as_dict()
-    _record_weights(run.pk, name, info)
-    return detector, info
+_flop_counts: dict[tuple[str, int], int | None] = {}
+
+
+def _flops(detector, input_size: int) -> int | None:
+    """FLOPs of one forward at the run's input size (learned detectors only; counted once per process)."""
+    if getattr(detector, "model", None) is None:
+        return None
+    key = (detector.info.name, input_size)
+    if key not in _flop_counts:
+        from inference.profiling import count_flops
+
+        try:
+            _flop_counts[key] = count_flops(detector.model, input_size)
+        except Exception:
+            logger.warning("could not count FLOPs of %s", detector.info.name, exc_info=True)
+            _flop_counts[key] = None
+    return _flop_counts[key]
+
+
+class DetectorSlot:
+    """One detector of a run, loaded only when a pair misses the result cache.
+
+    The cache key needs the weights' identity; for classical, seeded-random and checkpoint weights
+    it is known without loading the model, so a fully cached pass never loads it at all."""
+
+    def __init__(self, run: Run, name: str):
+        experiment = run.experiment
+        self.run, self.name = run, name
+        self.entry = catalogue_entry(name)
+        self.choice = checkpoints.weights_for(
+            experiment.owner, name, experiment.detector_weights.get(name, "auto"), learned=self.entry.learned
+        )
+        self.weights_ref = self._expected_weights_ref()
+        self.info = result_cache.lookup_info(self._info_key()) if self.weights_ref else None
+        self.detector = None
+
+    def _expected_weights_ref(self) -> str | None:
+        ref = self.choice.ref
+        if ref == "none":
+            return "none:None"
+        if ref == "random":
+            return f"random:seed={self.run.experiment.seed}"
+        if ref.startswith("checkpoint:"):
+            return f"{ref}:{ref.split(':', 1)[1]}"
+        return None  # "auto": ImageNet weights or none at all; only loading tells
+
+    def _info_key(self) -> str:
+        return f"{self.name}|{self.weights_ref}|{self.run.experiment.input_size}|{inference_device()}"
+
+    def load(self):
+        if self.detector is not None:
+            return self.detector
+        experiment = self.run.experiment
+        detector = model_cache.get_detector(
+            self.name, self.choice.weights, self.choice.ref, inference_device(), experiment.input_size, experiment.seed
+        )
+        info = detector.info.as_dict()
+        if info["weights"] == "random":
+            info["weights_sha256"] = f"seed={experiment.seed}"  # seeded init: the seed identifies the weights
+        info["flops"] = _flops(detector, experiment.input_size)
+        self.weights_ref = f"{info['weights']}:{info.get('weights_sha256')}"
+        self.info = info
+        result_cache.store_info(self._info_key(), info)
+        if not getattr(detector, "_diffplatform_warm", False):
+            warm_up(detector)
+        self.detector = detector
+        return detector
+
+    def cache_key(self, pair: ImagePair) -> str:
+        if self.weights_ref is None:
+            self.load()
+        experiment = self.run.experiment
+        return result_cache.result_cache_key(
+            owner_id=experiment.owner_id, pair=pair, detector=self.name, weights_ref=self.weights_ref,
+            settings_record=experiment.settings_record(),
+        )  # fmt: skip
+
+    def record(self) -> None:
+        if self.info is None:
+            self.load()
+        _record_weights(self.run.pk, self.name, self.info)
+
+
+def warm_up(detector) -> None:
+    """One untimed call on a small pair, so lazy initialisation is not counted as latency."""
+    blank = np.zeros((64, 64, 3), np.uint8)
+    detector.predict(blank, blank)
+    detector._diffplatform_warm = True
 
 
 def run_detector(run_id: int, name: str) -> None:
@@ -191,57 +269,44 @@ def run_detector(run_id: int, name: str) -> None:
     finished = set(run.results.filter(detector=name).values_list("pair_id", flat=True))
     todo = [p for p in pairs if p.pk not in finished]
     reporter = ProgressReporter(run.pk, name, len(pairs), len(finished))
-    if not todo:
-        reporter.advance(0, stage="done")
-        return
-    detector, info = _load_detector(run, name)
+    slot = DetectorSlot(run, name)
+    slot.record()
     alignments = {a.pair_id: a for a in run.alignments.all()} if run.experiment.align else {}
-    warmed_up = False
     for start in range(0, len(todo), BATCH_SIZE):
         if Run.objects.filter(pk=run_id, cancel_requested=True).exists():
             raise RunCancelled()
-        batch = [load_pair_inputs(p, alignments.get(p.pk)) for p in todo[start : start + BATCH_SIZE]]
-        if not warmed_up:
-            detector.predict(batch[0].a, batch[0].b)  # first call pays for lazy init, not the timing
-            warmed_up = True
-        process_batch(run, name, detector, info, batch)
+        batch = todo[start : start + BATCH_SIZE]
+        process_batch(run, slot, batch, alignments)
         reporter.advance(len(batch))
     reporter.advance(0, stage="done")
 
 
-def process_batch(run: Run, name: str, detector, info: dict, batch: list[PairInputs]) -> None:
+def process_batch(run: Run, slot: DetectorSlot, pairs: list[ImagePair], alignments: dict) -> None:
+    """Results for a batch: cache hits are linked, misses go through the model in one call."""
     from inference.memory import measure_peak_memory
 
-    weights_ref = f"{info['weights']}:{info.get('weights_sha256')}"
-    keys = [
-        result_cache.result_cache_key(
-            owner_id=run.experiment.owner_id,
-            pair=item.pair,
-            detector=name,
-            weights_ref=weights_ref,
-            settings_record=run.experiment.settings_record(),
-        )
-        for item in batch
-    ]
     misses = []
-    for item, key in zip(batch, keys, strict=True):
+    for pair in pairs:
+        key = slot.cache_key(pair)
         cached = result_cache.lookup(key)
         if cached and storage.exists(cached["heatmap_key"]):
-            _upsert_result(run, item.pair, name, cached, from_cache=True)
+            _upsert_result(run, pair, slot.name, cached, from_cache=True)
         else:
-            misses.append((item, key))
+            misses.append((pair, key))
     if not misses:
         return
+    detector = slot.load()
+    inputs = [load_pair_inputs(pair, alignments.get(pair.pk)) for pair, _ in misses]
     started = time.perf_counter()
-    with measure_peak_memory(info.get("device", "cpu")) as memory:
-        probs = detector.predict_batch([(item.a, item.b) for item, _ in misses])
+    with measure_peak_memory(slot.info.get("device", "cpu")) as memory:
+        probs = detector.predict_batch([(item.a, item.b) for item in inputs])
     latency_ms = (time.perf_counter() - started) * 1000 / len(misses)
-    for (item, key), prob in zip(misses, probs, strict=True):
+    for (pair, key), item, prob in zip(misses, inputs, probs, strict=True):
         entry = build_result_entry(key, item, prob, run.experiment.threshold)
-        entry.update(latency_ms=latency_ms, peak_memory_mb=memory.peak_mb, weights=info["weights"])
+        entry.update(latency_ms=latency_ms, peak_memory_mb=memory.peak_mb, weights=slot.info["weights"])
         entry["metrics"]["memory_kind"] = memory.kind
         result_cache.store(key, entry)
-        _upsert_result(run, item.pair, name, entry, from_cache=False)
+        _upsert_result(run, pair, slot.name, entry, from_cache=False)
 
 
 def build_result_entry(key: str, item: PairInputs, prob: np.ndarray, threshold: float) -> dict:

@@ -9,17 +9,22 @@ _models: OrderedDict = OrderedDict()
 _lock = Lock()
 
 
-def get_detector(name: str, weights, weights_ref: str, device: str, input_size: int):
-    """A detector from the LRU keyed by (name, weights, device, input size), created on a miss."""
+def get_detector(name: str, weights, weights_ref: str, device: str, input_size: int, seed: int = 0):
+    """A detector from the LRU keyed by (name, weights, device, input size, seed), created on a miss.
+
+    Random initialisation is seeded, so "random" weights are the same network in every process
+    for the same seed (and their results can be cached and compared honestly)."""
     from inference import create_detector
     from inference.catalogue import catalogue_entry
+    from inference.runtime import seed_everything
 
-    key = (name, weights_ref, str(weights), device, input_size)
+    key = (name, weights_ref, str(weights), device, input_size, seed)
     with _lock:
         if key in _models:
             _models.move_to_end(key)
             return _models[key]
     options = {"input_size": input_size} if catalogue_entry(name).learned else {}
+    seed_everything(seed)
     detector = create_detector(name, weights=weights, device=device, **options)
     with _lock:
         _models[key] = detector

@@ -31,3 +31,12 @@ def lookup(key: str) -> dict | None:
 
 def store(key: str, entry: dict) -> None:
     cache.set(f"result:{key}", entry, timeout=TIMEOUT_S)
+
+
+def lookup_info(key: str) -> dict | None:
+    """Detector metadata (params, FLOPs, provenance) remembered from the last time it was loaded."""
+    return cache.get(f"detector-info:{key}")
+
+
+def store_info(key: str, info: dict) -> None:
+    cache.set(f"detector-info:{key}", info, timeout=TIMEOUT_S)
