@@ -150,7 +150,7 @@ def main():
         )  # fmt: skip
         worker = start_worker(env, workdir)
         try:
-            first_s, run = timed_run(experiment)
+            first_s, _ = timed_run(experiment)
             second_s, second = timed_run(experiment)
         finally:
             worker.terminate()
