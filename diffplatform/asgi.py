@@ -12,10 +12,16 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
 from experiments.routing import websocket_urlpatterns  # noqa: E402
+from experiments.ws_tickets import TicketAuthMiddleware  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
         "http": django_asgi_app,
-        "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
+        # `?ticket=` (scripts, see experiments.ws_tickets): the ticket names the user;
+        # otherwise the browser's session, with the Origin checked.
+        "websocket": TicketAuthMiddleware(
+            ticket_app=URLRouter(websocket_urlpatterns),
+            default_app=AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
+        ),
     }
 )

@@ -8,6 +8,7 @@ class Dataset(models.Model):
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="datasets")
     name = models.CharField(max_length=200)
     description = models.TextField(blank=True)
+    hidden = models.BooleanField(default=False, help_text="created for a batch job; not listed with the user's datasets")
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -173,7 +174,7 @@ class ModelCheckpoint(models.Model):
     detector = models.CharField(max_length=100, db_index=True)
     dataset = models.ForeignKey(Dataset, null=True, blank=True, on_delete=models.SET_NULL)
     file_key = models.CharField(max_length=500)
-    sha256 = models.CharField(max_length=64, unique=True)
+    sha256 = models.CharField(max_length=64, db_index=True)
     epochs = models.PositiveIntegerField(default=0)
     val_metrics = models.JSONField(default=dict, blank=True)
     config = models.JSONField(default=dict, blank=True)
@@ -182,6 +183,7 @@ class ModelCheckpoint(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
+        constraints = [models.UniqueConstraint(fields=["owner", "sha256"], name="unique_checkpoint_per_owner")]
 
     def __str__(self):
         return f"{self.detector} checkpoint {self.sha256[:12]}"

@@ -27,6 +27,11 @@ def datasets_visible_to(user) -> QuerySet:
     return _owned(Dataset.objects.annotate(pair_count=Count("pairs")), user, "owner")
 
 
+def datasets_listed_for(user) -> QuerySet:
+    """The user's own datasets as lists show them (batch jobs' hidden datasets left out)."""
+    return datasets_visible_to(user).filter(owner=user, hidden=False)
+
+
 def pairs_visible_to(user) -> QuerySet:
     return _owned(ImagePair.objects.select_related("dataset"), user, "dataset__owner")
 

@@ -23,13 +23,13 @@ from inference.catalogue import catalogue_entry
 
 # --------------------------------------------------------------------------- datasets and pairs
 @transaction.atomic
-def dataset_create(*, owner, name: str, description: str = "") -> Dataset:
+def dataset_create(*, owner, name: str, description: str = "", hidden: bool = False) -> Dataset:
     name = name.strip()
     if not name:
         raise ServiceError("A dataset needs a name.", field="name")
     if Dataset.objects.filter(owner=owner, name=name).exists():
         raise ServiceError(f"You already have a dataset named {name!r}; choose another name.", field="name")
-    return Dataset.objects.create(owner=owner, name=name, description=description)
+    return Dataset.objects.create(owner=owner, name=name, description=description, hidden=hidden)
 
 
 def dataset_delete(*, dataset: Dataset) -> None:
@@ -408,7 +408,7 @@ def checkpoint_register(*, owner, detector: str, dataset, data: bytes, sha256: s
     """Store a checkpoint file and its row (or return the existing row for the same bytes)."""
     from experiments.models import ModelCheckpoint
 
-    existing = ModelCheckpoint.objects.filter(sha256=sha256).first()
+    existing = ModelCheckpoint.objects.filter(sha256=sha256, owner=owner).first()
     if existing is not None:
         return existing
     key = storage.checkpoint_key(sha256[:16], f"{detector}{suffix}")

@@ -24,6 +24,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "rest_framework.authtoken",
     "drf_spectacular",
+    "drf_spectacular_sidecar",
     "channels",
     "csp",
     "accounts",
@@ -132,16 +133,22 @@ REDIS_URL = redis_url_from_env() or embedded_redis_url(
 
 CACHES = {
     "default": {
-        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "BACKEND": "diffplatform.cache.ResilientRedisCache",
         "LOCATION": REDIS_URL,
         "KEY_PREFIX": "diffplatform",
         "TIMEOUT": 7 * 24 * 3600,
+        "OPTIONS": {"socket_connect_timeout": 1, "socket_timeout": 2},
     }
 }
 CHANNEL_LAYERS = {
     "default": {
         "BACKEND": "channels_redis.core.RedisChannelLayer",
-        "CONFIG": {"hosts": [REDIS_URL], "prefix": "diffplatform:asgi", "expiry": 60},
+        "CONFIG": {
+            # redis-py 8 times reads out after 5 s, exactly the layer's blocking-pop timeout: give reads slack.
+            "hosts": [{"address": REDIS_URL, "socket_timeout": 30, "socket_connect_timeout": 2}],
+            "prefix": "diffplatform:asgi",
+            "expiry": 60,
+        },
     }
 }
 
@@ -169,17 +176,39 @@ CELERY_RESULT_EXPIRES = 24 * 3600
 # --- REST framework
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.SessionAuthentication",
+        # Token first: its `WWW-Authenticate` header makes a missing login a 401, not a 403.
         "rest_framework.authentication.TokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "experiments.api.errors.exception_handler",
+    "DEFAULT_THROTTLE_CLASSES": [
+        "experiments.api.throttling.AnonThrottle",
+        "experiments.api.throttling.UserThrottle",
+        "experiments.api.throttling.ScopedThrottle",
+    ],
+    "DEFAULT_THROTTLE_RATES": {
+        "anon": env.str("API_THROTTLE_ANON", default="60/minute"),
+        "user": env.str("API_THROTTLE_USER", default="1200/minute"),
+        "auth": env.str("API_THROTTLE_AUTH", default="20/minute"),
+        "uploads": env.str("API_THROTTLE_UPLOADS", default="300/minute"),
+        "diff": env.str("API_THROTTLE_DIFF", default="120/minute"),
+    },
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "diffplatform API",
-    "DESCRIPTION": "Compare change-detection models on image pairs.",
+    "DESCRIPTION": "Compare change-detection models on image pairs. Guide: docs/api.md.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    "SCHEMA_PATH_PREFIX": "/api/v1",
+    "COMPONENT_SPLIT_REQUEST": True,
+    "PATH_CONVERTER_OVERRIDES": {"id": {"type": "integer", "minimum": 0, "maximum": 2**63 - 1}},
+    # Swagger UI from the drf-spectacular-sidecar package: served from here, works offline.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
 }
 
 # --- Content Security Policy (django-csp 4): no inline scripts, everything served from here.
