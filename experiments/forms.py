@@ -1,6 +1,7 @@
 from django import forms
 
 from experiments.models import Split
+from experiments.services import TRAINING_LOSSES
 from inference.catalogue import BUILTIN_DETECTORS, catalogue_names
 
 
@@ -10,12 +11,42 @@ class DatasetForm(forms.Form):
 
 
 class PairUploadForm(forms.Form):
+    """Manual pairing: one pair with its three files named explicitly."""
+
     name = forms.CharField(max_length=255, help_text="unique in the dataset")
     image_a = forms.FileField(label="Image A (before)")
     image_b = forms.FileField(label="Image B (after)")
     label = forms.FileField(label="Change mask (optional, 255 = changed)", required=False)
     category = forms.CharField(max_length=100, required=False)
     split = forms.ChoiceField(choices=Split.choices, required=False)
+
+
+class MultipleFileInput(forms.ClearableFileInput):
+    allow_multiple_selected = True
+
+
+class MultipleFileField(forms.FileField):
+    def clean(self, data, initial=None):
+        if isinstance(data, list | tuple):
+            return [super(MultipleFileField, self).clean(item, initial) for item in data]
+        return super().clean(data, initial)
+
+
+class BulkUploadForm(forms.Form):
+    """Many loose files (`<name>_A.png`, `<name>_B.png`, `<name>_label.png`) or one LEVIR-CD zip."""
+
+    files = MultipleFileField(
+        widget=MultipleFileInput(attrs={"multiple": True, "accept": "image/*,.zip,.csv,.txt"}),
+        required=False,
+        label="Images or a zip",
+    )
+    category = forms.CharField(max_length=100, required=False, help_text="for pairs without one in categories.csv")
+
+    def clean(self):
+        cleaned = super().clean()
+        if not cleaned.get("files"):
+            raise forms.ValidationError("Choose image files (A, B and label per pair) or one zip to upload.")
+        return cleaned
 
 
 def detector_choices():
@@ -33,6 +64,39 @@ class ExperimentForm(forms.Form):
     baseline_detector = forms.ChoiceField(
         choices=[("", "first chosen")] + [(n, n) for n in catalogue_names()], required=False
     )
+
+    def __init__(self, *args, datasets=(), weight_choices=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["dataset"].choices = [(d.pk, d.name) for d in datasets]
+        self.weight_fields = []
+        for name, choices in (weight_choices or {}).items():
+            field_name = f"weights_{name}"
+            self.fields[field_name] = forms.ChoiceField(choices=choices, required=False, label=f"Weights of {name}")
+            self.weight_fields.append((name, field_name))
+
+    def service_kwargs(self) -> dict:
+        """cleaned_data shaped for `services.experiment_create` (weights only for chosen detectors)."""
+        data = {k: v for k, v in self.cleaned_data.items() if not k.startswith("weights_")}
+        data["detector_weights"] = {
+            name: self.cleaned_data[field_name]
+            for name, field_name in self.weight_fields
+            if name in data["detectors"] and self.cleaned_data.get(field_name) not in ("", None, "auto")
+        }
+        return data
+
+
+def learned_detector_choices():
+    return [(name, name) for name in catalogue_names() if BUILTIN_DETECTORS[name].learned]
+
+
+class TrainingForm(forms.Form):
+    detector = forms.ChoiceField(choices=learned_detector_choices)
+    dataset = forms.TypedChoiceField(coerce=int)
+    epochs = forms.IntegerField(initial=10, min_value=1, max_value=500)
+    loss = forms.ChoiceField(choices=[(loss, loss) for loss in TRAINING_LOSSES], initial="bce-dice")
+    size = forms.IntegerField(initial=256, min_value=32, max_value=1024, label="Input size")
+    seed = forms.IntegerField(initial=0)
+    batch_size = forms.IntegerField(initial=8, min_value=1, max_value=256)
 
     def __init__(self, *args, datasets=(), **kwargs):
         super().__init__(*args, **kwargs)

@@ -101,6 +101,23 @@ def pair_check(
     )
 
 
+IMAGE_SIGNATURES = (
+    (b"\x89PNG\r\n\x1a\n", "png"),
+    (b"\xff\xd8\xff", "jpg"),
+    (b"BM", "bmp"),
+    (b"II*\x00", "tif"),
+    (b"MM\x00*", "tif"),
+    (b"GIF8", "gif"),
+)
+
+
+def image_extension(data: bytes) -> str:
+    """File extension for stored originals, so media are served with the right content type."""
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "webp"
+    return next((ext for signature, ext in IMAGE_SIGNATURES if data.startswith(signature)), "bin")
+
+
 def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
@@ -127,8 +144,8 @@ def _pair_store(dataset: Dataset, c: CheckedPair, written: list[str]) -> ImagePa
     a_sha, b_sha = _sha256(c.a_bytes), _sha256(c.b_bytes)
     folder = f"pairs/{_sha256(c.name.encode())[:16]}"
     keys = {
-        "a": storage.dataset_key(dataset.pk, folder, "a"),
-        "b": storage.dataset_key(dataset.pk, folder, "b"),
+        "a": storage.dataset_key(dataset.pk, folder, f"a.{image_extension(c.a_bytes)}"),
+        "b": storage.dataset_key(dataset.pk, folder, f"b.{image_extension(c.b_bytes)}"),
         "label": storage.dataset_key(dataset.pk, folder, "label.png") if c.label_png else "",
     }
     for role, data in (("a", c.a_bytes), ("b", c.b_bytes), ("label", c.label_png)):
@@ -252,9 +269,9 @@ ALLOWED_TRANSITIONS = {
 
 
 def _enqueue_on_commit(run_id: int) -> None:
-    from experiments.tasks import enqueue_run
+    from experiments import outbox
 
-    transaction.on_commit(lambda: enqueue_run(run_id))
+    transaction.on_commit(lambda: outbox.dispatch(Run, run_id))
 
 
 @transaction.atomic
@@ -388,9 +405,9 @@ def training_start(
 
 
 def _enqueue_training(job_id: int) -> None:
-    from experiments.tasks import train_detector_job
+    from experiments import outbox
 
-    train_detector_job.apply_async(args=[job_id], queue="gpu")
+    outbox.dispatch(TrainingJob, job_id)
 
 
 def training_cancel(*, job) -> TrainingJob:

@@ -7,6 +7,7 @@ detector (learned ones on `gpu`, classical on `cpu`) in a chord -> `finish_run` 
 import logging
 
 from celery import chain, chord, shared_task
+from celery.signals import worker_ready
 from django.db import InterfaceError, OperationalError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -83,3 +84,15 @@ def train_detector_job(self, job_id: int) -> None:
     except Exception as exc:
         logger.exception("training job %s failed", job_id)
         training_engine.fail_training(job_id, f"{type(exc).__name__}: {exc}")
+
+
+@worker_ready.connect
+def flush_outbox_while_running(**kwargs) -> None:
+    """Each worker queues work left pending by a broker outage, now and every few seconds."""
+    from experiments import outbox
+
+    try:
+        outbox.flush_pending()
+    except Exception:
+        logger.warning("outbox flush at start-up failed", exc_info=True)
+    outbox.start_flusher()

@@ -1,29 +1,34 @@
 """Pages. Thin: read through selectors, write through services, 404 for what is not yours."""
 
+import json
 import mimetypes
 
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.http import FileResponse, Http404, HttpResponse, HttpResponseRedirect
+from django.http import FileResponse, Http404, HttpResponse, HttpResponseRedirect, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from experiments import selectors, services, storage
+from experiments import page_queries, selectors, services, storage
 from experiments.errors import ServiceError
 from experiments.forms import DatasetForm, ExperimentForm, PairUploadForm
-from inference.catalogue import BUILTIN_DETECTORS
+from experiments.models import ACTIVE_RUN_STATES
+from inference.catalogue import BUILTIN_DETECTORS, catalogue_names
 
 
 @login_required
 def dashboard(request):
+    own_runs = selectors.runs_visible_to(request.user).filter(experiment__owner=request.user)
     return render(
         request,
         "experiments/dashboard.html",
         {
             "datasets": selectors.datasets_visible_to(request.user).filter(owner=request.user),
-            "experiments": selectors.experiments_visible_to(request.user).filter(owner=request.user),
-            "runs": selectors.runs_visible_to(request.user).filter(experiment__owner=request.user)[:20],
+            "experiments": selectors.experiments_visible_to(request.user).filter(owner=request.user)[:20],
+            "runs": own_runs[:20],
+            "active_count": own_runs.filter(state__in=ACTIVE_RUN_STATES).count(),
+            "training_jobs": selectors.training_jobs_visible_to(request.user).filter(owner=request.user)[:10],
         },
     )
 
@@ -32,20 +37,26 @@ def dashboard(request):
 @require_http_methods(["GET", "POST"])
 def dataset_list(request):
     form = DatasetForm(request.POST or None)
-    if request.method == "POST" and form.is_valid():
-        try:
-            dataset = services.dataset_create(owner=request.user, **form.cleaned_data)
-        except ServiceError as exc:
-            form.add_error(exc.field if exc.field in form.fields else None, exc.message)
-        else:
-            return redirect("experiments:dataset_detail", pk=dataset.pk)
+    status = 200
+    if request.method == "POST":
+        if form.is_valid():
+            try:
+                dataset = services.dataset_create(owner=request.user, **form.cleaned_data)
+            except ServiceError as exc:
+                form.add_error(exc.field if exc.field in form.fields else None, exc.message)
+            else:
+                return redirect("experiments:dataset_detail", pk=dataset.pk)
+        status = 400
     datasets = selectors.datasets_visible_to(request.user)
-    return render(request, "experiments/dataset_list.html", {"datasets": datasets, "form": form})
+    return render(request, "experiments/dataset_list.html", {"datasets": datasets, "form": form}, status=status)
 
 
 @login_required
 @require_http_methods(["GET", "POST"])
 def dataset_detail(request, pk):
+    """The dataset's pairs (thumbnails, categories) and the upload forms; POST adds one pair."""
+    from experiments.forms import BulkUploadForm
+
     dataset = get_object_or_404(selectors.datasets_visible_to(request.user), pk=pk)
     form = PairUploadForm(request.POST or None, request.FILES or None)
     status = 200
@@ -68,21 +79,59 @@ def dataset_detail(request, pk):
                 messages.success(request, f"Pair {data['name']!r} added.")
                 return redirect("experiments:dataset_detail", pk=dataset.pk)
         status = 400
+    category = request.GET.get("category", "")
     pairs = dataset.pairs.all()
+    if "category" in request.GET:
+        pairs = pairs.filter(category=category)
     return render(
-        request, "experiments/dataset_detail.html", {"dataset": dataset, "pairs": pairs, "form": form}, status=status
+        request,
+        "experiments/dataset_detail.html",
+        {
+            "dataset": dataset,
+            "pairs": pairs,
+            "form": form,
+            "bulk_form": BulkUploadForm(),
+            "categories": page_queries.dataset_categories(dataset),
+            "category": category if "category" in request.GET else None,
+            "runs": selectors.runs_visible_to(request.user).filter(experiment__dataset=dataset)[:10],
+        },
+        status=status,
     )
+
+
+def _weight_choices(user) -> dict[str, list[tuple[str, str]]]:
+    """Per detector, the weights a user may pick, each labelled with its provenance."""
+    checkpoints = {}
+    for checkpoint in selectors.checkpoints_visible_to(user).select_related("dataset"):
+        label = f"checkpoint {checkpoint.sha256[:12]} ({checkpoint.epochs} epochs"
+        label += f" on {checkpoint.dataset.name})" if checkpoint.dataset else ")"
+        checkpoints.setdefault(checkpoint.detector, []).append((checkpoint.provenance, label))
+    choices = {}
+    for name in catalogue_names():
+        if BUILTIN_DETECTORS[name].learned:
+            choices[name] = [
+                ("auto", "auto: your newest checkpoint, else ImageNet backbone"),
+                ("random", "untrained (random init)"),
+                *checkpoints.get(name, []),
+            ]
+        else:
+            choices[name] = [("auto", "none (classical, no weights)")]
+    return choices
 
 
 @login_required
 @require_http_methods(["GET", "POST"])
 def experiment_create(request):
     datasets = selectors.datasets_visible_to(request.user).filter(owner=request.user)
-    form = ExperimentForm(request.POST or None, datasets=datasets, initial={"dataset": request.GET.get("dataset")})
+    weight_choices = _weight_choices(request.user)
+    initial = {"dataset": request.GET.get("dataset")}
+    if request.GET.getlist("detectors"):
+        initial["detectors"] = request.GET.getlist("detectors")
+    form = ExperimentForm(request.POST or None, datasets=datasets, weight_choices=weight_choices, initial=initial)
     status = 200
     if request.method == "POST":
         if form.is_valid():
-            data = dict(form.cleaned_data)
+            data = form.service_kwargs()
             dataset = get_object_or_404(datasets, pk=data.pop("dataset"))
             try:
                 experiment = services.experiment_create(owner=request.user, dataset=dataset, **data)
@@ -92,19 +141,59 @@ def experiment_create(request):
             else:
                 return redirect("experiments:run_detail", pk=run.pk)
         status = 400
+    detector_rows = [
+        {
+            "entry": entry,
+            "checked": entry.name in (form["detectors"].value() or []),
+            "weights_field": form[f"weights_{entry.name}"],
+        }
+        for entry in BUILTIN_DETECTORS.values()
+    ]
+    cost_data = {
+        "datasets": {str(d.pk): d.pair_count for d in datasets},
+        "detectors": {e.name: e.relative_cost for e in BUILTIN_DETECTORS.values()},
+    }
     return render(
         request,
         "experiments/experiment_create.html",
-        {"form": form, "catalogue": BUILTIN_DETECTORS.values()},
+        {"form": form, "detector_rows": detector_rows, "cost_data": cost_data, "has_datasets": datasets.exists()},
         status=status,
     )
+
+
+# --------------------------------------------------------------------------- runs
+def run_results_context(request, run) -> dict:
+    """What the results section of a finished run shows; state comes from the query string."""
+    if not run.is_finished or not run.leaderboard:
+        return {"run": run, "has_results": False, "alignment_count": run.alignments.count()}
+    detectors = run.experiment.detectors
+    state = page_queries.LeaderboardState.from_query(request.GET, detectors, run.experiment.baseline_detector)
+    return {
+        "run": run,
+        "has_results": True,
+        "state": state,
+        "table": page_queries.leaderboard_table(run, state),
+        "categories": page_queries.category_table(run),
+        "charts": page_queries.chart_data(run),
+        "agreement": run.leaderboard.get("agreement", []),
+        "detectors": detectors,
+        "query": state.query(),
+        "alignment_count": run.alignments.count(),
+    }
 
 
 @login_required
 def run_detail(request, pk):
     run = get_object_or_404(selectors.runs_visible_to(request.user), pk=pk)
-    results = selectors.run_results(run) if run.is_finished else []
-    return render(request, "experiments/run_detail.html", {"run": run, "results": results})
+    return render(request, "experiments/run_detail.html", run_results_context(request, run))
+
+
+@login_required
+@require_GET
+def run_results(request, pk):
+    """The results section alone: the live page fetches it when the run finishes."""
+    run = get_object_or_404(selectors.runs_visible_to(request.user), pk=pk)
+    return render(request, "experiments/_run_results.html", run_results_context(request, run))
 
 
 def _run_action(request, pk, action):
@@ -137,6 +226,37 @@ def run_clone(request, pk):
 
 @login_required
 @require_GET
+def run_export(request, pk, fmt):
+    """The leaderboard as shown (sorted, deltas to the chosen baseline) as CSV, or the full record as JSON."""
+    import csv
+
+    run = get_object_or_404(selectors.runs_visible_to(request.user), pk=pk)
+    if fmt not in ("csv", "json"):
+        raise Http404("Export as .csv or .json.")
+    if not run.leaderboard:
+        raise Http404("This run has no leaderboard yet.")
+    filename = f"run-{run.pk}-leaderboard.{fmt}"
+    if fmt == "json":
+        payload = {
+            "run": run.pk,
+            "experiment": run.experiment.name,
+            "dataset": run.experiment.dataset.name,
+            "settings": run.experiment.settings_record(),
+            "environment": run.environment,
+            "leaderboard": run.leaderboard,
+        }
+        response = HttpResponse(json.dumps(payload, indent=2), content_type="application/json")
+    else:
+        detectors = run.experiment.detectors
+        state = page_queries.LeaderboardState.from_query(request.GET, detectors, run.experiment.baseline_detector)
+        response = HttpResponse(content_type="text/csv; charset=utf-8")
+        csv.writer(response).writerows(page_queries.leaderboard_csv_rows(page_queries.leaderboard_table(run, state)))
+    response["Content-Disposition"] = f'attachment; filename="{filename}"'
+    return response
+
+
+@login_required
+@require_GET
 def media(request, key):
     """Media are never public: the owner (or staff) gets the file, anyone else a 404."""
     if not selectors.media_key_visible_to(request.user, key):
@@ -162,8 +282,6 @@ def media(request, key):
 @require_GET
 def run_status(request, pk):
     """Polling fallback for the live run page when the WebSocket is unavailable."""
-    from django.http import JsonResponse
-
     from experiments.progress import run_snapshot
 
     run = get_object_or_404(selectors.runs_visible_to(request.user), pk=pk)
@@ -173,10 +291,12 @@ def run_status(request, pk):
 @login_required
 @require_GET
 def runs_status(request):
-    """States of the user's recent runs, for the dashboard's live status chips."""
-    from django.http import JsonResponse
-
+    """States of the user's recent runs and training jobs, for the dashboard's live status chips."""
     runs = selectors.runs_visible_to(request.user).filter(experiment__owner=request.user)[:50]
+    jobs = selectors.training_jobs_visible_to(request.user).filter(owner=request.user)[:20]
     return JsonResponse(
-        {"runs": [{"id": r.pk, "state": r.state, "done": r.progress_done, "total": r.progress_total} for r in runs]}
+        {
+            "runs": [{"id": r.pk, "state": r.state, "done": r.progress_done, "total": r.progress_total} for r in runs],
+            "training": [{"id": j.pk, "state": j.state, "stage": (j.progress or {}).get("stage", "")} for j in jobs],
+        }
     )

@@ -26,6 +26,8 @@ import cv2
 import numpy as np
 from PIL import Image
 
+from inference.augment import random_viewpoint_homography
+
 CATEGORIES: tuple[str, ...] = (
     "object_added",
     "object_removed",
@@ -671,24 +673,7 @@ def _with_extension(rng: np.random.Generator, building: _Building) -> _Building:
 
 def _viewpoint_homography(rng: np.random.Generator, size: int) -> np.ndarray:
     """A->B homography: small rotation, scale, shear, perspective and a 2-8% shift."""
-    angle = math.radians(rng.uniform(-4.0, 4.0))
-    scale = rng.uniform(0.94, 1.06)
-    shear = rng.uniform(-0.04, 0.04)
-    linear = (
-        scale
-        * np.array([[math.cos(angle), -math.sin(angle)], [math.sin(angle), math.cos(angle)]])
-        @ np.array([[1.0, shear], [0.0, 1.0]])
-    )
-    shift_angle = rng.uniform(0, 2 * math.pi)
-    shift = rng.uniform(0.02, 0.08) * np.array([math.cos(shift_angle), math.sin(shift_angle)])
-    normalised = np.eye(3)
-    normalised[:2, :2] = linear
-    normalised[:2, 2] = shift
-    normalised[2, :2] = rng.uniform(-0.06, 0.06, 2)
-    # Normalised coordinates: origin at the image centre, unit = image size.
-    to_norm = np.array([[1 / size, 0, -0.5], [0, 1 / size, -0.5], [0, 0, 1]])
-    homography = np.linalg.inv(to_norm) @ normalised @ to_norm
-    return homography / homography[2, 2]
+    return random_viewpoint_homography(rng, size)
 
 
 def _crop_misaligned(

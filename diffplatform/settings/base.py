@@ -120,9 +120,14 @@ STORAGES = {
 MAX_UPLOAD_MB = positive_int("MAX_UPLOAD_MB", 50)
 DATA_UPLOAD_MAX_MEMORY_SIZE = MAX_UPLOAD_MB * 1024 * 1024
 FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
+DATA_UPLOAD_MAX_NUMBER_FILES = 3000  # drag-and-drop of many loose A/B/label files at once
 MAX_IMAGE_PIXELS = positive_int("MAX_IMAGE_PIXELS", 50_000_000)
 
 # --- Redis: Celery broker, channel layer and result cache.
+# Every key this deployment puts in Redis starts with this, so that several deployments (or test
+# sessions) can share one Redis server without seeing each other's queues, groups or cache.
+KEY_NAMESPACE = env.str("DIFFPLATFORM_KEY_NAMESPACE", default="diffplatform")
+
 # With no REDIS_URL the embedded server is used; the experiments app starts it when Django starts.
 EMBEDDED_REDIS_PORT = positive_int("EMBEDDED_REDIS_PORT", 6390)
 EMBEDDED_REDIS_DIR = VAR_DIR / "redis"
@@ -135,7 +140,7 @@ CACHES = {
     "default": {
         "BACKEND": "diffplatform.cache.ResilientRedisCache",
         "LOCATION": REDIS_URL,
-        "KEY_PREFIX": "diffplatform",
+        "KEY_PREFIX": KEY_NAMESPACE,
         "TIMEOUT": 7 * 24 * 3600,
         "OPTIONS": {"socket_connect_timeout": 1, "socket_timeout": 2},
     }
@@ -146,7 +151,7 @@ CHANNEL_LAYERS = {
         "CONFIG": {
             # redis-py 8 times reads out after 5 s, exactly the layer's blocking-pop timeout: give reads slack.
             "hosts": [{"address": REDIS_URL, "socket_timeout": 30, "socket_connect_timeout": 2}],
-            "prefix": "diffplatform:asgi",
+            "prefix": f"{KEY_NAMESPACE}:asgi",
             "expiry": 60,
         },
     }
@@ -168,9 +173,14 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BROKER_TRANSPORT_OPTIONS = {
     # An unacknowledged task (its worker died) is handed out again after this many seconds.
     "visibility_timeout": positive_int("CELERY_VISIBILITY_TIMEOUT", 3600),
-    "global_keyprefix": "diffplatform:celery:",
+    "global_keyprefix": f"{KEY_NAMESPACE}:celery:",
+    "socket_connect_timeout": 2,
 }
-CELERY_RESULT_BACKEND_TRANSPORT_OPTIONS = {"global_keyprefix": "diffplatform:celery:"}
+CELERY_RESULT_BACKEND_TRANSPORT_OPTIONS = {"global_keyprefix": f"{KEY_NAMESPACE}:celery:"}
+# Fail fast when the broker is down: the request answers at once and the outbox retries later.
+CELERY_BROKER_CONNECTION_TIMEOUT = 2
+CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 1, "interval_start": 0, "interval_step": 0.5, "interval_max": 1}
+OUTBOX_INTERVAL_S = env.float("OUTBOX_INTERVAL_S", default=10.0)
 CELERY_RESULT_EXPIRES = 24 * 3600
 
 # --- REST framework

@@ -4,6 +4,9 @@ import os
 
 # The embedded Redis keeps tests in a database index of their own (the app uses 0).
 os.environ.setdefault("EMBEDDED_REDIS_DB", "1")
+# Each test session (and the worker and server processes it starts) uses keys of its own, so
+# sessions side by side never take each other's tasks or events.
+os.environ.setdefault("DIFFPLATFORM_KEY_NAMESPACE", f"diffplatform-test-{os.getpid()}")
 
 from diffplatform.settings.base import *  # noqa: F403
 from diffplatform.settings.base import DATABASES, VAR_DIR

@@ -143,6 +143,14 @@ class SiameseDiffNet(nn.Module):
         self.stages = nn.ModuleList(stages)
         self.decoder = DifferenceDecoder(channels, spec.decoder_width)
 
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """Patch embeddings: the first backbone stage's features (``N x C x h x w``).
+
+        That stage has stride 4 for ResNet-50 and MobileNetV3 (2 for VGG16); it is the finest
+        level the decoder compares, so a metric learned there sharpens the map. Not normalised.
+        """
+        return self.stages[0](x)
+
     def forward(self, xa: torch.Tensor, xb: torch.Tensor) -> torch.Tensor:
         features = torch.cat([xa, xb], dim=0)  # one backbone pass for both images
         differences = []

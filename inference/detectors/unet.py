@@ -5,6 +5,9 @@ upsamples with transposed convolutions and concatenates the absolute difference 
 encoders' skip features at each level. About 1.35M parameters: small enough to train from
 scratch on a CPU. Inputs whose sides are not multiples of 16 are padded (replicate) and the
 output cropped back.
+
+Unlike the paper, there is no dropout: with the short CPU trainings used here,
+``Dropout2d(0.2)`` after every convolution slowed convergence; augmentation is the regulariser.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from inference.registry import register_detector
 
 ENCODER_WIDTHS = (16, 32, 64, 128)
 DOWNSAMPLING = 2 ** len(ENCODER_WIDTHS)
-DROPOUT = 0.2
+EMBEDDING_LEVEL = 2  # third encoder block: 64 channels at 1/4 scale
 PRIOR = 0.1
 
 
@@ -30,7 +33,6 @@ def _conv(in_channels: int, out_channels: int) -> nn.Sequential:
         nn.Conv2d(in_channels, out_channels, 3, padding=1),
         nn.BatchNorm2d(out_channels),
         nn.ReLU(inplace=True),
-        nn.Dropout2d(DROPOUT),
     )
 
 
@@ -75,6 +77,15 @@ class FCSiamDiff(nn.Module):
             skips.append(x)
             x = F.max_pool2d(x, 2)
         return skips, x
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """Patch embeddings ``N x 64 x H/4 x W/4``: the shared encoder's 1/4-scale features.
+
+        Used by the contrastive (``loss="triplet"``) training term; not normalised here.
+        """
+        for level, block in enumerate(self.encoder[: EMBEDDING_LEVEL + 1]):
+            x = block(x if level == 0 else F.max_pool2d(x, 2))
+        return x
 
     def forward(self, xa: torch.Tensor, xb: torch.Tensor) -> torch.Tensor:
         height, width = xa.shape[-2:]

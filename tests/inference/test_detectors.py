@@ -212,3 +212,27 @@ def test_predict_runs_in_eval_mode_and_restores_the_training_mode(pair):
         assert detector.model.training
     finally:
         detector.model.eval()
+
+
+@pytest.mark.parametrize(("name", "channels", "stride"), [("siamese-unet", 64, 4), ("siamese-mobilenetv3", 24, 4)])
+def test_siamese_networks_embed_patches_at_a_quarter_of_the_resolution(name, channels, stride):
+    seed_everything(0)
+    model = create_detector(name, weights=None, device="cpu").model.eval()
+    x = torch.randn(2, 3, 64, 96)
+    with torch.no_grad():
+        embeddings = model.embed(x)
+    assert embeddings.shape == (2, channels, 64 // stride, 96 // stride)
+    assert torch.isfinite(embeddings).all()
+    assert embeddings.flatten(1).norm(dim=1).min() > 0  # something to L2-normalise
+
+
+def test_fc_siam_diff_embeddings_differ_where_the_images_differ():
+    seed_everything(0)
+    model = FCSiamDiff().eval()
+    x = torch.randn(1, 3, 64, 64)
+    y = x.clone()
+    y[..., 40:, 40:] += 3.0
+    with torch.no_grad():
+        gap = (model.embed(x) - model.embed(y)).abs().sum(dim=1)[0]
+    assert gap[:3, :3].max() == 0  # the 1/4-scale features have a local receptive field
+    assert gap[12:, 12:].min() > 0

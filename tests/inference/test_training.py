@@ -127,20 +127,29 @@ def test_it_trains_a_torchvision_backbone_detector(pairs):
     assert np.isfinite(result.history[0]["train_loss"])
 
 
-@pytest.fixture
-def unet_with_embeddings(monkeypatch):
-    """Give FC-Siam-diff an ``embed`` (its 1/4-scale encoder features) if it has none."""
-    from inference.detectors.unet import FCSiamDiff
-
-    if not hasattr(FCSiamDiff, "embed"):
-        monkeypatch.setattr(FCSiamDiff, "embed", lambda self, x: self._encode(x)[0][2], raising=False)
-
-
-def test_triplet_loss_trains_a_siamese_detector(pairs, unet_with_embeddings):
+def test_triplet_loss_trains_the_siamese_unet(pairs):
     result = _train(pairs, loss="triplet")
     assert result.config["loss"] == "triplet"
     assert "contrastive" in result.config
     assert all(np.isfinite(h["train_loss"]) for h in result.history)
+
+
+def test_triplet_loss_trains_the_siamese_mobilenet(pairs):
+    train, val = pairs
+    result = train_detector(
+        "siamese-mobilenetv3", train[:4], val[:2], epochs=1, size=SIZE, batch_size=4,
+        device="cpu", init_weights=None, loss="triplet",
+    )  # fmt: skip
+    assert result.config["loss"] == "triplet"
+    assert np.isfinite(result.history[0]["train_loss"])
+
+
+def test_validation_scores_at_the_best_threshold_and_at_one_half(pairs):
+    result = _train(pairs, epochs=1)
+    val = result.val_metrics
+    assert 0.0 <= val["threshold"] <= 1.0
+    assert val["f1"] >= val["f1_at_0.5"] - 1e-9
+    assert val["tp"] + val["fp"] + val["fn"] + val["tn"] == 4 * SIZE * SIZE
 
 
 def test_triplet_loss_refuses_a_network_without_embeddings(pairs, monkeypatch):

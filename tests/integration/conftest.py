@@ -42,6 +42,7 @@ def service_env(transactional_db, media_storage, tmp_path):
         DJANGO_SETTINGS_MODULE="diffplatform.settings.test",
         DATABASE_URL=database_url(),
         REDIS_URL=settings.REDIS_URL,
+        DIFFPLATFORM_KEY_NAMESPACE=settings.KEY_NAMESPACE,
         MEDIA_ROOT=str(media_storage),
         DIFFPLATFORM_VAR_DIR=str(tmp_path / "var"),
         CELERY_VISIBILITY_TIMEOUT="8",

@@ -1,0 +1,1 @@
+"""Page views split by area; `experiments.views` holds the original pages."""

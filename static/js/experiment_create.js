@@ -1,0 +1,36 @@
+// New experiment: the estimated cost of each chosen detector and of the whole run, from the
+// catalogue's CPU time per 256x256 pair, the dataset's pair count and the input size.
+(function () {
+  "use strict";
+  const form = document.getElementById("experiment-form");
+  const dataEl = document.getElementById("cost-data");
+  if (!form || !dataEl) return;
+  const data = JSON.parse(dataEl.textContent);
+
+  function human(ms) {
+    if (ms < 1000) return `${Math.round(ms)} ms`;
+    if (ms < 120000) return `${(ms / 1000).toFixed(1)} s`;
+    return `${(ms / 60000).toFixed(1)} min`;
+  }
+
+  function update() {
+    const datasetSelect = form.querySelector("[name=dataset]");
+    const pairs = datasetSelect ? data.datasets[datasetSelect.value] || 0 : 0;
+    const size = Number(form.querySelector("[name=input_size]").value) || 256;
+    const scale = (size / 256) ** 2;
+    let total = 0;
+    for (const row of form.querySelectorAll("tr[data-detector]")) {
+      const name = row.dataset.detector;
+      const ms = (data.detectors[name] || 0) * pairs * scale;
+      const checked = row.querySelector("input[type=checkbox]").checked;
+      row.querySelector("[data-cost-cell]").textContent = `${human(ms)} (${pairs} pairs)`;
+      row.classList.toggle("muted", !checked);
+      if (checked) total += ms;
+    }
+    document.getElementById("cost-total").textContent = total ? human(total) : "—";
+  }
+
+  form.addEventListener("change", update);
+  form.addEventListener("input", update);
+  update();
+})();

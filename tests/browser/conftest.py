@@ -1,0 +1,92 @@
+"""Headless Chromium (Debian's, never a downloaded browser) against a real daphne and worker.
+
+Every page a test opens is watched: a console error, an uncaught page error, a failed request or
+an HTTP error response fails the test unless the test says it expects one.
+"""
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from tests.integration.conftest import celery_worker, celery_workers, daphne_server, service_env  # noqa: F401
+
+ROOT = Path(__file__).resolve().parents[2]
+SCREENSHOTS = ROOT / "test-artifacts" / "screenshots"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+
+@pytest.fixture(scope="session")
+def browser(django_db_setup):
+    executable = shutil.which("chromium")
+    if executable is None:
+        pytest.skip("Debian's chromium is not installed (make browser)")
+    from playwright.sync_api import sync_playwright
+
+    # Playwright's sync API keeps an event loop in this thread; the ORM calls the tests make
+    # meanwhile are plain synchronous ones, so Django's async guard is lifted for this session.
+    previous = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+    try:
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
+            yield browser
+            browser.close()
+    finally:
+        if previous is None:
+            os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+        else:
+            os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = previous
+
+
+class Watched:
+    """A page plus everything that went wrong on it."""
+
+    def __init__(self, page):
+        self.page = page
+        self.expect_errors = False
+        self.problems: list[str] = []
+        page.on("console", lambda m: m.type == "error" and self.problems.append(f"console: {m.text} @ {page.url}"))
+        page.on("pageerror", lambda e: self.problems.append(f"page error: {e} @ {page.url}"))
+        page.on("requestfailed", lambda r: self._failed(r))
+        page.on("response", lambda r: r.status >= 400 and self.problems.append(f"HTTP {r.status}: {r.url}"))
+
+    def _failed(self, request):
+        failure = request.failure or ""
+        if "ERR_ABORTED" in failure and request.resource_type in ("document", "fetch", "image"):
+            return  # navigation away while something was still loading
+        self.problems.append(f"request failed: {request.url} ({failure})")
+
+    def screenshot(self, name: str) -> Path:
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        path = SCREENSHOTS / f"{name}.png"
+        self.page.screenshot(path=str(path), full_page=True)
+        return path
+
+
+@pytest.fixture
+def new_page(browser, daphne_server):  # noqa: F811 - the fixture imported above
+    contexts = []
+
+    def make() -> Watched:
+        context = browser.new_context(base_url=daphne_server, viewport={"width": 1280, "height": 900})
+        context.set_default_timeout(20_000)
+        contexts.append(context)
+        watched.append(Watched(context.new_page()))
+        return watched[-1]
+
+    watched: list[Watched] = []
+    yield make
+    for w in watched:
+        if w.problems and not w.expect_errors:
+            print("problems seen on", w.page.url, *w.problems, sep="\n  ")
+    for context in contexts:
+        context.close()
