@@ -8,7 +8,9 @@ class Dataset(models.Model):
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="datasets")
     name = models.CharField(max_length=200)
     description = models.TextField(blank=True)
-    hidden = models.BooleanField(default=False, help_text="created for a batch job; not listed with the user's datasets")
+    hidden = models.BooleanField(
+        default=False, help_text="created for a batch job; not listed with the user's datasets"
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
