@@ -4,8 +4,10 @@ Synthetic part: generate the synthetic benchmark (``inference.synthetic``), trai
 detector from scratch on its train split (or load ``<checkpoint-dir>/<name>-synthetic-<size>.pt``
 when it exists; newly trained weights are saved there), then score every detector on the test
 split, per category: F1 of the change class and the false-positive pixel rate FP / (FP + TN),
-both from one confusion matrix pooled over the category's pairs. Pairs are scored as generated:
-``misaligned`` pairs are not aligned first.
+both from one confusion matrix pooled over the category's pairs. Shipped checkpoints are used
+too: ``--checkpoint-dir weights`` loads ``weights/<name>.pt`` (trained by ``manage.py
+train_detector`` on the same generated benchmark, see docs/weights.md). Pairs are scored as
+generated: ``misaligned`` pairs are not aligned first, for learned and classical detectors alike.
 
 Thresholds: every detector (learned and classical) is thresholded at the probability that gives
 the best pooled F1 on the *validation* split; the chosen thresholds are printed.
@@ -18,8 +20,10 @@ Goals checked (printed as PASS/FAIL):
 3. on the no-change categories its FP pixel rate is at most half the best classical one's.
 
 LEVIR part (``--skip-levir`` to leave out): train on random 256 crops of the three 1024x1024
-LEVIR-CD tiles in ``shared/data/levir_cd_scm_samples`` and report F1 at threshold 0.5 on the
-256x256 crops in ``shared/data/levir_cd_bit_samples``, except the two cut from those tiles.
+LEVIR-CD tiles in ``shared/data/levir_cd_scm_samples`` and report F1 on the 256x256 crops in
+``shared/data/levir_cd_bit_samples``, except the two cut from those tiles. Every detector's
+threshold (learned and classical) is the best pooled F1 on the 48 non-overlapping 256 tiles of
+the three *training* tiles, never on the test crops.
 
 Run from the repository root, e.g.::
 
@@ -70,7 +74,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--checkpoint-dir", type=Path, default=None)
     parser.add_argument("--skip-levir", action="store_true")
+    parser.add_argument("--skip-synthetic", action="store_true", help="only the LEVIR part")
     parser.add_argument("--levir-epochs", type=int, default=10)
+    parser.add_argument(
+        "--levir-init", type=Path, default=None, help="fine-tune from <dir>/<name>.pt instead of random initialisation"
+    )
     parser.add_argument("--levir-crops", type=int, default=48, help="random crops per epoch")
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
     return parser.parse_args(argv)
@@ -120,8 +128,11 @@ def summarise(conf: metrics.Confusion) -> dict:
 def learned_detector(name: str, train, val, args) -> tuple[object, str]:
     """Load a saved checkpoint, or train one (and save it when a directory is given)."""
     checkpoint = args.checkpoint_dir / f"{name}-synthetic-{args.size}.pt" if args.checkpoint_dir else None
-    if checkpoint is not None and checkpoint.is_file():
-        return create_detector(name, weights=checkpoint, device=args.device), f"loaded {checkpoint}"
+    shipped = args.checkpoint_dir / f"{name}.pt" if args.checkpoint_dir else None
+    for path in (checkpoint, shipped):
+        if path is not None and path.is_file():
+            detector = create_detector(name, weights=path, device=args.device)
+            return detector, f"loaded {path} ({detector.info.weights[:23]}, {checkpoint_summary(path)})"
     print(f"[{name}] {describe_init(name)}", flush=True)
     result = train_detector(
         name,
@@ -149,6 +160,13 @@ def learned_detector(name: str, train, val, args) -> tuple[object, str]:
         )
         summary += f"; saved {checkpoint} ({sha[:12]})"
     return detector, summary
+
+
+def checkpoint_summary(path: Path) -> str:
+    from inference.weights import load_checkpoint
+
+    meta = load_checkpoint(path)[1]
+    return f"dataset {meta.get('dataset')}, size {meta.get('input_size')}, best epoch {meta.get('best_epoch')}"
 
 
 def print_epoch(event: dict) -> None:
@@ -271,10 +289,13 @@ def levir_part(args, learned: list[str]) -> dict:
     )
     results = {}
     for name in learned:
+        init = args.levir_init / f"{name}.pt" if args.levir_init else "auto"
+        print(f"[{name}] LEVIR init: {init}", flush=True)
         result = train_detector(
             name,
             tiles * repeats,
             [],
+            init_weights=init,
             epochs=args.levir_epochs,
             size=256,
             seed=args.seed,
@@ -286,23 +307,38 @@ def levir_part(args, learned: list[str]) -> dict:
         )
         detector = create_detector(name, weights=None, device=args.device, input_size=256)
         detector.model.load_state_dict(result.state_dict)
-        results[name] = levir_scores(detector, test, threshold=0.5)
-        print(f"[{name}] LEVIR test F1 {results[name]['f1']:.4f} at threshold 0.5", flush=True)
+        results[name] = levir_detector_scores(name, detector, tiles, test)
     for name in CLASSICAL:
-        probs = create_detector(name).predict_batch([(a, b) for a, b, _ in test])
-        oracle = best_threshold(probs, [_Labelled(label) for _, _, label in test])
-        results[name] = levir_scores(create_detector(name), test, threshold=oracle)
-        print(
-            f"[{name}] LEVIR test F1 {results[name]['f1']:.4f} at its best threshold on the test "
-            f"crops ({oracle:.3f}: an optimistic upper bound)",
-            flush=True,
-        )
+        results[name] = levir_detector_scores(name, create_detector(name), tiles, test)
     return results
 
 
-class _Labelled:
-    def __init__(self, label):
-        self.label = label
+def levir_detector_scores(name: str, detector, tiles, test) -> dict:
+    """F1 on the test crops at the threshold that is best on the training tiles' 256 tiles."""
+    pieces = [piece for tile in tiles for piece in tiles_of(tile, 256)]
+    threshold = best_threshold(predict_all(detector, [_Triple(*p) for p in pieces]), [_Triple(*p) for p in pieces])
+    scores = {**levir_scores(detector, test, threshold), "f1_at_0.5": levir_scores(detector, test, 0.5)["f1"]}
+    print(
+        f"[{name}] LEVIR test F1 {scores['f1']:.4f} at threshold {threshold:.3f} (best on the "
+        f"{len(pieces)} training 256-tiles); F1 at 0.5: {scores['f1_at_0.5']:.4f}",
+        flush=True,
+    )
+    return scores
+
+
+def tiles_of(triple, size: int) -> list[tuple]:
+    a, b, label = triple
+    height, width = label.shape
+    return [
+        (a[y : y + size, x : x + size], b[y : y + size, x : x + size], label[y : y + size, x : x + size])
+        for y in range(0, height - size + 1, size)
+        for x in range(0, width - size + 1, size)
+    ]
+
+
+class _Triple:
+    def __init__(self, a, b, label):
+        self.a, self.b, self.label = a, b, label
 
 
 def levir_scores(detector, test, threshold: float) -> dict:
@@ -326,7 +362,8 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     started = time.perf_counter()
     report = {"args": {k: str(v) for k, v in vars(args).items()}}
-    report["synthetic"] = synthetic_part(args)
+    if not args.skip_synthetic:
+        report["synthetic"] = synthetic_part(args)
     if not args.skip_levir:
         learned = [n.strip() for n in args.detectors.split(",") if n.strip()]
         report["levir"] = levir_part(args, learned)

@@ -35,11 +35,22 @@ def _send_training(job_id: int) -> None:
 SENDERS = {Run: _send_run, TrainingJob: _send_training}
 
 
+def _caused_by_outage(exc: BaseException) -> bool:
+    """Celery wraps some Redis failures (e.g. the result store's retry limit) in other errors."""
+    while exc is not None:
+        if isinstance(exc, BROKER_UNAVAILABLE):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
 def dispatch(model, object_id: int) -> bool:
     """Queue the work now, or mark it pending when the broker is unreachable. True if queued."""
     try:
         SENDERS[model](object_id)
-    except BROKER_UNAVAILABLE:
+    except Exception as exc:
+        if not _caused_by_outage(exc):
+            raise
         logger.warning("broker unavailable: %s %s stays pending", model.__name__, object_id, exc_info=True)
         model.objects.filter(pk=object_id).update(enqueue_pending=True)
         return False

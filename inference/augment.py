@@ -123,9 +123,7 @@ def warp_viewpoint(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """``img`` through a random ``random_viewpoint_homography``, reflecting at the borders."""
     height, width = img.shape[:2]
     homography = random_viewpoint_homography(rng, max(height, width))
-    return cv2.warpPerspective(
-        img, homography, (width, height), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT
-    )
+    return cv2.warpPerspective(img, homography, (width, height), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
 
 
 def shift_image(img: np.ndarray, dx: int, dy: int) -> np.ndarray:

@@ -8,6 +8,8 @@ from PIL import Image
 
 from tests.factories import UserFactory
 
+pytest_plugins = ["tests.live_services"]
+
 
 @pytest.fixture(autouse=True)
 def media_storage(settings, tmp_path):

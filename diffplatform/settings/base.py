@@ -41,6 +41,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "csp.middleware.CSPMiddleware",
+    "diffplatform.service_status.ServiceStatusMiddleware",
 ]
 
 ROOT_URLCONF = "diffplatform.urls"
@@ -57,6 +58,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "diffplatform.service_status.context",
             ],
         },
     },
@@ -176,7 +178,11 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
     "global_keyprefix": f"{KEY_NAMESPACE}:celery:",
     "socket_connect_timeout": 2,
 }
-CELERY_RESULT_BACKEND_TRANSPORT_OPTIONS = {"global_keyprefix": f"{KEY_NAMESPACE}:celery:"}
+CELERY_RESULT_BACKEND_TRANSPORT_OPTIONS = {
+    "global_keyprefix": f"{KEY_NAMESPACE}:celery:",
+    # Chords keep state in the result store; a dead Redis should fail a publish in about a second.
+    "retry_policy": {"max_retries": 2, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.5},
+}
 # Fail fast when the broker is down: the request answers at once and the outbox retries later.
 CELERY_BROKER_CONNECTION_TIMEOUT = 2
 CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 1, "interval_start": 0, "interval_step": 0.5, "interval_max": 1}

@@ -26,6 +26,8 @@ WHITENOISE_USE_FINDERS = True
 CELERY_BROKER_TRANSPORT_OPTIONS = {
     **CELERY_BROKER_TRANSPORT_OPTIONS,  # noqa: F405
     "visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT", default=20),
+    "unacked_restore_interval": 1,  # look for abandoned tasks every second (production: every 100 s)
+    "unacked_restore_throttle": 1,
 }
 
 if DATABASES["default"]["ENGINE"].endswith("sqlite3"):

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 from rest_framework.authtoken.models import Token
 
-from tests.integration.conftest import celery_worker, celery_workers, daphne_server, service_env  # noqa: F401
+from tests.live_services import celery_worker, celery_workers, daphne_server, service_env  # noqa: F401
 
 pytestmark = pytest.mark.integration
 

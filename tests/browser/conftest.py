@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.conftest import celery_worker, celery_workers, daphne_server, service_env  # noqa: F401
+from tests.live_services import celery_worker, celery_workers, daphne_server, service_env  # noqa: F401
 
 ROOT = Path(__file__).resolve().parents[2]
 SCREENSHOTS = ROOT / "test-artifacts" / "screenshots"

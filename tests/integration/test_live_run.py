@@ -10,7 +10,7 @@ from websockets.sync.client import connect
 from experiments import services, tasks
 from experiments.models import Result, RunState
 from tests.factories import make_dataset
-from tests.integration.conftest import session_cookie
+from tests.live_services import session_cookie
 
 pytestmark = pytest.mark.integration
 

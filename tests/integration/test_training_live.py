@@ -9,7 +9,7 @@ from websockets.sync.client import connect
 from experiments import services
 from experiments.benchmark import synthetic_dataset_create
 from experiments.models import ModelCheckpoint, RunState, TrainingJob
-from tests.integration.conftest import session_cookie
+from tests.live_services import session_cookie
 
 pytestmark = pytest.mark.integration
 

@@ -1,9 +1,11 @@
+import hashlib
 import time
+from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
-from experiments import services
+from experiments import services, storage
 from experiments.errors import ServiceError
 from experiments.management.owners import add_user_argument, owner_for
 from experiments.models import Dataset, TrainingJob
@@ -23,9 +25,15 @@ class Command(BaseCommand):
         parser.add_argument("--lr", type=float, default=1e-3)
         parser.add_argument("--patience", type=int, default=3)
         parser.add_argument("--queue", action="store_true", help="run on a Celery worker instead of in this process")
+        parser.add_argument(
+            "--export",
+            default="",
+            metavar="PATH",
+            help="also copy the registered checkpoint file out of storage to PATH",
+        )
         add_user_argument(parser)
 
-    def handle(self, *args, detector, dataset, queue, user, **options):
+    def handle(self, *args, detector, dataset, queue, user, export, **options):
         owner = owner_for(user)
         found = Dataset.objects.filter(owner=owner)
         found = found.filter(pk=int(dataset)) if dataset.isdigit() else found.filter(name=dataset)
@@ -49,6 +57,19 @@ class Command(BaseCommand):
             f"Checkpoint {checkpoint.sha256} registered for {detector}: {checkpoint.epochs} epochs, "
             f"val F1 {checkpoint.val_metrics.get('f1')}, val IoU {checkpoint.val_metrics.get('iou')}"
         )
+        if export:
+            self._export(checkpoint, Path(export))
+
+    def _export(self, checkpoint, path: Path):
+        """Copy the stored bytes, checking they are the ones registered (same SHA-256)."""
+        data = storage.read_bytes(checkpoint.file_key)
+        if hashlib.sha256(data).hexdigest() != checkpoint.sha256:
+            raise CommandError(
+                f"stored checkpoint {checkpoint.file_key} does not match its SHA-256 {checkpoint.sha256}"
+            )
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+        self.stdout.write(f"Exported checkpoint to {path} ({len(data) / 1e6:.1f} MB, sha256 {checkpoint.sha256})")
 
     def _announce(self, detector, dataset, options):
         from inference.training import describe_init, estimate_training_seconds

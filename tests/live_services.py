@@ -18,7 +18,7 @@ import requests
 from django.conf import settings
 from django.db import connection
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def free_port() -> int:
@@ -101,7 +101,6 @@ class WorkerPool:
         self.env, self.tmp_path, self.workers = env, tmp_path, []
 
     def start(self) -> ManagedProcess:
-        from diffplatform.celery import app
 
         name = f"itest-{uuid.uuid4().hex[:8]}@localhost"
         args = [
@@ -126,7 +125,8 @@ class WorkerPool:
         ]
         worker = ManagedProcess(args, self.env, self.tmp_path / f"worker-{len(self.workers)}.log").start()
         self.workers.append(worker)
-        wait_until(lambda: bool(app.control.ping(destination=[name], timeout=0.5)), 60, "celery worker", worker)
+        # The log line, not a broadcast ping: the worker may use another Redis than this process.
+        wait_until(lambda: f"{name} ready." in worker.output(), 60, "celery worker", worker)
         return worker
 
     def stop_all(self):
@@ -149,11 +149,10 @@ def celery_worker(celery_workers):
     return celery_workers.start()
 
 
-@pytest.fixture
-def daphne_server(service_env, tmp_path):
+def start_daphne(env, tmp_path) -> tuple[ManagedProcess, str]:
     port = free_port()
     args = [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "diffplatform.asgi:application"]
-    server = ManagedProcess(args, service_env, tmp_path / "daphne.log").start()
+    server = ManagedProcess(args, env, tmp_path / "daphne.log").start()
     base = f"http://127.0.0.1:{port}"
 
     def healthy():
@@ -163,6 +162,12 @@ def daphne_server(service_env, tmp_path):
             return False
 
     wait_until(healthy, 60, "daphne", server)
+    return server, base
+
+
+@pytest.fixture
+def daphne_server(service_env, tmp_path):
+    server, base = start_daphne(service_env, tmp_path)
     yield base
     server.stop()
 
