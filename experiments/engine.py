@@ -305,8 +305,23 @@ def process_batch(run: Run, slot: DetectorSlot, pairs: list[ImagePair], alignmen
         entry = build_result_entry(key, item, prob, run.experiment.threshold)
         entry.update(latency_ms=latency_ms, peak_memory_mb=memory.peak_mb, weights=slot.info["weights"])
         entry["metrics"]["memory_kind"] = memory.kind
+        try:
+            _upsert_result(run, pair, slot.name, entry, from_cache=False)
+        except Exception:
+            _discard_unreferenced(entry)
+            raise
         result_cache.store(key, entry)
-        _upsert_result(run, pair, slot.name, entry, from_cache=False)
+
+
+def _discard_unreferenced(entry: dict) -> None:
+    """The database refused the row: remove the pictures just written unless a stored result uses them."""
+    keys = [entry[name] for name in ("heatmap_key", "mask_key", "error_map_key") if entry.get(name)]
+    try:
+        if Result.objects.filter(heatmap_key=entry["heatmap_key"]).exists():
+            return
+    except Exception:  # noqa: BLE001 - the database may be refusing reads too; files are then removed
+        logger.warning("could not check references of %s", entry["heatmap_key"], exc_info=True)
+    storage.delete_keys(keys)
 
 
 def build_result_entry(key: str, item: PairInputs, prob: np.ndarray, threshold: float) -> dict:

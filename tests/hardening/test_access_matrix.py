@@ -116,7 +116,7 @@ def world(user, other_user, staff_user, make_pair_bytes, monkeypatch, django_cap
     batch = BatchJob.objects.create(owner=user, payload_sha256="0" * 64, detectors=["absdiff"], run=batch_run)
     owner = Client()
     owner.force_login(user)
-    a, b, label = make_pair_bytes(seed=9)
+    a, b, _ = make_pair_bytes(seed=9)
     files = [io.BytesIO(a), io.BytesIO(b)]
     files[0].name, files[1].name = "new_A.png", "new_B.png"
     response = owner.post(reverse("experiments:dataset_upload", args=[dataset.pk]), {"files": files})
