@@ -29,6 +29,7 @@ migrate: install
 
 demo: migrate
 	$(PY) manage.py ensure_demo_user
+	$(PY) manage.py setup_demo
 
 ## run: install, migrate, create the demo account, start Redis (embedded unless REDIS_URL), a Celery worker and daphne
 run: demo

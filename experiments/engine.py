@@ -319,7 +319,7 @@ def _discard_unreferenced(entry: dict) -> None:
     try:
         if Result.objects.filter(heatmap_key=entry["heatmap_key"]).exists():
             return
-    except Exception:  # noqa: BLE001 - the database may be refusing reads too; files are then removed
+    except Exception:
         logger.warning("could not check references of %s", entry["heatmap_key"], exc_info=True)
     storage.delete_keys(keys)
 

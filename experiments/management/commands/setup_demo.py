@@ -1,0 +1,61 @@
+"""First-start content for `make run`: a benchmark dataset for the demo account and the shipped
+checkpoints in `weights/`, registered as public weights (`weights="auto"` picks them up)."""
+
+import hashlib
+from pathlib import Path
+
+from django.conf import settings
+from django.core.management.base import BaseCommand
+from tqdm import tqdm
+
+from experiments import services
+from experiments.benchmark import synthetic_dataset_create
+from experiments.management.owners import add_user_argument, owner_for
+from experiments.models import Dataset, ModelCheckpoint
+
+WEIGHTS_DIR = Path(settings.BASE_DIR) / "weights"
+
+
+class Command(BaseCommand):
+    help = "Create the demo dataset and register the shipped checkpoints (idempotent)."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--pairs", type=int, default=48)
+        parser.add_argument("--size", type=int, default=128)
+        add_user_argument(parser)
+
+    def handle(self, *args, pairs, size, user, **options):
+        owner = owner_for(user)
+        self._register_weights()
+        if Dataset.objects.filter(owner=owner, name="synthetic-demo").exists():
+            self.stdout.write("Demo dataset synthetic-demo already exists.")
+            return
+        with tqdm(total=pairs, unit="pair", desc="demo dataset") as bar:
+            dataset = synthetic_dataset_create(owner=owner, name="synthetic-demo", pairs=pairs, size=size, seed=0,
+                                               progress=bar.update)  # fmt: skip
+        self.stdout.write(f"Demo dataset {dataset.name!r}: {dataset.pairs.count()} pairs in 8 categories.")
+
+    def _register_weights(self):
+        from inference.weights import load_checkpoint
+
+        for path in sorted(WEIGHTS_DIR.glob("*.pt")):
+            data = path.read_bytes()
+            sha256 = hashlib.sha256(data).hexdigest()
+            if ModelCheckpoint.objects.filter(sha256=sha256, is_public=True).exists():
+                continue
+            _, meta, _ = load_checkpoint(path)
+            detector = meta["detector"]
+            services.checkpoint_register(
+                owner=None, detector=detector, dataset=None, data=data, sha256=sha256,
+                epochs=int(meta.get("epochs_run") or meta.get("epochs") or 0),
+                val_metrics=meta.get("val_metrics") or {}, config={**meta, "shipped_file": path.name},
+                is_public=True,
+            )  # fmt: skip
+            self.stdout.write(f"Registered shipped weights {path.name} for {detector} ({sha256[:12]}).")
+        untrained = [name for name in ("siamese-resnet50", "siamese-vgg16", "resnet50-compare-head")
+                     if not ModelCheckpoint.objects.filter(detector=name).exists()]  # fmt: skip
+        if untrained:
+            self.stdout.write(
+                f"No trained weights for {', '.join(untrained)}: they run only with ImageNet weights in TORCH_HOME "
+                "or after `python manage.py train_detector NAME --dataset synthetic-demo` (see docs/weights.md)."
+            )
