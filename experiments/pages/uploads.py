@@ -32,6 +32,8 @@ def _pack(files: dict[str, bytes]) -> bytes:
 def stage(request, dataset, files: dict[str, bytes], category: str) -> tuple[str, ingest.ImportReport]:
     """Check `files`, keep them, remember the token in the session; nothing enters the dataset."""
     report = ingest.check_files(files, category=category)
+    if report.problems:  # nothing is kept for an upload that cannot be imported as it is
+        raise ServiceError("Nothing was saved. Fix these and upload again: " + "; ".join(report.problems))
     token = secrets.token_urlsafe(16)
     pending = dict(request.session.get(SESSION_KEY, {}))
     for old in list(pending)[: max(0, len(pending) - MAX_PENDING + 1)]:

@@ -19,8 +19,7 @@ SQLITE_TRIGGER = (
 POSTGRES_TRIGGER = [
     "CREATE FUNCTION refuse_results() RETURNS trigger AS $$ BEGIN "
     "RAISE EXCEPTION 'disk full (refused by test trigger)'; END; $$ LANGUAGE plpgsql;",
-    "CREATE TRIGGER refuse_results BEFORE INSERT ON experiments_result "
-    "FOR EACH ROW EXECUTE FUNCTION refuse_results();",
+    "CREATE TRIGGER refuse_results BEFORE INSERT ON experiments_result FOR EACH ROW EXECUTE FUNCTION refuse_results();",
 ]
 
 
