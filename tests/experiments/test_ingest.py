@@ -4,8 +4,6 @@ problem writes nothing."""
 import io
 import os
 import shutil
-import stat
-import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +16,7 @@ from experiments.errors import ServiceError
 from experiments.models import Dataset, ImagePair
 from tests.conftest import png_bytes
 from tests.factories import make_dataset
+from tests.hardening.bad_inputs import zip_of as zipped
 
 SHARED = Path(__file__).resolve().parents[3] / "shared" / "data"
 LEVIR = SHARED / "levir_cd_bit_samples"
@@ -38,18 +37,6 @@ def levir_files(make_pair_bytes, count=3, label=True):
         if label:
             files[f"label/pair{i}.png"] = mask
     return files
-
-
-def zipped(files: dict, links=()) -> bytes:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
-        for name, data in files.items():
-            archive.writestr(name, data)
-        for name, target in links:
-            info = zipfile.ZipInfo(name)
-            info.external_attr = (stat.S_IFLNK | 0o777) << 16
-            archive.writestr(info, target)
-    return buffer.getvalue()
 
 
 @pytest.mark.django_db
