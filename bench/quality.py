@@ -27,7 +27,10 @@ the three *training* tiles, never on the test crops.
 
 Run from the repository root, e.g.::
 
-    python -m bench.quality --pairs 480 --size 128 --epochs 12 --detectors siamese-unet
+    python -m bench.quality --pairs 480 --size 128 --skip-levir \
+        --detectors siamese-unet,siamese-mobilenetv3 --checkpoint-dir weights
+
+(results and the LEVIR commands: docs/weights.md).
 """
 
 from __future__ import annotations

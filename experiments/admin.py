@@ -2,7 +2,17 @@ from django.contrib import admin, messages
 
 from experiments import services
 from experiments.errors import ServiceError
-from experiments.models import Dataset, Experiment, ImagePair, ModelCheckpoint, PairAlignment, Result, Run
+from experiments.models import (
+    BatchJob,
+    Dataset,
+    Experiment,
+    ImagePair,
+    ModelCheckpoint,
+    PairAlignment,
+    Result,
+    Run,
+    TrainingJob,
+)
 
 
 class ImagePairInline(admin.TabularInline):
@@ -117,3 +127,26 @@ class ModelCheckpointAdmin(admin.ModelAdmin):
 class PairAlignmentAdmin(admin.ModelAdmin):
     list_display = ("run", "pair", "method", "ok", "inliers", "reprojection_error")
     list_filter = ("method", "ok")
+
+
+@admin.register(TrainingJob)
+class TrainingJobAdmin(admin.ModelAdmin):
+    list_display = ("id", "detector", "dataset", "owner", "state", "created_at", "finished_at", "checkpoint")
+    list_filter = ("state", "detector")
+    search_fields = ("detector", "dataset__name", "owner__username", "error")
+    readonly_fields = ("progress", "config", "error")
+    actions = ["cancel_jobs"]
+
+    @admin.action(description="Cancel selected training jobs")
+    def cancel_jobs(self, request, queryset):
+        for job in queryset:
+            try:
+                services.training_cancel(job=job)
+            except ServiceError as exc:
+                self.message_user(request, f"Training job {job.pk}: {exc.message}", messages.ERROR)
+
+
+@admin.register(BatchJob)
+class BatchJobAdmin(admin.ModelAdmin):
+    list_display = ("id", "owner", "idempotency_key", "run", "created_at")
+    search_fields = ("idempotency_key", "owner__username")

@@ -66,7 +66,8 @@ class TrainingResult:
 
     ``history`` has one dict per epoch run: ``epoch, train_loss, val_loss, val_f1, val_iou,
     seconds, eta_s``. ``val_metrics`` are the pooled validation scores of ``best_epoch``
-    (``inference.metrics.scores`` keys plus ``loss``). ``config`` is JSON-safe.
+    at its best-F1 threshold (``inference.metrics.scores`` keys, confusion counts, ``threshold``,
+    ``f1_at_0.5`` and ``loss``). ``config`` is JSON-safe.
     """
 
     state_dict: dict[str, torch.Tensor]

@@ -126,7 +126,11 @@ class WorkerPool:
         worker = ManagedProcess(args, self.env, self.tmp_path / f"worker-{len(self.workers)}.log").start()
         self.workers.append(worker)
         # The log line, not a broadcast ping: the worker may use another Redis than this process.
-        wait_until(lambda: f"{name} ready." in worker.output(), 60, "celery worker", worker)
+        try:
+            wait_until(lambda: f"{name} ready." in worker.output(), 60, "celery worker", worker)
+        except BaseException:
+            worker.stop()
+            raise
         return worker
 
     def stop_all(self):
@@ -161,7 +165,11 @@ def start_daphne(env, tmp_path) -> tuple[ManagedProcess, str]:
         except requests.ConnectionError:
             return False
 
-    wait_until(healthy, 60, "daphne", server)
+    try:
+        wait_until(healthy, 60, "daphne", server)
+    except BaseException:
+        server.stop()
+        raise
     return server, base
 
 

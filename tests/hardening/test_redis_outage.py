@@ -45,9 +45,10 @@ def test_pages_and_api_survive_a_redis_outage_and_queued_runs_resume(user, make_
     folder, port = own_redis
     env = {**service_env, "REDIS_URL": f"redis://127.0.0.1:{port}/0", "OUTBOX_INTERVAL_S": "1"}
     workers = WorkerPool(env, tmp_path)
-    workers.start()
-    server, base = start_daphne(env, tmp_path)
+    server = None
     try:
+        workers.start()
+        server, base = start_daphne(env, tmp_path)
         dataset = make_dataset(user, pairs=[(f"p{i}", *make_pair_bytes(seed=i)) for i in range(2)])
         experiment = services.experiment_create(owner=user, dataset=dataset, name="e", detectors=["absdiff"])
         api = requests.Session()
@@ -76,5 +77,6 @@ def test_pages_and_api_survive_a_redis_outage_and_queued_runs_resume(user, make_
         assert not Run.objects.get(pk=second).enqueue_pending
         assert Run.objects.get(pk=second).results.count() == 2
     finally:
-        server.stop()
+        if server is not None:
+            server.stop()
         workers.stop_all()

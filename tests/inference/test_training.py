@@ -202,3 +202,16 @@ def test_init_description_and_time_estimate_are_usable():
     before = torch.random.get_rng_state()
     assert estimate_training_seconds("siamese-unet", n_pairs=10, epochs=2, size=SIZE, device="cpu") > 0
     assert torch.equal(before, torch.random.get_rng_state())
+
+
+def test_training_samples_warp_a_only_and_keep_b_and_the_label(pairs, monkeypatch):
+    import inference.training as training
+
+    triple = training._as_triple(pairs[0][0])
+    monkeypatch.setattr(training, "WARP_PROBABILITY", 0.0)
+    plain = training._training_sample(triple, np.random.default_rng(5), SIZE)
+    monkeypatch.setattr(training, "WARP_PROBABILITY", 1.0)
+    warped = training._training_sample(triple, np.random.default_rng(5), SIZE)
+    assert np.array_equal(plain[1], warped[1])
+    assert np.array_equal(plain[2], warped[2])
+    assert np.abs(plain[0].astype(int) - warped[0].astype(int)).mean() > 2
