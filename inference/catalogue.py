@@ -5,7 +5,9 @@ importing torch; the registry (`inference.registry`) is the authority inside wor
 keeps the two in step.
 """
 
+import os
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 
 @dataclass(frozen=True)
@@ -61,3 +63,42 @@ def catalogue_entry(name: str) -> CatalogueEntry:
         return BUILTIN_DETECTORS[name]
     except KeyError:
         raise KeyError(f"unknown detector {name!r}; choose one of {', '.join(catalogue_names())}") from None
+
+
+# torchvision's ImageNet files per learned detector (the backbone's), the default first; a test keeps
+# this equal to `inference.weights.imagenet_filenames`, which reads them from torchvision's enums.
+IMAGENET_FILES = {
+    "siamese-unet": (),
+    "siamese-resnet50": ("resnet50-11ad3fa6.pth", "resnet50-0676ba61.pth"),
+    "resnet50-compare-head": ("resnet50-11ad3fa6.pth", "resnet50-0676ba61.pth"),
+    "siamese-vgg16": ("vgg16-397923af.pth",),
+    "siamese-mobilenetv3": ("mobilenet_v3_large-5c1a4163.pth", "mobilenet_v3_large-8738ca79.pth"),
+}
+TRAINING_COST_FACTOR = 3.0  # forward + backward is about three forwards
+
+
+def torch_hub_checkpoints_dir() -> Path:
+    """Where torchvision keeps downloaded weights: `torch.hub.get_dir()/checkpoints`, without torch."""
+    if os.environ.get("TORCH_HOME"):
+        base = Path(os.environ["TORCH_HOME"])
+    else:
+        base = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "torch"
+    return base / "hub" / "checkpoints"
+
+
+def training_start_point(name: str) -> str:
+    """What training `name` starts from, as the UI and CLI say it."""
+    files = IMAGENET_FILES.get(name, ())
+    if not files:
+        return "from scratch (no pretrained backbone for this architecture)"
+    folder = torch_hub_checkpoints_dir()
+    found = next((f for f in files if (folder / f).is_file()), None)
+    if found:
+        return f"ImageNet backbone weights ({folder / found}); decoder from scratch"
+    return f"from scratch: no ImageNet weights in {folder} (put {files[0]} there to start from ImageNet)"
+
+
+def estimated_training_seconds(name: str, pairs: int, epochs: int, size: int = 256) -> float:
+    """A rough CPU estimate from the catalogue's per-pair cost (training: ~3x a forward pass)."""
+    per_pair_s = catalogue_entry(name).relative_cost / 1000 * TRAINING_COST_FACTOR * (size / 256) ** 2
+    return per_pair_s * pairs * epochs

@@ -29,7 +29,23 @@ def training_list(request):
                 return redirect("experiments:training_detail", pk=job.pk)
         status = 400
     jobs = selectors.training_jobs_visible_to(request.user).filter(owner=request.user)
-    return render(request, "experiments/training_list.html", {"form": form, "jobs": jobs}, status=status)
+    return render(request, "experiments/training_list.html",
+                  {"form": form, "jobs": jobs, "plans": training_plans()}, status=status)  # fmt: skip
+
+
+def training_plans() -> list[dict]:
+    """Per learned detector: what training starts from, and a rough CPU time per epoch of 100 pairs."""
+    from inference import catalogue
+
+    return [
+        {
+            "detector": name,
+            "start": catalogue.training_start_point(name),
+            "seconds_per_100_pairs": catalogue.estimated_training_seconds(name, pairs=100, epochs=1),
+        }
+        for name in catalogue.catalogue_names()
+        if catalogue.catalogue_entry(name).learned
+    ]
 
 
 def _job(request, pk):

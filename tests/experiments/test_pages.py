@@ -382,3 +382,12 @@ def test_the_pareto_front_keeps_points_nothing_beats_on_both_axes():
         {"detector": "middle", "latency": 5, "iou": 0.7},
     ]
     assert pareto_front(points) == ["fast", "good", "middle"]
+
+
+def test_the_training_page_says_where_training_starts_and_how_long_it_takes(client, user, tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    client.force_login(user)
+    page = client.get(reverse("experiments:training_list")).content.decode()
+    assert "siamese-resnet50" in page
+    assert "from scratch: no ImageNet weights" in page
+    assert "Est. CPU time per epoch" in page
