@@ -24,7 +24,7 @@ def dashboard(request):
         request,
         "experiments/dashboard.html",
         {
-            "datasets": selectors.datasets_visible_to(request.user).filter(owner=request.user),
+            "datasets": selectors.datasets_listed_for(request.user),
             "experiments": selectors.experiments_visible_to(request.user).filter(owner=request.user)[:20],
             "runs": own_runs[:20],
             "active_count": own_runs.filter(state__in=ACTIVE_RUN_STATES).count(),
@@ -47,7 +47,7 @@ def dataset_list(request):
             else:
                 return redirect("experiments:dataset_detail", pk=dataset.pk)
         status = 400
-    datasets = selectors.datasets_visible_to(request.user)
+    datasets = selectors.datasets_listed_for(request.user)
     return render(request, "experiments/dataset_list.html", {"datasets": datasets, "form": form}, status=status)
 
 
@@ -122,7 +122,7 @@ def _weight_choices(user) -> dict[str, list[tuple[str, str]]]:
 @login_required
 @require_http_methods(["GET", "POST"])
 def experiment_create(request):
-    datasets = selectors.datasets_visible_to(request.user).filter(owner=request.user)
+    datasets = selectors.datasets_listed_for(request.user)
     weight_choices = _weight_choices(request.user)
     initial = {"dataset": request.GET.get("dataset")}
     if request.GET.getlist("detectors"):

@@ -14,7 +14,7 @@ from experiments.forms import TrainingForm
 @login_required
 @require_http_methods(["GET", "POST"])
 def training_list(request):
-    datasets = selectors.datasets_visible_to(request.user).filter(owner=request.user)
+    datasets = selectors.datasets_listed_for(request.user)
     form = TrainingForm(request.POST or None, datasets=datasets, initial={"dataset": request.GET.get("dataset")})
     status = 200
     if request.method == "POST":

@@ -391,3 +391,15 @@ def test_the_training_page_says_where_training_starts_and_how_long_it_takes(clie
     assert "siamese-resnet50" in page
     assert "from scratch: no ImageNet weights" in page
     assert "Est. CPU time per epoch" in page
+
+
+def test_datasets_behind_batch_jobs_are_not_listed(client, user):
+    from experiments import services
+
+    services.dataset_create(owner=user, name="mine")
+    services.dataset_create(owner=user, name="batch-7-abcdef12", hidden=True)
+    client.force_login(user)
+    for name in ("experiments:dataset_list", "experiments:dashboard", "experiments:experiment_create"):
+        page = client.get(reverse(name)).content.decode()
+        assert "batch-7-abcdef12" not in page, name
+    assert "mine" in client.get(reverse("experiments:dataset_list")).content.decode()
