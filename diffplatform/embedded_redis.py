@@ -11,8 +11,15 @@ import time
 from pathlib import Path
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 START_TIMEOUT_S = 10.0
+
+
+def _probe(port: int) -> redis.Redis:
+    """A client that fails at once (redis-py 8 otherwise retries with back-off for seconds)."""
+    return redis.Redis(host="127.0.0.1", port=port, socket_connect_timeout=0.5, retry=Retry(NoBackoff(), 0))
 
 
 def embedded_redis_url(data_dir: Path, port: int, db: int = 0) -> str:
@@ -21,7 +28,7 @@ def embedded_redis_url(data_dir: Path, port: int, db: int = 0) -> str:
 
 def _responds(port: int) -> bool:
     try:
-        return bool(redis.Redis(host="127.0.0.1", port=port, socket_connect_timeout=0.5).ping())
+        return bool(_probe(port).ping())
     except redis.exceptions.ConnectionError:
         return False
 
@@ -72,4 +79,4 @@ def ensure_embedded_redis(data_dir: Path, port: int) -> None:
 
 def stop_embedded_redis(port: int) -> None:
     if _responds(port):
-        redis.Redis(host="127.0.0.1", port=port).shutdown(nosave=True)
+        _probe(port).shutdown(nosave=True)

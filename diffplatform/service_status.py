@@ -9,6 +9,8 @@ import time
 
 import redis
 from django.conf import settings
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 CHECK_EVERY_S = 5.0
 _last = {"at": 0.0, "ok": True}
@@ -18,8 +20,9 @@ def redis_available() -> bool:
     now = time.monotonic()
     if now - _last["at"] >= CHECK_EVERY_S:
         try:
-            _last["ok"] = bool(redis.Redis.from_url(settings.REDIS_URL, socket_connect_timeout=0.5,
-                                                    socket_timeout=0.5).ping())  # fmt: skip
+            client = redis.Redis.from_url(settings.REDIS_URL, socket_connect_timeout=0.5, socket_timeout=0.5,
+                                          retry=Retry(NoBackoff(), 0))  # fmt: skip
+            _last["ok"] = bool(client.ping())
         except (redis.exceptions.RedisError, OSError):
             _last["ok"] = False
         _last["at"] = now
