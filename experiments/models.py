@@ -103,24 +103,37 @@ ACTIVE_RUN_STATES = (RunState.QUEUED, RunState.RUNNING)
 FINISHED_RUN_STATES = (RunState.SUCCEEDED, RunState.FAILED, RunState.CANCELLED)
 
 
-class Run(models.Model):
-    experiment = models.ForeignKey(Experiment, on_delete=models.CASCADE, related_name="runs")
+class QueuedWork(models.Model):
+    """What runs and training jobs share: a state machine, progress, cancel and queueing flags, times."""
+
     state = models.CharField(max_length=10, choices=RunState.choices, default=RunState.QUEUED, db_index=True)
-    progress_done = models.PositiveIntegerField(default=0)
-    progress_total = models.PositiveIntegerField(default=0)
-    progress = models.JSONField(default=dict, blank=True, help_text="per-detector progress, stage, rate")
     cancel_requested = models.BooleanField(default=False)
     enqueue_pending = models.BooleanField(default=False, help_text="queueing failed (broker down); retried later")
     error = models.TextField(blank=True)
-    environment = models.JSONField(default=dict, blank=True, help_text="reproducibility record")
-    leaderboard = models.JSONField(default=dict, blank=True)
-    cloned_from = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL)
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
+        abstract = True
         ordering = ["-created_at"]
+
+    @property
+    def is_finished(self):
+        return self.state in FINISHED_RUN_STATES
+
+
+class Run(QueuedWork):
+    experiment = models.ForeignKey(Experiment, on_delete=models.CASCADE, related_name="runs")
+    progress_done = models.PositiveIntegerField(default=0)
+    progress_total = models.PositiveIntegerField(default=0)
+    progress = models.JSONField(default=dict, blank=True, help_text="per-detector progress, stage, rate")
+    environment = models.JSONField(default=dict, blank=True, help_text="reproducibility record")
+    leaderboard = models.JSONField(default=dict, blank=True)
+    cloned_from = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL)
+
+    class Meta(QueuedWork.Meta):
+        pass
 
     def __str__(self):
         return f"run {self.pk} of {self.experiment}"
@@ -128,10 +141,6 @@ class Run(models.Model):
     @property
     def owner(self):
         return self.experiment.owner
-
-    @property
-    def is_finished(self):
-        return self.state in FINISHED_RUN_STATES
 
     @property
     def duration_s(self):
@@ -218,32 +227,21 @@ class PairAlignment(models.Model):
         return f"alignment of {self.pair} in run {self.run_id} ({self.method})"
 
 
-class TrainingJob(models.Model):
+class TrainingJob(QueuedWork):
     """Training one learned detector on a dataset; produces a ModelCheckpoint."""
 
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="training_jobs")
     detector = models.CharField(max_length=100)
     dataset = models.ForeignKey(Dataset, on_delete=models.PROTECT, related_name="training_jobs")
     config = models.JSONField(default=dict, help_text="epochs, loss, size, seed, batch_size, lr")
-    state = models.CharField(max_length=10, choices=RunState.choices, default=RunState.QUEUED, db_index=True)
     progress = models.JSONField(default=dict, blank=True, help_text="stage, epoch, loss, val F1, ETA, history")
-    cancel_requested = models.BooleanField(default=False)
-    enqueue_pending = models.BooleanField(default=False, help_text="queueing failed (broker down); retried later")
-    error = models.TextField(blank=True)
     checkpoint = models.ForeignKey(ModelCheckpoint, null=True, blank=True, on_delete=models.SET_NULL)
-    created_at = models.DateTimeField(auto_now_add=True)
-    started_at = models.DateTimeField(null=True, blank=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
 
-    class Meta:
-        ordering = ["-created_at"]
+    class Meta(QueuedWork.Meta):
+        pass
 
     def __str__(self):
         return f"training {self.detector} on {self.dataset} ({self.state})"
-
-    @property
-    def is_finished(self):
-        return self.state in FINISHED_RUN_STATES
 
 
 class BatchJob(models.Model):

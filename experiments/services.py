@@ -289,23 +289,28 @@ def run_start(*, experiment: Experiment, cloned_from: Run | None = None) -> Run:
     return run
 
 
-def run_transition(run_id: int, new_state: str, **fields) -> Run:
-    """Move a run to `new_state` if the state machine allows it (row locked)."""
+def work_transition(model, object_id: int, new_state: str, **fields):
+    """Move a run or training job to `new_state` if the state machine allows it (row locked)."""
     with transaction.atomic():
-        run = Run.objects.select_for_update().get(pk=run_id)
-        if new_state not in ALLOWED_TRANSITIONS[run.state]:
-            raise InvalidState(f"A {run.state} run cannot become {new_state}.")
-        run.state = new_state
+        work = model.objects.select_for_update().get(pk=object_id)
+        if new_state not in ALLOWED_TRANSITIONS[work.state]:
+            raise InvalidState(f"A {work.state} {model._meta.verbose_name} cannot become {new_state}.")
+        work.state = new_state
         now = timezone.now()
-        if new_state == RunState.RUNNING and run.started_at is None:
-            run.started_at = now
+        if new_state == RunState.RUNNING and work.started_at is None:
+            work.started_at = now
         if new_state in (RunState.SUCCEEDED, RunState.FAILED, RunState.CANCELLED):
-            run.finished_at = now
+            work.finished_at = now
         for name, value in fields.items():
-            setattr(run, name, value)
-        run.save()
+            setattr(work, name, value)
+        work.save()
+    return work
+
+
+def run_transition(run_id: int, new_state: str, **fields) -> Run:
     from experiments.progress import publish_run_state
 
+    run = work_transition(Run, run_id, new_state, **fields)
     publish_run_state(run)
     return run
 
@@ -415,7 +420,7 @@ def training_cancel(*, job) -> TrainingJob:
         raise InvalidState(f"The training job already {job.state}.")
     TrainingJob.objects.filter(pk=job.pk).update(cancel_requested=True)
     if job.state == RunState.QUEUED:
-        TrainingJob.objects.filter(pk=job.pk).update(state=RunState.CANCELLED, finished_at=timezone.now())
+        return work_transition(TrainingJob, job.pk, RunState.CANCELLED, cancel_requested=True)
     job.refresh_from_db()
     return job
 

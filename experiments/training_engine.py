@@ -6,7 +6,6 @@ import time
 from pathlib import Path
 
 from django.db import transaction
-from django.utils import timezone
 
 from experiments import progress, services, storage
 from experiments.models import RunState, TrainingJob
@@ -72,13 +71,7 @@ class TrainingReporter:
 
 
 def _set_state(job_id: int, state: str, **fields) -> TrainingJob:
-    now = timezone.now()
-    if state == RunState.RUNNING:
-        fields.setdefault("started_at", now)
-    if state in (RunState.SUCCEEDED, RunState.FAILED, RunState.CANCELLED):
-        fields.setdefault("finished_at", now)
-    TrainingJob.objects.filter(pk=job_id).update(state=state, **fields)
-    job = TrainingJob.objects.get(pk=job_id)
+    job = services.work_transition(TrainingJob, job_id, state, **fields)
     progress.publish(progress.training_group(job_id), training_snapshot(job) | {"type": "state"})
     return job
 
