@@ -117,8 +117,9 @@ def _comparisons(by_detector: dict, baseline: str, seed: int) -> dict:
     return comparisons
 
 
-def _agreement(by_detector: dict) -> list[dict]:
-    """Mean pairwise IoU of predicted masks (useful without labels)."""
+def _agreement(by_detector: dict) -> tuple[list[dict], dict]:
+    """Pairwise IoU of the detectors' predicted masks (useful without labels): the mean per detector
+    pair, and each pair's own value (`"a|b" -> {pair id: IoU}`) for sorting pairs by disagreement."""
     from inference.images import load_mask
 
     names = sorted(by_detector)
@@ -126,13 +127,16 @@ def _agreement(by_detector: dict) -> list[dict]:
         name: {r.pair_id: load_mask(storage.read_bytes(r.mask_key))[0] for r in results}
         for name, results in by_detector.items()
     }
-    rows = []
+    rows, by_pair = [], {}
     for i, first in enumerate(names):
         for second in names[i + 1 :]:
-            shared = masks[first].keys() & masks[second].keys()
-            values = [mask_iou(masks[first][p], masks[second][p]) for p in shared]
-            rows.append({"a": first, "b": second, "mean_iou": float(np.mean(values)) if values else None})
-    return rows
+            shared = sorted(masks[first].keys() & masks[second].keys())
+            values = {str(p): mask_iou(masks[first][p], masks[second][p]) for p in shared}
+            by_pair[f"{first}|{second}"] = values
+            rows.append(
+                {"a": first, "b": second, "mean_iou": float(np.mean(list(values.values()))) if values else None}
+            )
+    return rows, by_pair
 
 
 def build_leaderboard(run: Run) -> dict:
@@ -152,6 +156,7 @@ def build_leaderboard(run: Run) -> dict:
         row["comparison"] = comparisons.get(name)
         rows.append(row)
     labelled = any("tp" in r.metrics for r in results)
+    agreement, agreement_by_pair = _agreement(by_detector) if len(by_detector) > 1 else ([], {})
     return {
         "baseline": baseline,
         "labelled": labelled,
@@ -160,5 +165,6 @@ def build_leaderboard(run: Run) -> dict:
             category: {name: _summary(items, seed, CATEGORY_CI_METRICS) for name, items in per_detector.items()}
             for category, per_detector in sorted(by_category.items())
         },
-        "agreement": _agreement(by_detector) if len(by_detector) > 1 else [],
+        "agreement": agreement,
+        "agreement_by_pair": agreement_by_pair,
     }

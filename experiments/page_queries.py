@@ -376,7 +376,7 @@ def gallery_items(run: Run, state: GalleryState) -> list[dict]:
                 "pair": pair,
                 "results": [results.get(name) for name in detectors],
                 "worst_iou": min(ious) if ious else None,
-                "disagreement": _disagreement(a, b),
+                "disagreement": _disagreement(run.leaderboard, pair_id, a, b),
                 "fp_area": max((_metric(r, "fp_area") or 0.0 for r in results.values()), default=None),
                 "filter_value": _filter_value(results, state),
             }
@@ -385,10 +385,15 @@ def gallery_items(run: Run, state: GalleryState) -> list[dict]:
     return _ordered(items, state.sort)
 
 
-def _disagreement(a, b) -> float | None:
-    """|IoU_a - IoU_b| with labels; without, the difference in predicted changed area."""
+def _disagreement(leaderboard: dict, pair_id: int, a, b) -> float | None:
+    """1 - IoU of the two detectors' predicted masks on this pair (stored with the leaderboard);
+    for runs stored before that, |IoU_a - IoU_b| or the difference in predicted changed area."""
     if a is None or b is None:
         return None
+    by_pair = (leaderboard or {}).get("agreement_by_pair", {})
+    for key in (f"{a.detector}|{b.detector}", f"{b.detector}|{a.detector}"):
+        if str(pair_id) in by_pair.get(key, {}):
+            return 1.0 - by_pair[key][str(pair_id)]
     if a.iou is not None and b.iou is not None:
         return abs(a.iou - b.iou)
     fa, fb = _metric(a, "changed_fraction"), _metric(b, "changed_fraction")

@@ -294,7 +294,13 @@ def test_the_gallery_sorts_by_disagreement_and_false_positive_area(client, user,
     by_pair = {}
     for r in finished_run.results.all():
         by_pair.setdefault(r.pair.name, {})[r.detector] = r
-    gap = {n: abs(d["absdiff"].iou - d["ssim"].iou) for n, d in by_pair.items()}
+    from inference.comparison import mask_iou
+    from inference.images import load_mask
+
+    def mask(result):
+        return load_mask(storage.read_bytes(result.mask_key))[0]
+
+    gap = {n: 1.0 - mask_iou(mask(d["absdiff"]), mask(d["ssim"])) for n, d in by_pair.items()}
     page = client.get(url + "?sort=disagreement&a=absdiff&b=ssim").content.decode()
     assert gallery_names(page) == sorted(gap, key=lambda n: (-gap[n], n))
     fp = {n: max(r.metrics["fp_area"] for r in d.values()) for n, d in by_pair.items()}
