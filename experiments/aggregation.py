@@ -10,7 +10,7 @@ import numpy as np
 
 from experiments import storage
 from experiments.models import Run
-from inference.comparison import bootstrap_ci, mask_iou, paired_comparison, percentile
+from inference.comparison import bootstrap_ci, consensus_map, mask_iou, paired_comparison, percentile
 
 SCORE_NAMES = ("iou", "f1", "precision", "recall", "oa", "kappa", "miou", "mf1")
 PER_PAIR_NAMES = (*SCORE_NAMES, "auroc", "ap", "object_f1", "object_precision", "object_recall", "fp_area")
@@ -117,9 +117,10 @@ def _comparisons(by_detector: dict, baseline: str, seed: int) -> dict:
     return comparisons
 
 
-def _agreement(by_detector: dict) -> tuple[list[dict], dict]:
+def _agreement(run: Run, by_detector: dict) -> tuple[list[dict], dict]:
     """Pairwise IoU of the detectors' predicted masks (useful without labels): the mean per detector
-    pair, and each pair's own value (`"a|b" -> {pair id: IoU}`) for sorting pairs by disagreement."""
+    pair, and each pair's own value (`"a|b" -> {pair id: IoU}`) for sorting pairs by disagreement.
+    Also stores each pair's consensus map (share of detectors calling a pixel changed)."""
     from inference.images import load_mask
 
     names = sorted(by_detector)
@@ -127,6 +128,7 @@ def _agreement(by_detector: dict) -> tuple[list[dict], dict]:
         name: {r.pair_id: load_mask(storage.read_bytes(r.mask_key))[0] for r in results}
         for name, results in by_detector.items()
     }
+    _store_consensus_maps(run, masks)
     rows, by_pair = [], {}
     for i, first in enumerate(names):
         for second in names[i + 1 :]:
@@ -137,6 +139,20 @@ def _agreement(by_detector: dict) -> tuple[list[dict], dict]:
                 {"a": first, "b": second, "mean_iou": float(np.mean(list(values.values()))) if values else None}
             )
     return rows, by_pair
+
+
+def consensus_key(run_id: int, pair_id: int) -> str:
+    return storage.run_key(run_id, "consensus", f"{pair_id}.png")
+
+
+def _store_consensus_maps(run: Run, masks: dict) -> None:
+    from inference.render import heatmap_png
+
+    pair_ids = set().union(*(per_pair.keys() for per_pair in masks.values()))
+    for pair_id in pair_ids:
+        available = [per_pair[pair_id] for per_pair in masks.values() if pair_id in per_pair]
+        if len(available) > 1:
+            storage.save_bytes(consensus_key(run.pk, pair_id), heatmap_png(consensus_map(available)))
 
 
 def build_leaderboard(run: Run) -> dict:
@@ -156,7 +172,7 @@ def build_leaderboard(run: Run) -> dict:
         row["comparison"] = comparisons.get(name)
         rows.append(row)
     labelled = any("tp" in r.metrics for r in results)
-    agreement, agreement_by_pair = _agreement(by_detector) if len(by_detector) > 1 else ([], {})
+    agreement, agreement_by_pair = _agreement(run, by_detector) if len(by_detector) > 1 else ([], {})
     return {
         "baseline": baseline,
         "labelled": labelled,

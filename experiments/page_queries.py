@@ -487,3 +487,11 @@ def dataset_categories(dataset) -> list[dict]:
 def estimated_cost_ms(relative_cost: float, pairs: int, input_size: int) -> float:
     """Rough CPU time of one detector over a dataset, scaling the catalogue's 256² figure by area."""
     return relative_cost * pairs * (input_size / 256) ** 2
+
+
+def consensus_url(run: Run, pair: ImagePair) -> str:
+    """The pair's consensus map (share of detectors calling each pixel changed), when the run has one."""
+    from experiments.aggregation import consensus_key
+
+    key = consensus_key(run.pk, pair.pk)
+    return storage.media_url(key) if len(run.experiment.detectors) > 1 and storage.exists(key) else ""

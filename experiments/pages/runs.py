@@ -74,5 +74,6 @@ def pair_detail(request, pk, pair_pk):
             "position": position,
             "total": len(items),
             "label_url": storage.media_url(pair.label),
+            "consensus_url": page_queries.consensus_url(run, pair),
         },
     )

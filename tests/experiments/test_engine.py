@@ -144,3 +144,21 @@ def test_result_cache_key_depends_on_every_input(run_factory):
     assert key == result_cache.result_cache_key(**base)
     for change in ({"owner_id": 2}, {"detector": "ssim"}, {"weights_ref": "x"}, {"settings_record": {"t": 0.4}}):
         assert result_cache.result_cache_key(**(base | change)) != key
+
+
+@pytest.mark.django_db
+def test_each_pair_gets_a_consensus_map_of_the_detectors(run_factory):
+    import io as _io
+
+    from PIL import Image
+
+    from experiments.aggregation import consensus_key
+    from inference.comparison import consensus_map
+    from inference.render import heatmap_png
+
+    run = execute(run_factory())
+    for pair in run.experiment.dataset.pairs.all():
+        masks = [load_mask(storage.read_bytes(r.mask_key))[0] for r in Result.objects.filter(run=run, pair=pair)]
+        stored = storage.read_bytes(consensus_key(run.pk, pair.pk))
+        assert stored == heatmap_png(consensus_map(masks))
+        assert Image.open(_io.BytesIO(stored)).size[1] == pair.b_height

@@ -409,3 +409,12 @@ def test_datasets_behind_batch_jobs_are_not_listed(client, user):
         page = client.get(reverse(name)).content.decode()
         assert "batch-7-abcdef12" not in page, name
     assert "mine" in client.get(reverse("experiments:dataset_list")).content.decode()
+
+
+def test_pair_detail_shows_the_consensus_map(client, user, finished_run):
+    client.force_login(user)
+    pair = finished_run.experiment.dataset.pairs.first()
+    page = client.get(reverse("experiments:pair_detail", args=[finished_run.pk, pair.pk])).content.decode()
+    assert 'id="consensus-map"' in page
+    src = page.split('id="consensus-map" src="')[1].split('"')[0]
+    assert client.get(src).status_code == 200
