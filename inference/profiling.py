@@ -30,19 +30,16 @@ from __future__ import annotations
 import math
 import os
 import platform
-import threading
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
-import psutil
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-_MIB = 2**20
-_RSS_SAMPLE_SECONDS = 0.001
+from inference.memory import measure_peak_memory
 
 
 @dataclass(frozen=True)
@@ -89,19 +86,16 @@ def profile_detector(
     def run(inputs):
         return detector.predict(*inputs) if batch_size == 1 else detector.predict_batch(inputs)
 
-    cpu_peak_mb = _first_call_rss_growth_mb(run, calls[0]) if device.type != "cuda" else None
+    cpu_memory = None
+    if device.type != "cuda":  # on the CPU, what the first (untimed) call takes from the OS
+        with measure_peak_memory("cpu") as cpu_memory:
+            run(calls[0])
     for index in range(warmup):
         run(calls[index % len(calls)])
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
-    times_ms = [_timed_ms(run, calls[index % len(calls)], device) for index in range(repeats)]
-    if device.type == "cuda":
-        memory_mb, memory_kind = (
-            torch.cuda.max_memory_allocated(device) / _MIB,
-            "cuda_peak_allocated",
-        )
-    else:
-        memory_mb, memory_kind = cpu_peak_mb, "cpu_rss_peak_delta"
+    with measure_peak_memory(str(device)) as cuda_memory:
+        times_ms = [_timed_ms(run, calls[index % len(calls)], device) for index in range(repeats)]
+    memory = cpu_memory if cpu_memory is not None else cuda_memory
+    memory_mb, memory_kind = memory.peak_mb, memory.kind
     return Profile(
         latency_ms_p50=float(np.percentile(times_ms, 50)),
         latency_ms_p95=float(np.percentile(times_ms, 95)),
@@ -164,29 +158,6 @@ def _timed_ms(run, inputs, device: torch.device) -> float:
 def _synchronize(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
-
-
-def _first_call_rss_growth_mb(run, inputs) -> float:
-    process = psutil.Process()
-    baseline = process.memory_info().rss
-    peak = baseline
-    done = threading.Event()
-
-    def sample():
-        nonlocal peak
-        while not done.is_set():
-            peak = max(peak, process.memory_info().rss)
-            done.wait(_RSS_SAMPLE_SECONDS)
-
-    sampler = threading.Thread(target=sample, daemon=True)
-    sampler.start()
-    try:
-        run(inputs)
-    finally:
-        done.set()
-        sampler.join()
-    peak = max(peak, process.memory_info().rss)
-    return (peak - baseline) / _MIB
 
 
 def _torch_device(detector) -> torch.device:

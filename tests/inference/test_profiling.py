@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from inference import profiling
+from inference import memory, profiling
 from inference.profiling import Profile, count_flops, device_name, profile_detector
 
 
@@ -118,7 +118,7 @@ def test_cpu_memory_is_the_rss_growth_of_the_first_call(monkeypatch):
                 FakeProcess.rss += 64 * 2**20  # the first call grows the process by 64 MiB
             return super().predict(a, b)
 
-    monkeypatch.setattr(profiling.psutil, "Process", FakeProcess)
+    monkeypatch.setattr(memory.psutil, "Process", FakeProcess)
 
     result = profile_detector(Hungry(), pairs_of(1), warmup=2, repeats=3)
 
