@@ -103,14 +103,15 @@ def _weight_choices(user) -> dict[str, list[tuple[str, str]]]:
     """Per detector, the weights a user may pick, each labelled with its provenance."""
     checkpoints = {}
     for checkpoint in selectors.checkpoints_visible_to(user).select_related("dataset"):
-        label = f"checkpoint {checkpoint.sha256[:12]} ({checkpoint.epochs} epochs"
+        origin = "shipped, " if checkpoint.is_public and checkpoint.owner_id is None else ""
+        label = f"checkpoint {checkpoint.sha256[:12]} ({origin}{checkpoint.epochs} epochs"
         label += f" on {checkpoint.dataset.name})" if checkpoint.dataset else ")"
         checkpoints.setdefault(checkpoint.detector, []).append((checkpoint.provenance, label))
     choices = {}
     for name in catalogue_names():
         if BUILTIN_DETECTORS[name].learned:
             choices[name] = [
-                ("auto", "auto: your newest checkpoint, else ImageNet backbone"),
+                ("auto", "auto: your newest checkpoint, else a shipped one, else ImageNet backbone"),
                 ("random", "untrained (random init)"),
                 *checkpoints.get(name, []),
             ]
