@@ -7,6 +7,7 @@ from diffplatform.settings.env import database_from_env, env, positive_int, redi
 
 BASE_DIR = Path(__file__).resolve().parents[2]
 VAR_DIR = Path(env.str("DIFFPLATFORM_VAR_DIR", default=str(BASE_DIR / "var")))
+VAR_DIR.mkdir(parents=True, exist_ok=True)  # SQLite files, the embedded Redis, cached checkpoints
 
 SECRET_KEY = env.str("SECRET_KEY", default="")
 DEBUG = env.bool("DEBUG", default=False)
