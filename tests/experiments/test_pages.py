@@ -39,7 +39,7 @@ def finished_run(user, make_pair_bytes, no_queue):
     for pair, category in zip(dataset.pairs.order_by("name"), ("urban", "urban", "forest"), strict=True):
         ImagePair.objects.filter(pk=pair.pk).update(category=category)
     experiment = services.experiment_create(
-        owner=user, dataset=dataset, name="e", detectors=["absdiff", "ssim"], input_size=64
+        owner=user, dataset=dataset, name="e", detectors=["absdiff", "ssim"], input_size=64, threshold=0.3
     )
     run = run_in_process(services.run_start(experiment=experiment))
     assert run.state == "succeeded", run.error
@@ -301,6 +301,7 @@ def test_the_gallery_sorts_by_disagreement_and_false_positive_area(client, user,
         return load_mask(storage.read_bytes(result.mask_key))[0]
 
     gap = {n: 1.0 - mask_iou(mask(d["absdiff"]), mask(d["ssim"])) for n, d in by_pair.items()}
+    assert len(set(gap.values())) == len(gap), "the pairs must disagree by different amounts to test the order"
     page = client.get(url + "?sort=disagreement&a=absdiff&b=ssim").content.decode()
     assert gallery_names(page) == sorted(gap, key=lambda n: (-gap[n], n))
     fp = {n: max(r.metrics["fp_area"] for r in d.values()) for n, d in by_pair.items()}
