@@ -68,8 +68,8 @@ def start_worker(env: dict, workdir: Path):
 
 
 def timed_run(experiment) -> tuple[float, object]:
-    from experiments import services
     from experiments.models import Run
+    from experiments.runs import services
 
     started = time.perf_counter()
     run = services.run_start(experiment=experiment)
@@ -138,9 +138,9 @@ def main():
         env = configure(workdir)
         from django.contrib.auth import get_user_model
 
-        from experiments import services
-        from experiments.benchmark import synthetic_dataset_create
-        from experiments.engine import load_pair_images
+        from experiments.datasets.benchmark import synthetic_dataset_create
+        from experiments.runs import services
+        from experiments.runs.engine import load_pair_images
 
         user = get_user_model().objects.create_user("bench", password="bench-bench-bench")
         dataset = synthetic_dataset_create(owner=user, name="bench", pairs=args.pairs, size=args.size, seed=0)

@@ -167,15 +167,16 @@ def main():
         from django.core.management import call_command
         from rest_framework.authtoken.models import Token
 
-        from experiments import services
-        from experiments.benchmark import synthetic_dataset_create
+        from experiments.datasets.benchmark import synthetic_dataset_create
+        from experiments.datasets.services import dataset_create
+        from experiments.runs.services import experiment_create
 
         call_command("migrate", verbosity=0)
         user = get_user_model().objects.create_user("load", password="load-load-load")
         token = Token.objects.create(user=user).key
         dataset = synthetic_dataset_create(owner=user, name="load-run", pairs=args.pairs, size=128, seed=0)
-        experiment = services.experiment_create(owner=user, dataset=dataset, name="load", detectors=["ssim", "absdiff"])
-        uploads = services.dataset_create(owner=user, name="load-uploads")
+        experiment = experiment_create(owner=user, dataset=dataset, name="load", detectors=["ssim", "absdiff"])
+        uploads = dataset_create(owner=user, name="load-uploads")
         port = free_port()
         base = f"http://127.0.0.1:{port}"
         worker = start([sys.executable, "-m", "celery", "-A", "diffplatform", "worker", "-Q", "cpu,gpu", "-c", "1",

@@ -11,13 +11,13 @@ from channels.auth import AuthMiddlewareStack  # noqa: E402  (needs Django set u
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
-from experiments.routing import websocket_urlpatterns  # noqa: E402
-from experiments.ws_tickets import TicketAuthMiddleware  # noqa: E402
+from experiments.live.routing import websocket_urlpatterns  # noqa: E402
+from experiments.live.tickets import TicketAuthMiddleware  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
         "http": django_asgi_app,
-        # `?ticket=` (scripts, see experiments.ws_tickets): the ticket names the user;
+        # `?ticket=` (scripts, see experiments.live.tickets): the ticket names the user;
         # otherwise the browser's session, with the Origin checked.
         "websocket": TicketAuthMiddleware(
             ticket_app=URLRouter(websocket_urlpatterns),

@@ -1,6 +1,5 @@
 from django.contrib import admin, messages
 
-from experiments import services
 from experiments.errors import ServiceError
 from experiments.models import (
     BatchJob,
@@ -13,6 +12,8 @@ from experiments.models import (
     Run,
     TrainingJob,
 )
+from experiments.runs import services as run_services
+from experiments.training import services as training_services
 
 
 class ImagePairInline(admin.TabularInline):
@@ -67,7 +68,7 @@ class ExperimentAdmin(admin.ModelAdmin):
     def start_new_run(self, request, queryset):
         for experiment in queryset:
             try:
-                services.run_start(experiment=experiment)
+                run_services.run_start(experiment=experiment)
             except ServiceError as exc:
                 self.message_user(request, f"{experiment}: {exc.message}", messages.ERROR)
 
@@ -98,15 +99,15 @@ class RunAdmin(admin.ModelAdmin):
 
     @admin.action(description="Cancel selected runs")
     def cancel_runs(self, request, queryset):
-        self._apply(request, queryset, services.run_cancel)
+        self._apply(request, queryset, run_services.run_cancel)
 
     @admin.action(description="Retry selected runs")
     def retry_runs(self, request, queryset):
-        self._apply(request, queryset, services.run_retry)
+        self._apply(request, queryset, run_services.run_retry)
 
     @admin.action(description="Re-run (clone) selected runs")
     def clone_runs(self, request, queryset):
-        self._apply(request, queryset, services.run_clone)
+        self._apply(request, queryset, run_services.run_clone)
 
 
 @admin.register(Result)
@@ -141,7 +142,7 @@ class TrainingJobAdmin(admin.ModelAdmin):
     def cancel_jobs(self, request, queryset):
         for job in queryset:
             try:
-                services.training_cancel(job=job)
+                training_services.training_cancel(job=job)
             except ServiceError as exc:
                 self.message_user(request, f"Training job {job.pk}: {exc.message}", messages.ERROR)
 

@@ -1,6 +1,6 @@
 """A run's leaderboard and per-pair results as flat tables (CSV) or JSON, for the API and the pages.
 
-The leaderboard itself is built once when the run ends (`experiments.aggregation`) and stored on
+The leaderboard itself is built once when the run ends (`experiments.runs.aggregation`) and stored on
 the run; these functions only reshape it. Pooled values come from one confusion matrix over all
 pairs; `mean_*` columns average each pair's own value (both are labelled as such).
 """

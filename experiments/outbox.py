@@ -5,34 +5,47 @@ then, the row is kept `queued` with `enqueue_pending` set instead of failing the
 worker retries pending rows periodically (and at start-up), so work queued during an outage
 proceeds when Redis returns. Claiming a row clears its flag atomically, so two workers never
 queue the same work twice.
+
+Tasks are sent by name (`TASK_*`), so queueing needs neither the task modules nor torch.
 """
 
 import logging
 import threading
 
+from celery import chain, chord, current_app
+from celery.signals import worker_ready
 from django.conf import settings
 from kombu.exceptions import OperationalError as BrokerError
 from redis.exceptions import RedisError
 
 from experiments.models import Run, RunState, TrainingJob
+from inference.catalogue import catalogue_entry
 
 logger = logging.getLogger(__name__)
 BROKER_UNAVAILABLE = (BrokerError, RedisError, OSError)
 
-
-def _send_run(run_id: int) -> None:
-    from experiments.tasks import enqueue_run
-
-    enqueue_run(run_id)
-
-
-def _send_training(job_id: int) -> None:
-    from experiments.tasks import train_detector_job
-
-    train_detector_job.apply_async(args=[job_id], queue="gpu")
+TASK_PREPARE_RUN = "experiments.runs.prepare"
+TASK_RUN_DETECTOR = "experiments.runs.detector"
+TASK_FINISH_RUN = "experiments.runs.finish"
+TASK_TRAIN = "experiments.training.train"
 
 
-SENDERS = {Run: _send_run, TrainingJob: _send_training}
+def _task(name: str, *args, queue: str):
+    return current_app.signature(name, args=args, immutable=True, queue=queue)
+
+
+def send_run(run_id: int) -> None:
+    """A run's canvas: prepare (cpu) -> one task per detector on its queue, in a chord -> finish (cpu)."""
+    run = Run.objects.select_related("experiment").get(pk=run_id)
+    detector_tasks = [
+        _task(TASK_RUN_DETECTOR, run_id, name, queue=catalogue_entry(name).queue) for name in run.experiment.detectors
+    ]
+    finish = _task(TASK_FINISH_RUN, run_id, queue="cpu")
+    chain(_task(TASK_PREPARE_RUN, run_id, queue="cpu"), chord(detector_tasks, finish)).apply_async()
+
+
+def send_training(job_id: int) -> None:
+    _task(TASK_TRAIN, job_id, queue="gpu").apply_async()
 
 
 def _caused_by_outage(exc: BaseException) -> bool:
@@ -47,7 +60,10 @@ def _caused_by_outage(exc: BaseException) -> bool:
 def dispatch(model, object_id: int) -> bool:
     """Queue the work now, or mark it pending when the broker is unreachable. True if queued."""
     try:
-        SENDERS[model](object_id)
+        if model is Run:
+            send_run(object_id)
+        else:
+            send_training(object_id)
     except Exception as exc:
         if not _caused_by_outage(exc):
             raise
@@ -82,3 +98,13 @@ def start_flusher(interval_s: float | None = None) -> threading.Thread:
     thread = threading.Thread(target=loop, name="outbox-flusher", daemon=True)
     thread.start()
     return thread
+
+
+@worker_ready.connect
+def flush_outbox_while_running(**kwargs) -> None:
+    """Each worker queues work left pending by a broker outage, now and every few seconds."""
+    try:
+        flush_pending()
+    except Exception:
+        logger.warning("outbox flush at start-up failed", exc_info=True)
+    start_flusher()

@@ -491,7 +491,7 @@ def estimated_cost_ms(relative_cost: float, pairs: int, input_size: int) -> floa
 
 def consensus_url(run: Run, pair: ImagePair) -> str:
     """The pair's consensus map (share of detectors calling each pixel changed), when the run has one."""
-    from experiments.aggregation import consensus_key
+    from experiments.runs.aggregation import consensus_key
 
     key = consensus_key(run.pk, pair.pk)
     return storage.media_url(key) if len(run.experiment.detectors) > 1 and storage.exists(key) else ""

@@ -1,13 +1,20 @@
-"""Static facts about the built-in detectors, importable without torch.
+"""The detectors as the web tier sees them: a torch-free view of ``inference.registry``.
 
 The web tier lists detectors, validates experiment choices and routes tasks to queues without
-importing torch; the registry (`inference.registry`) is the authority inside workers, and a test
-keeps the two in step.
+importing torch. Every entry is generated from the registry's spec (built-ins and plug-ins
+alike); there is no second table. Training helpers for the UI (start point, time estimate)
+live here too, also torch-free.
 """
+
+from __future__ import annotations
 
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
+
+from inference.registry import get_spec, list_detectors
+
+TRAINING_COST_FACTOR = 3.0  # forward + backward is about three forwards
 
 
 @dataclass(frozen=True)
@@ -16,7 +23,9 @@ class CatalogueEntry:
     family: str  # classical | siamese | compare-head | ensemble
     learned: bool
     description: str
-    relative_cost: float  # rough CPU time per 256x256 pair, in ms, measured on the 2-core reference machine
+    relative_cost: float | None  # rough CPU time per 256x256 pair, in ms, measured on the 2-core reference machine
+    input_size: int | None  # default square input of a learned network; None: runs at B's size
+    params: int | None  # parameter count (0 without parameters, None if a plug-in does not say)
 
     @property
     def queue(self) -> str:
@@ -27,54 +36,44 @@ class CatalogueEntry:
         return {**asdict(self), "queue": self.queue}
 
 
-BUILTIN_DETECTORS = {
-    entry.name: entry
-    for entry in (
-        CatalogueEntry("absdiff", "classical", False, "Normalised colour distance between A and B.", 2),
-        CatalogueEntry("ssim", "classical", False, "1 - local structural similarity (SSIM) map.", 6),
-        CatalogueEntry("siamese-unet", "siamese", True, "FC-Siam-diff (Daudt et al. 2018), trained from scratch.", 25),
-        CatalogueEntry(
-            "siamese-resnet50", "siamese", True, "Shared ResNet-50 backbone, multi-scale feature differences.", 160
-        ),
-        CatalogueEntry(
-            "siamese-vgg16", "siamese", True, "Shared VGG16 backbone, multi-scale feature differences.", 450
-        ),
-        CatalogueEntry(
-            "siamese-mobilenetv3", "siamese", True, "Shared MobileNetV3 backbone, multi-scale feature differences.", 40
-        ),
-        CatalogueEntry(
-            "resnet50-compare-head",
-            "compare-head",
-            True,
-            "The thesis's DifferenceDetector: pooled ResNet-50 features, 4096-512-1 head over anchor patches.",
-            900,
-        ),
-        CatalogueEntry("ensemble", "ensemble", False, "Mean of the member detectors' maps.", 10),
+def _entry(name: str) -> CatalogueEntry:
+    spec = get_spec(name)
+    return CatalogueEntry(
+        name=spec.name,
+        family=spec.family,
+        learned=spec.learned,
+        description=spec.description,
+        relative_cost=spec.relative_cost,
+        input_size=spec.input_size,
+        params=spec.params,
     )
-}
 
 
 def catalogue_names() -> list[str]:
-    return sorted(BUILTIN_DETECTORS)
+    """Every registered detector name, sorted (plug-ins included)."""
+    return list_detectors()
+
+
+def catalogue_entries() -> dict[str, CatalogueEntry]:
+    """Every registered detector's entry by name, in name order."""
+    return {name: _entry(name) for name in list_detectors()}
 
 
 def catalogue_entry(name: str) -> CatalogueEntry:
-    try:
-        return BUILTIN_DETECTORS[name]
-    except KeyError:
-        raise KeyError(f"unknown detector {name!r}; choose one of {', '.join(catalogue_names())}") from None
+    if name not in list_detectors():
+        raise KeyError(f"unknown detector {name!r}; choose one of {', '.join(catalogue_names())}")
+    return _entry(name)
 
 
-# torchvision's ImageNet files per learned detector (the backbone's), the default first; a test keeps
-# this equal to `inference.weights.imagenet_filenames`, which reads them from torchvision's enums.
-IMAGENET_FILES = {
-    "siamese-unet": (),
-    "siamese-resnet50": ("resnet50-11ad3fa6.pth", "resnet50-0676ba61.pth"),
-    "resnet50-compare-head": ("resnet50-11ad3fa6.pth", "resnet50-0676ba61.pth"),
-    "siamese-vgg16": ("vgg16-397923af.pth",),
-    "siamese-mobilenetv3": ("mobilenet_v3_large-5c1a4163.pth", "mobilenet_v3_large-8738ca79.pth"),
-}
-TRAINING_COST_FACTOR = 3.0  # forward + backward is about three forwards
+def __getattr__(name: str):
+    # Temporary: `BUILTIN_DETECTORS` was a hand-written table; it is now equal to
+    # `catalogue_entries()` (computed when read, so plug-ins are in it). Use catalogue_entries().
+    if name == "BUILTIN_DETECTORS":
+        return catalogue_entries()
+    raise AttributeError(f"module 'inference.catalogue' has no attribute {name!r}")
+
+
+# --- training, as the UI and CLI describe it ----------------------------------------------------
 
 
 def torch_hub_checkpoints_dir() -> Path:
@@ -88,7 +87,7 @@ def torch_hub_checkpoints_dir() -> Path:
 
 def training_start_point(name: str) -> str:
     """What training `name` starts from, as the UI and CLI say it."""
-    files = IMAGENET_FILES.get(name, ())
+    files = get_spec(name).imagenet_files
     if not files:
         return "from scratch (no pretrained backbone for this architecture)"
     folder = torch_hub_checkpoints_dir()
@@ -100,5 +99,8 @@ def training_start_point(name: str) -> str:
 
 def estimated_training_seconds(name: str, pairs: int, epochs: int, size: int = 256) -> float:
     """A rough CPU estimate from the catalogue's per-pair cost (training: ~3x a forward pass)."""
-    per_pair_s = catalogue_entry(name).relative_cost / 1000 * TRAINING_COST_FACTOR * (size / 256) ** 2
+    cost = catalogue_entry(name).relative_cost
+    if cost is None:
+        raise ValueError(f"detector {name!r} declares no relative_cost: no estimate")
+    per_pair_s = cost / 1000 * TRAINING_COST_FACTOR * (size / 256) ** 2
     return per_pair_s * pairs * epochs

@@ -3,6 +3,9 @@
 ``diff`` runs one detector on one pair and writes heatmap.png, mask.png, overlay.png (and
 error_map.png when a label is given) into ``--out``; it prints a JSON summary with the
 detector's metadata, the latency and, with ``--label``, the metrics.
+
+Detector plug-ins listed in ``DIFFPLATFORM_DETECTOR_MODULES`` (comma-separated modules) are
+listed and usable like the built-ins.
 """
 
 from __future__ import annotations
@@ -51,7 +54,11 @@ def main(argv: list[str] | None = None) -> int:
 def list_command(*, as_json: bool) -> int:
     from inference.registry import detector_info, list_detectors
 
-    infos = [detector_info(name).as_dict() for name in list_detectors()]
+    try:
+        infos = [detector_info(name).as_dict() for name in list_detectors()]
+    except ImportError as err:  # a plug-in module named in DIFFPLATFORM_DETECTOR_MODULES
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_USAGE
     if as_json:
         print(json.dumps(infos, indent=2))
         return 0
@@ -81,7 +88,7 @@ def diff_command(args: argparse.Namespace) -> int:
         a, b = load_image(args.a), load_image(args.b)
         detector = create_detector(args.detector, weights=weights_argument(args.weights), device=args.device)
         label = _load_label(args.label, b) if args.label else None
-    except (ImageError, UnknownDetectorError, WeightsUnavailable, WeightsError, ValueError) as err:
+    except (ImageError, UnknownDetectorError, WeightsUnavailable, WeightsError, ValueError, ImportError) as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_USAGE
     summary = run_diff(detector, a, b, label=label, align=args.align, threshold=args.threshold)

@@ -1,7 +1,7 @@
 import factory
 from django.contrib.auth import get_user_model
 
-from experiments import services
+from experiments.datasets import services as dataset_services
 
 
 class UserFactory(factory.django.DjangoModelFactory):
@@ -24,7 +24,7 @@ PASSWORD = "correct horse battery"
 
 def make_dataset(owner, name="ds", pairs=(), **kwargs):
     """A dataset through the real services; `pairs` is a list of (name, a, b, label) bytes."""
-    dataset = services.dataset_create(owner=owner, name=name, **kwargs)
+    dataset = dataset_services.dataset_create(owner=owner, name=name, **kwargs)
     for pair_name, a, b, label in pairs:
-        services.pair_create(dataset=dataset, name=pair_name, a_bytes=a, b_bytes=b, label_bytes=label)
+        dataset_services.pair_create(dataset=dataset, name=pair_name, a_bytes=a, b_bytes=b, label_bytes=label)
     return dataset

@@ -5,7 +5,7 @@ from rest_framework import serializers
 
 from experiments import exports
 from experiments.models import Split
-from experiments.services import TRAINING_LOSSES
+from experiments.training.services import TRAINING_LOSSES
 
 # --------------------------------------------------------------------------- helpers
 

@@ -6,13 +6,12 @@ to validate it (`torch.load(weights_only=True)`).
 """
 
 import base64
-import mimetypes
 
 from django.conf import settings
 from django.contrib.auth import authenticate
 from django.db.models import F, FloatField, Value
 from django.db.models.functions import Coalesce
-from django.http import FileResponse, Http404, HttpResponse, HttpResponseRedirect
+from django.http import Http404, HttpResponse
 from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, inline_serializer
@@ -25,7 +24,7 @@ from rest_framework.renderers import BaseRenderer, JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from experiments import batches, exports, ingest, selectors, services, storage, ws_tickets
+from experiments import exports, storage
 from experiments.api import serializers as s
 from experiments.api.errors import (
     ApiError,
@@ -33,8 +32,20 @@ from experiments.api.errors import (
     ReportErrorSerializer,
     error_responses,
 )
+from experiments.batches import services as batches
+from experiments.checkpoints import selectors as checkpoint_selectors
+from experiments.checkpoints import services as checkpoint_services
+from experiments.datasets import ingest
+from experiments.datasets import selectors as dataset_selectors
+from experiments.datasets import services as dataset_services
 from experiments.errors import ServiceError
+from experiments.live import tickets as ws_tickets
+from experiments.media import media_response
 from experiments.models import BatchJob, ModelCheckpoint, RunState
+from experiments.runs import selectors as run_selectors
+from experiments.runs import services as run_services
+from experiments.training import selectors as training_selectors
+from experiments.training import services as training_services
 from inference.catalogue import BUILTIN_DETECTORS, catalogue_entry
 
 DIFF_MAX_PIXELS = 1024 * 1024
@@ -199,7 +210,7 @@ def detector_record(user, entry) -> dict:
     if not entry.learned:
         weights, available = "none", True
     else:
-        checkpoint = selectors.newest_checkpoint(user, entry.name)
+        checkpoint = checkpoint_selectors.newest_checkpoint(user, entry.name)
         weights, available = (checkpoint.provenance, True) if checkpoint else ("untrained", False)
     return {
         **entry.as_dict(),
@@ -233,7 +244,7 @@ class DetectorListView(ApiView):
 # --------------------------------------------------------------------------- datasets
 def api_datasets(user):
     """The user's datasets, without the hidden ones that back batch jobs."""
-    return selectors.datasets_visible_to(user).filter(hidden=False)
+    return dataset_selectors.datasets_visible_to(user).filter(hidden=False)
 
 
 class DatasetListView(ApiView):
@@ -255,8 +266,8 @@ class DatasetListView(ApiView):
     )
     def post(self, request):
         data = self.valid(s.DatasetInput).validated_data
-        dataset = services.dataset_create(owner=request.user, **data)
-        dataset = selectors.datasets_visible_to(request.user).get(pk=dataset.pk)
+        dataset = dataset_services.dataset_create(owner=request.user, **data)
+        dataset = dataset_selectors.datasets_visible_to(request.user).get(pk=dataset.pk)
         return self.out(s.DatasetOutput, dataset, 201, Location=s.page_url(request, "dataset-detail", pk=dataset.pk))
 
 
@@ -274,7 +285,7 @@ class DatasetDetailView(ApiView):
         responses={204: None, **error_responses(403, 404, 409)},
     )
     def delete(self, request, pk):
-        services.dataset_delete(dataset=get_object_or_404(api_datasets(request.user), pk=pk))
+        dataset_services.dataset_delete(dataset=get_object_or_404(api_datasets(request.user), pk=pk))
         return Response(status=204)
 
 
@@ -305,7 +316,7 @@ class DatasetPairsView(ApiView):
         dataset = get_object_or_404(api_datasets(request.user), pk=pk)
         data = self.valid(s.PairInput).validated_data
         label = data.get("label")
-        pair = services.pair_create(
+        pair = dataset_services.pair_create(
             dataset=dataset,
             name=data.get("name") or _stem(data["image_b"].name),
             a_bytes=read_upload(data["image_a"], "image_a"),
@@ -366,7 +377,7 @@ class DatasetImportView(ApiView):
 
 # --------------------------------------------------------------------------- experiments and runs
 def api_experiments(user):
-    return selectors.experiments_visible_to(user).exclude(runs__batch_jobs__isnull=False)
+    return run_selectors.experiments_visible_to(user).exclude(runs__batch_jobs__isnull=False)
 
 
 class ExperimentListView(ApiView):
@@ -392,7 +403,7 @@ class ExperimentListView(ApiView):
         dataset = api_datasets(request.user).filter(pk=data.pop("dataset")).first()
         if dataset is None:
             raise ApiError("Dataset not found.", status_code=404, field="dataset")
-        experiment = services.experiment_create(owner=request.user, dataset=dataset, **data)
+        experiment = run_services.experiment_create(owner=request.user, dataset=dataset, **data)
         return self.out(s.ExperimentOutput, experiment, 201)
 
 
@@ -410,7 +421,7 @@ class ExperimentDetailView(ApiView):
         responses={204: None, **error_responses(403, 404, 409)},
     )
     def delete(self, request, pk):
-        services.experiment_delete(experiment=get_object_or_404(api_experiments(request.user), pk=pk))
+        run_services.experiment_delete(experiment=get_object_or_404(api_experiments(request.user), pk=pk))
         return Response(status=204)
 
 
@@ -430,7 +441,7 @@ class ExperimentRunsView(ApiView):
     def get(self, request, pk):
         experiment = get_object_or_404(api_experiments(request.user), pk=pk)
         return self.paginate(
-            selectors.runs_visible_to(request.user).filter(experiment=experiment), s.RunOutput, "-created_at"
+            run_selectors.runs_visible_to(request.user).filter(experiment=experiment), s.RunOutput, "-created_at"
         )
 
     @extend_schema(
@@ -442,11 +453,11 @@ class ExperimentRunsView(ApiView):
     )
     def post(self, request, pk):
         experiment = get_object_or_404(api_experiments(request.user), pk=pk)
-        return accepted_run(self, services.run_start(experiment=experiment))
+        return accepted_run(self, run_services.run_start(experiment=experiment))
 
 
 def visible_run(request, pk):
-    return get_object_or_404(selectors.runs_visible_to(request.user), pk=pk)
+    return get_object_or_404(run_selectors.runs_visible_to(request.user), pk=pk)
 
 
 class RunDetailView(ApiView):
@@ -466,7 +477,7 @@ class RunCancelView(ApiView):
         responses={200: s.RunOutput, **error_responses(403, 404, 409)},
     )
     def post(self, request, pk):
-        return self.out(s.RunOutput, services.run_cancel(run=visible_run(request, pk)))
+        return self.out(s.RunOutput, run_services.run_cancel(run=visible_run(request, pk)))
 
 
 class RunRetryView(ApiView):
@@ -477,7 +488,7 @@ class RunRetryView(ApiView):
         responses={202: s.RunOutput, **error_responses(403, 404, 409)},
     )
     def post(self, request, pk):
-        return accepted_run(self, services.run_retry(run=visible_run(request, pk)))
+        return accepted_run(self, run_services.run_retry(run=visible_run(request, pk)))
 
 
 class RunCloneView(ApiView):
@@ -488,7 +499,7 @@ class RunCloneView(ApiView):
         responses={202: s.RunOutput, **error_responses(400, 403, 404)},
     )
     def post(self, request, pk):
-        return accepted_run(self, services.run_clone(run=visible_run(request, pk)))
+        return accepted_run(self, run_services.run_clone(run=visible_run(request, pk)))
 
 
 class RunWsTicketView(ApiView):
@@ -562,7 +573,7 @@ class RunResultsView(ApiView):
         filters.is_valid(raise_exception=True)
         data = filters.validated_data
         try:
-            results = selectors.run_results_filtered(
+            results = run_selectors.run_results_filtered(
                 run, detector=data.get("detector"), category=data.get("category"), metric_ranges=filters.metric_ranges()
             )
         except ValueError as exc:
@@ -589,18 +600,7 @@ class MediaView(ApiView):
         responses={(200, "*/*"): OpenApiTypes.BINARY, 302: None, **error_responses(404)},
     )
     def get(self, request, key):
-        if not selectors.media_key_visible_to(request.user, key):
-            raise Http404
-        if not storage.is_local():
-            return HttpResponseRedirect(storage.presigned_url(key))
-        try:
-            handle = open(storage.local_path(key), "rb")  # noqa: SIM115 - FileResponse closes it
-        except (FileNotFoundError, IsADirectoryError):
-            raise Http404 from None
-        response = FileResponse(handle, content_type=mimetypes.guess_type(key)[0] or "application/octet-stream")
-        response["X-Content-Type-Options"] = "nosniff"
-        response["Cache-Control"] = "private, max-age=3600"
-        return response
+        return media_response(request.user, key)
 
 
 # --------------------------------------------------------------------------- checkpoints and training
@@ -620,7 +620,9 @@ class CheckpointListView(ApiView):
         responses={200: paged(s.CheckpointOutput), **error_responses(404)},
     )
     def get(self, request):
-        return self.paginate(selectors.checkpoints_visible_to(request.user), s.CheckpointOutput, "-created_at")
+        return self.paginate(
+            checkpoint_selectors.checkpoints_visible_to(request.user), s.CheckpointOutput, "-created_at"
+        )
 
     @extend_schema(
         tags=["checkpoints"],
@@ -652,11 +654,11 @@ class CheckpointListView(ApiView):
         meta, sha256 = _read_checkpoint(content, suffix)
         detector = _checkpoint_detector(meta, data.get("detector"))
         if ModelCheckpoint.objects.filter(sha256=sha256).exists():  # the same bytes, registered before
-            existing = selectors.checkpoints_visible_to(request.user).filter(sha256=sha256).first()
+            existing = checkpoint_selectors.checkpoints_visible_to(request.user).filter(sha256=sha256).first()
             if existing is None:
                 raise ApiError("These exact weights are already registered by another user.", status_code=409)
             return self.out(s.CheckpointOutput, existing, 200)
-        checkpoint = services.checkpoint_register(
+        checkpoint = checkpoint_services.checkpoint_register(
             owner=request.user,
             detector=detector,
             dataset=dataset,
@@ -732,7 +734,7 @@ class TrainingListView(ApiView):
         responses={200: paged(s.TrainingOutput), **error_responses(404)},
     )
     def get(self, request):
-        return self.paginate(selectors.training_jobs_visible_to(request.user), s.TrainingOutput, "-created_at")
+        return self.paginate(training_selectors.training_jobs_visible_to(request.user), s.TrainingOutput, "-created_at")
 
     @extend_schema(
         tags=["training"],
@@ -746,12 +748,12 @@ class TrainingListView(ApiView):
         dataset = api_datasets(request.user).filter(pk=data.pop("dataset")).first()
         if dataset is None:
             raise ApiError("Dataset not found.", status_code=404, field="dataset")
-        job = services.training_start(owner=request.user, dataset=dataset, **data)
+        job = training_services.training_start(owner=request.user, dataset=dataset, **data)
         return self.out(s.TrainingOutput, job, 202, Location=s.page_url(request, "training-detail", pk=job.pk))
 
 
 def visible_training(request, pk):
-    return get_object_or_404(selectors.training_jobs_visible_to(request.user), pk=pk)
+    return get_object_or_404(training_selectors.training_jobs_visible_to(request.user), pk=pk)
 
 
 class TrainingDetailView(ApiView):
@@ -772,7 +774,7 @@ class TrainingCancelView(ApiView):
         responses={200: s.TrainingOutput, **error_responses(403, 404, 409)},
     )
     def post(self, request, pk):
-        return self.out(s.TrainingOutput, services.training_cancel(job=visible_training(request, pk)))
+        return self.out(s.TrainingOutput, training_services.training_cancel(job=visible_training(request, pk)))
 
 
 # --------------------------------------------------------------------------- batches

@@ -1,1 +1,1 @@
-"""Page views split by area; `experiments.views` holds the original pages."""
+"""Page views, one module per area (datasets, experiments, runs, training, ...); thin callers of services and selectors."""

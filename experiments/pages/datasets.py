@@ -1,100 +1,77 @@
-"""Bulk upload: files or a zip -> validation report (nothing saved) -> confirm -> import."""
-
-import zipfile
-from pathlib import PurePosixPath
+"""Dataset pages: the list, one dataset's pairs, adding a pair."""
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.shortcuts import get_object_or_404, redirect, render
-from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.http import require_http_methods
 
-from experiments import ingest, selectors
+from experiments import page_queries
+from experiments.datasets import selectors as dataset_selectors
+from experiments.datasets import services as dataset_services
 from experiments.errors import ServiceError
-from experiments.forms import BulkUploadForm
-from experiments.pages import uploads
-
-
-def uploaded_files(request) -> dict[str, bytes]:
-    """{path: bytes} from the request: one zip is unpacked (LEVIR-CD layout), loose files by name."""
-    items = request.FILES.getlist("files")
-    total = sum(f.size for f in items)
-    if total > ingest.max_archive_bytes():
-        raise ServiceError(f"The upload is {total // 2**20} MB; at most {ingest.max_archive_bytes() // 2**20} MB.")
-    zips = [f for f in items if f.name.lower().endswith(".zip")]
-    if zips:
-        if len(items) > 1:
-            raise ServiceError("Upload a zip on its own, not together with other files.", field="files")
-        if not zipfile.is_zipfile(zips[0]):
-            raise ServiceError(f"{zips[0].name} is not a readable zip archive.", field="files")
-        zips[0].seek(0)
-        return ingest.read_zip(zips[0])
-    files = {}
-    for item in items:
-        name = PurePosixPath(item.name.replace("\\", "/")).name
-        if name in files:
-            raise ServiceError(f"Two files are named {name!r}; file names must be unique.", field="files")
-        files[name] = item.read()
-    return files
+from experiments.pages.forms import BulkUploadForm, DatasetForm, PairUploadForm
+from experiments.runs import selectors as run_selectors
 
 
 @login_required
-@require_POST
-def dataset_upload(request, pk):
-    dataset = get_object_or_404(selectors.datasets_visible_to(request.user), pk=pk)
-    form = BulkUploadForm(request.POST, request.FILES)
-    if form.is_valid():
-        try:
-            files = uploaded_files(request)
-            token, _ = uploads.stage(request, dataset, files, form.cleaned_data["category"])
-        except ServiceError as exc:
-            form.add_error("files" if exc.field == "files" else None, exc.message)
-        else:
-            return redirect("experiments:dataset_import", pk=dataset.pk, token=token)
-    return render(request, "experiments/upload_errors.html", {"dataset": dataset, "bulk_form": form}, status=400)
+@require_http_methods(["GET", "POST"])
+def dataset_list(request):
+    form = DatasetForm(request.POST or None)
+    status = 200
+    if request.method == "POST":
+        if form.is_valid():
+            try:
+                dataset = dataset_services.dataset_create(owner=request.user, **form.cleaned_data)
+            except ServiceError as exc:
+                form.add_error(exc.field if exc.field in form.fields else None, exc.message)
+            else:
+                return redirect("experiments:dataset_detail", pk=dataset.pk)
+        status = 400
+    datasets = dataset_selectors.datasets_listed_for(request.user)
+    return render(request, "experiments/dataset_list.html", {"datasets": datasets, "form": form}, status=status)
 
 
 @login_required
-@require_GET
-def dataset_import(request, pk, token):
-    """The validation report of a staged upload; nothing is in the dataset yet."""
-    dataset = get_object_or_404(selectors.datasets_visible_to(request.user), pk=pk)
-    entry = uploads.pending_for(request, dataset, token)
-    if entry is None:
-        messages.error(request, "That upload is gone (imported, discarded or expired); upload the files again.")
-        return redirect("experiments:dataset_detail", pk=dataset.pk)
-    report = entry["report"]
-    taken = set(dataset.pairs.filter(name__in=[p["name"] for p in report["pairs"]]).values_list("name", flat=True))
+@require_http_methods(["GET", "POST"])
+def dataset_detail(request, pk):
+    """The dataset's pairs (thumbnails, categories) and the upload forms; POST adds one pair."""
+    dataset = get_object_or_404(dataset_selectors.datasets_visible_to(request.user), pk=pk)
+    form = PairUploadForm(request.POST or None, request.FILES or None)
+    status = 200
+    if request.method == "POST":
+        if form.is_valid():
+            data = form.cleaned_data
+            try:
+                dataset_services.pair_create(
+                    dataset=dataset,
+                    name=data["name"],
+                    a_bytes=data["image_a"].read(),
+                    b_bytes=data["image_b"].read(),
+                    label_bytes=data["label"].read() if data["label"] else None,
+                    category=data["category"],
+                    split=data.get("split") or "",
+                )
+            except ServiceError as exc:
+                form.add_error(exc.field if exc.field in form.fields else None, exc.message)
+            else:
+                messages.success(request, f"Pair {data['name']!r} added.")
+                return redirect("experiments:dataset_detail", pk=dataset.pk)
+        status = 400
+    category = request.GET.get("category", "")
+    pairs = dataset.pairs.all()
+    if "category" in request.GET:
+        pairs = pairs.filter(category=category)
     return render(
         request,
-        "experiments/dataset_import.html",
+        "experiments/dataset_detail.html",
         {
             "dataset": dataset,
-            "token": token,
-            "report": report,
-            "taken": sorted(taken),
-            "can_import": report["ok"] and not taken,
+            "pairs": pairs,
+            "form": form,
+            "bulk_form": BulkUploadForm(),
+            "categories": page_queries.dataset_categories(dataset),
+            "category": category if "category" in request.GET else None,
+            "runs": run_selectors.runs_visible_to(request.user).filter(experiment__dataset=dataset)[:10],
         },
+        status=status,
     )
-
-
-@login_required
-@require_POST
-def dataset_import_confirm(request, pk, token):
-    dataset = get_object_or_404(selectors.datasets_visible_to(request.user), pk=pk)
-    entry = uploads.pending_for(request, dataset, token)
-    if entry is None:
-        messages.error(request, "That upload is gone; upload the files again.")
-        return redirect("experiments:dataset_detail", pk=dataset.pk)
-    if request.POST.get("action") == "discard":
-        uploads.discard(request, token)
-        messages.info(request, "Upload discarded; nothing was imported.")
-        return redirect("experiments:dataset_detail", pk=dataset.pk)
-    try:
-        report = uploads.recheck(request, token, entry["category"])
-        pairs = ingest.import_checked(dataset=dataset, report=report)
-    except ServiceError as exc:
-        messages.error(request, exc.message)
-        return redirect("experiments:dataset_import", pk=dataset.pk, token=token)
-    uploads.discard(request, token)
-    messages.success(request, f"Imported {len(pairs)} pairs.")
-    return redirect("experiments:dataset_detail", pk=dataset.pk)

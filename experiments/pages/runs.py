@@ -1,79 +1,116 @@
-"""Looking closely at a finished run: the pair gallery and one pair across all detectors."""
+"""A run's page: live progress, the results section, actions (cancel, retry, clone) and exports."""
 
+import json
+
+from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.core.paginator import Paginator
-from django.shortcuts import get_object_or_404, render
-from django.views.decorators.http import require_GET
+from django.http import Http404, HttpResponse, HttpResponseRedirect, JsonResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_GET, require_POST
 
-from experiments import page_queries, selectors, storage
+from experiments import page_queries
+from experiments.errors import ServiceError
+from experiments.live.progress import run_snapshot
+from experiments.runs import selectors as run_selectors
+from experiments.runs import services as run_services
 
 
-def _run(request, pk):
-    return get_object_or_404(selectors.runs_visible_to(request.user), pk=pk)
-
-
-@login_required
-@require_GET
-def run_gallery(request, pk):
-    run = _run(request, pk)
+def run_results_context(request, run) -> dict:
+    """What the results section of a finished run shows; state comes from the query string."""
+    if not run.is_finished or not run.leaderboard:
+        return {"run": run, "has_results": False, "alignment_count": run.alignments.count()}
     detectors = run.experiment.detectors
-    state = page_queries.GalleryState.from_query(request.GET, detectors)
-    items = page_queries.gallery_items(run, state)
-    page = Paginator(items, page_queries.GALLERY_PAGE_SIZE).get_page(state.page)
-    return render(
-        request,
-        "experiments/run_gallery.html",
-        {
-            "run": run,
-            "detectors": detectors,
-            "colours": page_queries.detector_colours(detectors),
-            "state": state,
-            "page": page,
-            "total": len(items),
-            "sorts": page_queries.GALLERY_SORTS,
-            "metrics": page_queries.GALLERY_METRICS,
-            "categories": page_queries.gallery_categories(run),
-            "query": state.query(page=1),
-            "prev_query": state.query(page=page.previous_page_number()) if page.has_previous() else "",
-            "next_query": state.query(page=page.next_page_number()) if page.has_next() else "",
-        },
-        status=400 if state.errors else 200,
-    )
-
-
-@login_required
-@require_GET
-def pair_detail(request, pk, pair_pk):
-    run = _run(request, pk)
-    pair = get_object_or_404(run.experiment.dataset.pairs, pk=pair_pk)
-    detectors = run.experiment.detectors
-    state = page_queries.GalleryState.from_query(request.GET, detectors)
-    state.errors = []
-    items = page_queries.gallery_items(run, state)
-    previous, following, position = page_queries.neighbours(items, pair.pk)
-    alignment = page_queries.pair_alignment(run, pair)
-    view = {
-        "b_width": pair.b_width,
-        "b_height": pair.b_height,
-        "a_url": storage.media_url(alignment.warped_a_key if alignment else pair.image_a),
-        "b_url": storage.media_url(pair.image_b),
+    state = page_queries.LeaderboardState.from_query(request.GET, detectors, run.experiment.baseline_detector)
+    return {
+        "run": run,
+        "has_results": True,
+        "state": state,
+        "table": page_queries.leaderboard_table(run, state),
+        "categories": page_queries.category_table(run),
+        "charts": page_queries.chart_data(run),
+        "agreement": run.leaderboard.get("agreement", []),
+        "detectors": detectors,
+        "query": state.query(),
+        "alignment_count": run.alignments.count(),
     }
-    return render(
-        request,
-        "experiments/pair_detail.html",
-        {
-            "run": run,
-            "pair": pair,
-            "panels": page_queries.pair_panels(run, pair),
-            "alignment": alignment,
-            "view": view,
-            "legend": page_queries.ERROR_LEGEND,
-            "query": state.query(),
-            "previous": previous,
-            "following": following,
-            "position": position,
-            "total": len(items),
-            "label_url": storage.media_url(pair.label),
-            "consensus_url": page_queries.consensus_url(run, pair),
-        },
-    )
+
+
+@login_required
+def run_detail(request, pk):
+    run = get_object_or_404(run_selectors.runs_visible_to(request.user), pk=pk)
+    return render(request, "experiments/run_detail.html", run_results_context(request, run))
+
+
+@login_required
+@require_GET
+def run_results(request, pk):
+    """The results section alone: the live page fetches it when the run finishes."""
+    run = get_object_or_404(run_selectors.runs_visible_to(request.user), pk=pk)
+    return render(request, "experiments/_run_results.html", run_results_context(request, run))
+
+
+def _run_action(request, pk, action):
+    run = get_object_or_404(run_selectors.runs_visible_to(request.user), pk=pk)
+    try:
+        run = action(run=run)
+    except ServiceError as exc:
+        messages.error(request, exc.message)
+        return HttpResponseRedirect(request.META.get("HTTP_REFERER") or f"/runs/{pk}/", status=303)
+    return redirect("experiments:run_detail", pk=run.pk)
+
+
+@login_required
+@require_POST
+def run_cancel(request, pk):
+    return _run_action(request, pk, run_services.run_cancel)
+
+
+@login_required
+@require_POST
+def run_retry(request, pk):
+    return _run_action(request, pk, run_services.run_retry)
+
+
+@login_required
+@require_POST
+def run_clone(request, pk):
+    return _run_action(request, pk, run_services.run_clone)
+
+
+@login_required
+@require_GET
+def run_export(request, pk, fmt):
+    """The leaderboard as shown (sorted, deltas to the chosen baseline) as CSV, or the full record as JSON."""
+    import csv
+
+    run = get_object_or_404(run_selectors.runs_visible_to(request.user), pk=pk)
+    if fmt not in ("csv", "json"):
+        raise Http404("Export as .csv or .json.")
+    if not run.leaderboard:
+        raise Http404("This run has no leaderboard yet.")
+    filename = f"run-{run.pk}-leaderboard.{fmt}"
+    if fmt == "json":
+        payload = {
+            "run": run.pk,
+            "experiment": run.experiment.name,
+            "dataset": run.experiment.dataset.name,
+            "settings": run.experiment.settings_record(),
+            "environment": run.environment,
+            "leaderboard": run.leaderboard,
+        }
+        response = HttpResponse(json.dumps(payload, indent=2), content_type="application/json")
+    else:
+        detectors = run.experiment.detectors
+        state = page_queries.LeaderboardState.from_query(request.GET, detectors, run.experiment.baseline_detector)
+        response = HttpResponse(content_type="text/csv; charset=utf-8")
+        csv.writer(response).writerows(page_queries.leaderboard_csv_rows(page_queries.leaderboard_table(run, state)))
+    response["Content-Disposition"] = f'attachment; filename="{filename}"'
+    return response
+
+
+@login_required
+@require_GET
+def run_status(request, pk):
+    """Polling fallback for the live run page when the WebSocket is unavailable."""
+    run = get_object_or_404(run_selectors.runs_visible_to(request.user), pk=pk)
+    return JsonResponse(run_snapshot(run))

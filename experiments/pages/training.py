@@ -6,15 +6,17 @@ from django.http import JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from experiments import selectors, services
+from experiments.datasets import selectors as dataset_selectors
 from experiments.errors import ServiceError
-from experiments.forms import TrainingForm
+from experiments.pages.forms import TrainingForm
+from experiments.training import selectors as training_selectors
+from experiments.training import services as training_services
 
 
 @login_required
 @require_http_methods(["GET", "POST"])
 def training_list(request):
-    datasets = selectors.datasets_listed_for(request.user)
+    datasets = dataset_selectors.datasets_listed_for(request.user)
     form = TrainingForm(request.POST or None, datasets=datasets, initial={"dataset": request.GET.get("dataset")})
     status = 200
     if request.method == "POST":
@@ -22,13 +24,13 @@ def training_list(request):
             data = dict(form.cleaned_data)
             dataset = get_object_or_404(datasets, pk=data.pop("dataset"))
             try:
-                job = services.training_start(owner=request.user, dataset=dataset, **data)
+                job = training_services.training_start(owner=request.user, dataset=dataset, **data)
             except ServiceError as exc:
                 form.add_error(exc.field if exc.field in form.fields else None, exc.message)
             else:
                 return redirect("experiments:training_detail", pk=job.pk)
         status = 400
-    jobs = selectors.training_jobs_visible_to(request.user).filter(owner=request.user)
+    jobs = training_selectors.training_jobs_visible_to(request.user).filter(owner=request.user)
     return render(request, "experiments/training_list.html",
                   {"form": form, "jobs": jobs, "plans": training_plans()}, status=status)  # fmt: skip
 
@@ -49,7 +51,7 @@ def training_plans() -> list[dict]:
 
 
 def _job(request, pk):
-    return get_object_or_404(selectors.training_jobs_visible_to(request.user), pk=pk)
+    return get_object_or_404(training_selectors.training_jobs_visible_to(request.user), pk=pk)
 
 
 @login_required
@@ -65,7 +67,7 @@ def training_detail(request, pk):
 @require_GET
 def training_status(request, pk):
     """Polling fallback of the training page."""
-    from experiments.training_engine import training_snapshot
+    from experiments.live.progress import training_snapshot
 
     return JsonResponse(training_snapshot(_job(request, pk)))
 
@@ -75,7 +77,7 @@ def training_status(request, pk):
 def training_cancel(request, pk):
     job = _job(request, pk)
     try:
-        services.training_cancel(job=job)
+        training_services.training_cancel(job=job)
     except ServiceError as exc:
         messages.error(request, exc.message)
     return redirect("experiments:training_detail", pk=job.pk)

@@ -1,66 +1,101 @@
-"""A server-side waiting area for uploads between the validation report and the import.
+"""Bulk upload: files or a zip -> validation report (nothing saved) -> confirm -> import."""
 
-Files a user sends are checked (`ingest.check_files`) and kept, zipped, under
-`uploads/<user id>/<token>.zip` through `experiments.storage` (so S3 works too; the media view
-never serves `uploads/` keys). The session remembers which tokens belong to which dataset; the
-import re-reads and re-checks the stored files, so a report is never trusted blindly.
-"""
-
-import io
-import secrets
 import zipfile
+from pathlib import PurePosixPath
 
-from experiments import ingest, storage
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_GET, require_POST
+
+from experiments.datasets import ingest
+from experiments.datasets import selectors as dataset_selectors
+from experiments.datasets import staging as uploads
 from experiments.errors import ServiceError
-
-SESSION_KEY = "pending_uploads"
-MAX_PENDING = 5
+from experiments.pages.forms import BulkUploadForm
 
 
-def _key(user_id: int, token: str) -> str:
-    return f"uploads/{user_id}/{token}.zip"
+def uploaded_files(request) -> dict[str, bytes]:
+    """{path: bytes} from the request: one zip is unpacked (LEVIR-CD layout), loose files by name."""
+    items = request.FILES.getlist("files")
+    total = sum(f.size for f in items)
+    if total > ingest.max_archive_bytes():
+        raise ServiceError(f"The upload is {total // 2**20} MB; at most {ingest.max_archive_bytes() // 2**20} MB.")
+    zips = [f for f in items if f.name.lower().endswith(".zip")]
+    if zips:
+        if len(items) > 1:
+            raise ServiceError("Upload a zip on its own, not together with other files.", field="files")
+        if not zipfile.is_zipfile(zips[0]):
+            raise ServiceError(f"{zips[0].name} is not a readable zip archive.", field="files")
+        zips[0].seek(0)
+        return ingest.read_zip(zips[0])
+    files = {}
+    for item in items:
+        name = PurePosixPath(item.name.replace("\\", "/")).name
+        if name in files:
+            raise ServiceError(f"Two files are named {name!r}; file names must be unique.", field="files")
+        files[name] = item.read()
+    return files
 
 
-def _pack(files: dict[str, bytes]) -> bytes:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_STORED) as archive:
-        for path, content in files.items():
-            archive.writestr(path, content)
-    return buffer.getvalue()
+@login_required
+@require_POST
+def dataset_upload(request, pk):
+    dataset = get_object_or_404(dataset_selectors.datasets_visible_to(request.user), pk=pk)
+    form = BulkUploadForm(request.POST, request.FILES)
+    if form.is_valid():
+        try:
+            files = uploaded_files(request)
+            token, _ = uploads.stage(request, dataset, files, form.cleaned_data["category"])
+        except ServiceError as exc:
+            form.add_error("files" if exc.field == "files" else None, exc.message)
+        else:
+            return redirect("experiments:dataset_import", pk=dataset.pk, token=token)
+    return render(request, "experiments/upload_errors.html", {"dataset": dataset, "bulk_form": form}, status=400)
 
 
-def stage(request, dataset, files: dict[str, bytes], category: str) -> tuple[str, ingest.ImportReport]:
-    """Check `files`, keep them, remember the token in the session; nothing enters the dataset."""
-    report = ingest.check_files(files, category=category)
-    if report.problems:  # nothing is kept for an upload that cannot be imported as it is
-        raise ServiceError("Nothing was saved. Fix these and upload again: " + "; ".join(report.problems))
-    token = secrets.token_urlsafe(16)
-    pending = dict(request.session.get(SESSION_KEY, {}))
-    for old in list(pending)[: max(0, len(pending) - MAX_PENDING + 1)]:
-        discard(request, old)
-        pending.pop(old, None)
-    storage.save_bytes(_key(request.user.pk, token), _pack(files))
-    pending[token] = {"dataset": dataset.pk, "category": category, "report": report.as_dict()}
-    request.session[SESSION_KEY] = pending
-    return token, report
+@login_required
+@require_GET
+def dataset_import(request, pk, token):
+    """The validation report of a staged upload; nothing is in the dataset yet."""
+    dataset = get_object_or_404(dataset_selectors.datasets_visible_to(request.user), pk=pk)
+    entry = uploads.pending_for(request, dataset, token)
+    if entry is None:
+        messages.error(request, "That upload is gone (imported, discarded or expired); upload the files again.")
+        return redirect("experiments:dataset_detail", pk=dataset.pk)
+    report = entry["report"]
+    taken = set(dataset.pairs.filter(name__in=[p["name"] for p in report["pairs"]]).values_list("name", flat=True))
+    return render(
+        request,
+        "experiments/dataset_import.html",
+        {
+            "dataset": dataset,
+            "token": token,
+            "report": report,
+            "taken": sorted(taken),
+            "can_import": report["ok"] and not taken,
+        },
+    )
 
 
-def pending_for(request, dataset, token: str) -> dict | None:
-    entry = request.session.get(SESSION_KEY, {}).get(token)
-    if not entry or entry["dataset"] != dataset.pk:
-        return None
-    return entry
-
-
-def recheck(request, token: str, category: str) -> ingest.ImportReport:
-    key = _key(request.user.pk, token)
-    if not storage.exists(key):
-        raise ServiceError("The uploaded files are no longer here; upload them again.", status=404)
-    return ingest.check_files(ingest.read_zip(storage.read_bytes(key)), category=category)
-
-
-def discard(request, token: str) -> None:
-    storage.delete_keys([_key(request.user.pk, token)])
-    pending = dict(request.session.get(SESSION_KEY, {}))
-    if pending.pop(token, None) is not None:
-        request.session[SESSION_KEY] = pending
+@login_required
+@require_POST
+def dataset_import_confirm(request, pk, token):
+    dataset = get_object_or_404(dataset_selectors.datasets_visible_to(request.user), pk=pk)
+    entry = uploads.pending_for(request, dataset, token)
+    if entry is None:
+        messages.error(request, "That upload is gone; upload the files again.")
+        return redirect("experiments:dataset_detail", pk=dataset.pk)
+    if request.POST.get("action") == "discard":
+        uploads.discard(request, token)
+        messages.info(request, "Upload discarded; nothing was imported.")
+        return redirect("experiments:dataset_detail", pk=dataset.pk)
+    try:
+        report = uploads.recheck(request, token, entry["category"])
+        pairs = ingest.import_checked(dataset=dataset, report=report)
+    except ServiceError as exc:
+        messages.error(request, exc.message)
+        return redirect("experiments:dataset_import", pk=dataset.pk, token=token)
+    uploads.discard(request, token)
+    messages.success(request, f"Imported {len(pairs)} pairs.")
+    return redirect("experiments:dataset_detail", pk=dataset.pk)

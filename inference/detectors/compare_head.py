@@ -17,8 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from inference.detectors.base import LearnedDetector, build_learned_detector, check_image
-from inference.registry import register_detector
+from inference.detectors.base import check_image
+from inference.detectors.learned import LearnedDetector, build_learned_detector
 
 PATCH_SIZE = 64
 PATCH_STRIDE = 32
@@ -116,15 +116,6 @@ class CompareHeadDetector(LearnedDetector):
         return scores
 
 
-@register_detector(
-    "resnet50-compare-head",
-    family="compare-head",
-    learned=True,
-    input_size=256,
-    backbone="resnet50",
-    description="Thesis DifferenceDetector: pooled ResNet-50 features -> MLP, on anchor patches",
-    model_factory=CompareHeadNet,
-)
 def build_compare_head(*, name, weights="auto", device="auto", input_size=None, options=None):
     """Thesis DifferenceDetector over 64 px anchor patches (stride 32), plus an image score."""
     return build_learned_detector(

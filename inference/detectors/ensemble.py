@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from inference.detectors.base import Detector, DetectorInfo, Pair
-from inference.registry import create_detector, get_spec, list_detectors, register_detector
+from inference.registry import create_detector, get_spec, list_detectors
 
 DEFAULT_CLASSICAL_MEMBERS = ("absdiff", "ssim")
 
@@ -83,7 +83,6 @@ def default_members(weights) -> list[str]:
     return members
 
 
-@register_detector("ensemble", family="ensemble", learned=False)
 def build_ensemble(
     *,
     name,

@@ -7,7 +7,9 @@ coarse to fine; a 1x1 head gives logits at the finest stage, upsampled bilinearl
 input size.
 
 Backbones are always built with ``weights=None``; ImageNet weights, when available, are
-handed in by ``inference.weights`` as a state dict (nothing here downloads).
+handed in by ``inference.weights`` as a state dict (nothing here downloads). The detectors
+are declared in ``inference.builtin_detectors``, which names the builders and network
+factories below by dotted path.
 """
 
 from __future__ import annotations
@@ -15,14 +17,12 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import partial
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from inference.detectors.base import build_learned_detector
-from inference.registry import register_detector
+from inference.detectors.learned import build_learned_detector
 
 PRIOR_CHANGE_PROBABILITY = 0.1
 
@@ -162,37 +162,53 @@ class SiameseDiffNet(nn.Module):
         return F.interpolate(logits, size=xa.shape[-2:], mode="bilinear", align_corners=False)
 
 
-def _register_siamese(detector_name: str, backbone: str, description: str) -> None:
-    factory = partial(SiameseDiffNet, backbone)
+def siamese_resnet50_net(backbone_state: dict | None = None) -> SiameseDiffNet:
+    return SiameseDiffNet("resnet50", backbone_state)
 
-    def build(*, name, weights="auto", device="auto", input_size=None, options=None):
-        return build_learned_detector(
-            name=name,
-            family="siamese",
-            make_model=factory,
-            weights=weights,
-            device=device,
-            backbone=backbone,
-            input_size=input_size,
-            options=options,
-        )
 
-    build.__qualname__ = f"build_{detector_name}"
-    register_detector(
-        detector_name,
+def siamese_vgg16_net(backbone_state: dict | None = None) -> SiameseDiffNet:
+    return SiameseDiffNet("vgg16", backbone_state)
+
+
+def siamese_mobilenetv3_net(backbone_state: dict | None = None) -> SiameseDiffNet:
+    return SiameseDiffNet("mobilenet_v3_large", backbone_state)
+
+
+def build_siamese(*, name, backbone: str, weights="auto", device="auto", input_size=None, options=None):
+    """A Siamese detector on ``backbone`` (a key of ``BACKBONES``)."""
+    return build_learned_detector(
+        name=name,
         family="siamese",
-        learned=True,
-        input_size=256,
+        make_model=lambda state: SiameseDiffNet(backbone, state),
+        weights=weights,
+        device=device,
         backbone=backbone,
-        description=description,
-        model_factory=factory,
-    )(build)
+        input_size=input_size,
+        options=options,
+    )
 
 
-_register_siamese("siamese-resnet50", "resnet50", "Siamese ResNet-50, multi-scale |fa - fb| decoder")
-_register_siamese("siamese-vgg16", "vgg16", "Siamese VGG16 features, multi-scale |fa - fb| decoder")
-_register_siamese(
-    "siamese-mobilenetv3",
-    "mobilenet_v3_large",
-    "Siamese MobileNetV3-Large, multi-scale |fa - fb| decoder (fast)",
-)
+def build_siamese_resnet50(*, name, weights="auto", device="auto", input_size=None, options=None):
+    """Siamese ResNet-50, multi-scale |fa - fb| decoder."""
+    return build_siamese(
+        name=name, backbone="resnet50", weights=weights, device=device, input_size=input_size, options=options
+    )
+
+
+def build_siamese_vgg16(*, name, weights="auto", device="auto", input_size=None, options=None):
+    """Siamese VGG16 features, multi-scale |fa - fb| decoder."""
+    return build_siamese(
+        name=name, backbone="vgg16", weights=weights, device=device, input_size=input_size, options=options
+    )
+
+
+def build_siamese_mobilenetv3(*, name, weights="auto", device="auto", input_size=None, options=None):
+    """Siamese MobileNetV3-Large, multi-scale |fa - fb| decoder (fast)."""
+    return build_siamese(
+        name=name,
+        backbone="mobilenet_v3_large",
+        weights=weights,
+        device=device,
+        input_size=input_size,
+        options=options,
+    )

@@ -19,8 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from inference.detectors.base import build_learned_detector
-from inference.registry import register_detector
+from inference.detectors.learned import build_learned_detector
 
 ENCODER_WIDTHS = (16, 32, 64, 128)
 DOWNSAMPLING = 2 ** len(ENCODER_WIDTHS)
@@ -101,14 +100,6 @@ class FCSiamDiff(nn.Module):
         return x[..., :height, :width]
 
 
-@register_detector(
-    "siamese-unet",
-    family="siamese",
-    learned=True,
-    input_size=256,
-    description="FC-Siam-diff (Daudt et al. 2018), ~1.35M params, trains from scratch",
-    model_factory=FCSiamDiff,
-)
 def build_siamese_unet(*, name, weights="auto", device="auto", input_size=None, options=None):
     """FC-Siam-diff: shared U-Net encoder, decoder with |skip_a - skip_b| skips."""
     return build_learned_detector(

@@ -9,8 +9,11 @@ from django.conf import settings
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
-from experiments import engine, services, storage
+from experiments import storage
+from experiments.datasets import services as dataset_services
 from experiments.models import BatchJob, Dataset, Experiment, ImagePair, ModelCheckpoint, Result, Run, TrainingJob
+from experiments.runs import engine
+from experiments.runs import services as run_services
 
 
 @pytest.fixture(autouse=True)
@@ -92,16 +95,18 @@ def finish_run_in_process(run) -> Run:
 
 @pytest.fixture
 def labelled_dataset(user, make_pair_bytes):
-    dataset = services.dataset_create(owner=user, name="labelled")
+    dataset = dataset_services.dataset_create(owner=user, name="labelled")
     for i, category in enumerate(("roads", "roads", "fields")):
         a, b, label = make_pair_bytes(seed=i)
-        services.pair_create(dataset=dataset, name=f"p{i}", a_bytes=a, b_bytes=b, label_bytes=label, category=category)
+        dataset_services.pair_create(
+            dataset=dataset, name=f"p{i}", a_bytes=a, b_bytes=b, label_bytes=label, category=category
+        )
     return dataset
 
 
 @pytest.fixture
 def finished_run(user, labelled_dataset):
-    experiment = services.experiment_create(
+    experiment = run_services.experiment_create(
         owner=user, dataset=labelled_dataset, name="e", detectors=["absdiff", "ssim"], threshold=0.3
     )
-    return finish_run_in_process(services.run_start(experiment=experiment))
+    return finish_run_in_process(run_services.run_start(experiment=experiment))

@@ -67,7 +67,7 @@ def test_the_same_key_with_another_payload_is_refused(api, make_pair_bytes, snap
 
 
 def test_a_key_whose_job_is_still_being_created_answers_409(api, user, make_pair_bytes):
-    from experiments import batches
+    from experiments.batches import services as batches
     from tests.api.conftest import row_counts
 
     uploads = {"a": [], "b": []}
@@ -123,7 +123,7 @@ def test_an_unknown_detector_is_refused_and_leaves_nothing(api, make_pair_bytes,
 
 
 def test_a_failure_while_creating_removes_the_job_its_rows_and_files(api, make_pair_bytes, snapshot_state, monkeypatch):
-    from experiments import services
+    from experiments.runs import services
 
     def broken_run_start(**kwargs):
         raise RuntimeError("queue unavailable")

@@ -4,8 +4,8 @@ import pickle
 
 import pytest
 
-from experiments import services
 from experiments.models import ModelCheckpoint, TrainingJob
+from experiments.training import services as training_services
 from tests.api.conftest import upload
 from tests.api.test_datasets import error_of
 
@@ -136,7 +136,9 @@ def test_training_is_isolated_between_users(api, other_api, labelled_dataset):
         "/api/v1/training/", {"detector": "siamese-unet", "dataset": labelled_dataset.pk}, format="json"
     )
     assert response.status_code == 404
-    job = services.training_start(owner=labelled_dataset.owner, detector="siamese-unet", dataset=labelled_dataset)
+    job = training_services.training_start(
+        owner=labelled_dataset.owner, detector="siamese-unet", dataset=labelled_dataset
+    )
     assert other_api.get(f"/api/v1/training/{job.pk}/").status_code == 404
     assert other_api.post(f"/api/v1/training/{job.pk}/cancel/").status_code == 404
     assert other_api.get("/api/v1/training/").json()["results"] == []

@@ -189,7 +189,7 @@ def test_importing_names_that_already_exist_is_refused_without_writing(api, levi
 
 
 def test_a_dataset_used_by_an_experiment_cannot_be_deleted(api, labelled_dataset):
-    from experiments import services
+    from experiments.runs import services
 
     services.experiment_create(owner=labelled_dataset.owner, dataset=labelled_dataset, name="e", detectors=["absdiff"])
     response = api.delete(f"/api/v1/datasets/{labelled_dataset.pk}/")

@@ -5,7 +5,7 @@ import io
 
 import pytest
 
-from experiments import services
+from experiments.datasets import services as dataset_services
 from experiments.models import Experiment, Run, RunState
 from tests.api.test_datasets import error_of
 
@@ -71,7 +71,7 @@ def test_starting_a_run_answers_202_with_its_location(api, labelled_dataset):
 
 
 def test_a_run_on_an_empty_dataset_is_refused(api, user):
-    dataset = services.dataset_create(owner=user, name="empty")
+    dataset = dataset_services.dataset_create(owner=user, name="empty")
     experiment = create_experiment(api, dataset.pk).json()
     response = api.post(f"/api/v1/experiments/{experiment['id']}/runs/")
     assert response.status_code == 400

@@ -4,7 +4,8 @@ import pytest
 from asgiref.sync import async_to_sync
 from channels.testing import WebsocketCommunicator
 
-from experiments import services, ws_tickets
+from experiments.live import tickets as ws_tickets
+from experiments.runs import services as run_services
 from tests.api.conftest import token_client
 from tests.factories import make_dataset
 
@@ -13,12 +14,12 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 @pytest.fixture
 def queued_run(user, make_pair_bytes, monkeypatch):
-    from experiments import tasks
+    from experiments import outbox
 
-    monkeypatch.setattr(tasks, "enqueue_run", lambda run_id: None)  # nothing to run: no worker here
+    monkeypatch.setattr(outbox, "send_run", lambda run_id: None)  # nothing to run: no worker here
     dataset = make_dataset(user, pairs=[("p0", *make_pair_bytes())])
-    experiment = services.experiment_create(owner=user, dataset=dataset, name="e", detectors=["absdiff"])
-    return services.run_start(experiment=experiment)
+    experiment = run_services.experiment_create(owner=user, dataset=dataset, name="e", detectors=["absdiff"])
+    return run_services.run_start(experiment=experiment)
 
 
 def connect(path: str):
@@ -50,7 +51,7 @@ def test_a_ticket_from_the_api_opens_the_runs_socket_once(user, queued_run):
 
 
 def test_a_ticket_is_bound_to_its_run(user, queued_run, make_pair_bytes):
-    other = services.run_start(experiment=queued_run.experiment)
+    other = run_services.run_start(experiment=queued_run.experiment)
     ticket = ws_tickets.ticket_create(user=user, run_id=queued_run.pk)
     assert connect(f"/ws/runs/{other.pk}/?ticket={ticket}") == (False, None)
     assert connect(f"/ws/runs/{queued_run.pk}/?ticket={ticket}") == (False, None)  # spent by the failed try

@@ -4,7 +4,7 @@ import re
 
 import pytest
 
-from experiments import services
+from experiments.runs import services as run_services
 from tests.browser.conftest import Watched
 from tests.factories import PASSWORD, UserFactory, make_dataset
 
@@ -130,11 +130,11 @@ def test_sign_up_upload_run_live_and_look_closely(new_page, celery_worker, make_
 
 
 def test_another_users_pages_images_and_sockets_are_refused(new_page, make_pair_bytes, monkeypatch):
-    monkeypatch.setattr("experiments.tasks.enqueue_run", lambda run_id: None)
+    monkeypatch.setattr("experiments.outbox.send_run", lambda run_id: None)
     owner = UserFactory()
     dataset = make_dataset(owner, pairs=[("p", *make_pair_bytes())])
-    experiment = services.experiment_create(owner=owner, dataset=dataset, name="private", detectors=["absdiff"])
-    run = services.run_start(experiment=experiment)
+    experiment = run_services.experiment_create(owner=owner, dataset=dataset, name="private", detectors=["absdiff"])
+    run = run_services.run_start(experiment=experiment)
     pair = dataset.pairs.get()
     intruder = UserFactory()
 

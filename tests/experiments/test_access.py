@@ -3,16 +3,16 @@
 import pytest
 from django.urls import reverse
 
-from experiments import services
+from experiments.runs import services as run_services
 from tests.factories import make_dataset
 
 
 @pytest.fixture
 def owned(user, make_pair_bytes, monkeypatch):
-    monkeypatch.setattr("experiments.tasks.enqueue_run", lambda run_id: None)
+    monkeypatch.setattr("experiments.outbox.send_run", lambda run_id: None)
     dataset = make_dataset(user, pairs=[("p", *make_pair_bytes())])
-    experiment = services.experiment_create(owner=user, dataset=dataset, name="e", detectors=["absdiff"])
-    run = services.run_start(experiment=experiment)
+    experiment = run_services.experiment_create(owner=user, dataset=dataset, name="e", detectors=["absdiff"])
+    run = run_services.run_start(experiment=experiment)
     return {"dataset": dataset, "run": run, "pair": dataset.pairs.get()}
 
 

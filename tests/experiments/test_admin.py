@@ -1,8 +1,8 @@
 import pytest
 from django.urls import reverse
 
-from experiments import services
 from experiments.models import RunState
+from experiments.runs import services as run_services
 from tests.factories import make_dataset
 
 MODELS = ["dataset", "imagepair", "experiment", "run", "result", "modelcheckpoint", "pairalignment", "trainingjob",
@@ -20,7 +20,7 @@ def test_every_admin_list_page_renders_with_search_and_filters(client, staff_use
 def test_the_cancel_action_cancels_a_queued_run(client, staff_user, user, make_pair_bytes, monkeypatch):
     monkeypatch.setattr("experiments.outbox.dispatch", lambda model, object_id: True)
     dataset = make_dataset(user, pairs=[("p", *make_pair_bytes())])
-    run = services.run_start(experiment=services.experiment_create(owner=user, dataset=dataset, name="e",
+    run = run_services.run_start(experiment=run_services.experiment_create(owner=user, dataset=dataset, name="e",
                                                                    detectors=["absdiff"]))  # fmt: skip
     client.force_login(staff_user)
     response = client.post(reverse("admin:experiments_run_changelist"),

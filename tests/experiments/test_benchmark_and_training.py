@@ -3,8 +3,9 @@ import io
 import pytest
 from django.core.management import CommandError, call_command
 
-from experiments import engine, services
 from experiments.models import Dataset, ModelCheckpoint, Result, RunState, TrainingJob
+from experiments.runs import engine
+from experiments.runs import services as run_services
 from inference.synthetic import CATEGORIES, NO_CHANGE_CATEGORIES
 
 
@@ -61,11 +62,11 @@ def test_train_detector_registers_a_checkpoint_that_runs_then_use(user, monkeypa
     assert checkpoint.sha256 in out.getvalue()
     assert "siamese-unet: random initialisation" in out.getvalue()
 
-    monkeypatch.setattr("experiments.tasks.enqueue_run", lambda run_id: None)
+    monkeypatch.setattr("experiments.outbox.send_run", lambda run_id: None)
     dataset = Dataset.objects.get(name="tiny")
-    experiment = services.experiment_create(owner=user, dataset=dataset, name="e", detectors=["siamese-unet"],
+    experiment = run_services.experiment_create(owner=user, dataset=dataset, name="e", detectors=["siamese-unet"],
                                             input_size=64)  # fmt: skip
-    run = services.run_start(experiment=experiment)
+    run = run_services.run_start(experiment=experiment)
     assert engine.prepare_run(run.pk)
     engine.run_detector(run.pk, "siamese-unet")
     engine.finish_run(run.pk)

@@ -3,8 +3,10 @@
 import numpy as np
 import pytest
 
-from experiments import engine, result_cache, services, storage
+from experiments import storage
 from experiments.models import PairAlignment, Result, RunState
+from experiments.runs import engine, result_cache
+from experiments.runs import services as run_services
 from inference.images import load_mask
 from inference.metrics import Confusion, confusion, scores
 from tests.factories import make_dataset
@@ -14,7 +16,7 @@ DETECTORS = ["absdiff", "ssim"]
 
 @pytest.fixture
 def run_factory(user, make_pair_bytes, monkeypatch):
-    monkeypatch.setattr("experiments.tasks.enqueue_run", lambda run_id: None)
+    monkeypatch.setattr("experiments.outbox.send_run", lambda run_id: None)
     pairs = [(f"p{i}", *make_pair_bytes(seed=i, box=(4 + i, 6, 20 + i, 30))) for i in range(4)]
     dataset = make_dataset(user, pairs=pairs)
     for index, pair in enumerate(dataset.pairs.order_by("name")):
@@ -22,8 +24,10 @@ def run_factory(user, make_pair_bytes, monkeypatch):
         pair.save()
 
     def make(detectors=DETECTORS, **settings):
-        experiment = services.experiment_create(owner=user, dataset=dataset, name="e", detectors=detectors, **settings)
-        return services.run_start(experiment=experiment)
+        experiment = run_services.experiment_create(
+            owner=user, dataset=dataset, name="e", detectors=detectors, **settings
+        )
+        return run_services.run_start(experiment=experiment)
 
     return make
 
@@ -152,7 +156,7 @@ def test_each_pair_gets_a_consensus_map_of_the_detectors(run_factory):
 
     from PIL import Image
 
-    from experiments.aggregation import consensus_key
+    from experiments.runs.aggregation import consensus_key
     from inference.comparison import consensus_map
     from inference.render import heatmap_png
 

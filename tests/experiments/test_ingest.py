@@ -11,7 +11,8 @@ import pytest
 from django.core.management import CommandError, call_command
 from PIL import Image
 
-from experiments import ingest, storage
+from experiments import storage
+from experiments.datasets import ingest
 from experiments.errors import ServiceError
 from experiments.models import Dataset, ImagePair
 from tests.conftest import png_bytes

@@ -8,9 +8,13 @@ import zipfile
 import pytest
 from django.urls import reverse
 
-from experiments import engine, services, storage
+from experiments import storage
+from experiments.datasets import services as dataset_services
 from experiments.models import ImagePair, Run, TrainingJob
 from experiments.page_queries import pareto_front
+from experiments.runs import engine
+from experiments.runs import services as run_services
+from experiments.training import services as training_services
 from tests.conftest import png_bytes
 from tests.factories import make_dataset
 
@@ -19,7 +23,7 @@ pytestmark = pytest.mark.django_db
 
 @pytest.fixture
 def no_queue(monkeypatch):
-    monkeypatch.setattr("experiments.tasks.enqueue_run", lambda run_id: None)
+    monkeypatch.setattr("experiments.outbox.send_run", lambda run_id: None)
 
 
 def run_in_process(run: Run) -> Run:
@@ -38,10 +42,10 @@ def finished_run(user, make_pair_bytes, no_queue):
     dataset = make_dataset(user, pairs=pairs)
     for pair, category in zip(dataset.pairs.order_by("name"), ("urban", "urban", "forest"), strict=True):
         ImagePair.objects.filter(pk=pair.pk).update(category=category)
-    experiment = services.experiment_create(
+    experiment = run_services.experiment_create(
         owner=user, dataset=dataset, name="e", detectors=["absdiff", "ssim"], input_size=64, threshold=0.3
     )
-    run = run_in_process(services.run_start(experiment=experiment))
+    run = run_in_process(run_services.run_start(experiment=experiment))
     assert run.state == "succeeded", run.error
     return run
 
@@ -259,8 +263,8 @@ def test_csv_export_follows_the_chosen_baseline_and_json_holds_the_record(client
 
 def test_a_queued_run_has_no_results_section_yet(client, user, make_pair_bytes, no_queue):
     dataset = make_dataset(user, pairs=[("p", *make_pair_bytes())])
-    run = services.run_start(
-        experiment=services.experiment_create(owner=user, dataset=dataset, name="q", detectors=["absdiff"])
+    run = run_services.run_start(
+        experiment=run_services.experiment_create(owner=user, dataset=dataset, name="q", detectors=["absdiff"])
     )
     client.force_login(user)
     page = client.get(reverse("experiments:run_detail", args=[run.pk])).content.decode()
@@ -368,9 +372,9 @@ def test_training_offers_only_learned_detectors_and_explains_refusals(client, us
 
 
 def test_a_training_job_page_is_yours_alone(client, user, other_user, make_pair_bytes, monkeypatch):
-    monkeypatch.setattr("experiments.services._enqueue_training", lambda job_id: None)
+    monkeypatch.setattr("experiments.training.services._enqueue_training", lambda job_id: None)
     dataset = make_dataset(user, pairs=[(f"p{i}", *make_pair_bytes(seed=i)) for i in range(2)])
-    job = services.training_start(owner=user, detector="siamese-unet", dataset=dataset, epochs=1, size=64)
+    job = training_services.training_start(owner=user, detector="siamese-unet", dataset=dataset, epochs=1, size=64)
     client.force_login(user)
     page = client.get(reverse("experiments:training_detail", args=[job.pk])).content.decode()
     assert f'data-ws-url="/ws/training/{job.pk}/"' in page and 'id="training-history"' in page
@@ -401,10 +405,9 @@ def test_the_training_page_says_where_training_starts_and_how_long_it_takes(clie
 
 
 def test_datasets_behind_batch_jobs_are_not_listed(client, user):
-    from experiments import services
 
-    services.dataset_create(owner=user, name="mine")
-    services.dataset_create(owner=user, name="batch-7-abcdef12", hidden=True)
+    dataset_services.dataset_create(owner=user, name="mine")
+    dataset_services.dataset_create(owner=user, name="batch-7-abcdef12", hidden=True)
     client.force_login(user)
     for name in ("experiments:dataset_list", "experiments:dashboard", "experiments:experiment_create"):
         page = client.get(reverse(name)).content.decode()

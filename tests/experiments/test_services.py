@@ -1,8 +1,10 @@
 import pytest
 
-from experiments import services, storage
+from experiments import lifecycle, storage
+from experiments.datasets import services as dataset_services
 from experiments.errors import InvalidState, ServiceError
 from experiments.models import ImagePair, Run, RunState
+from experiments.runs import services as run_services
 from tests.factories import make_dataset
 
 
@@ -22,7 +24,7 @@ def test_pair_create_rejects_a_corrupt_image_and_leaves_nothing(user, make_pair_
     a, _, label = make_pair_bytes()
     dataset = make_dataset(user)
     with pytest.raises(ServiceError, match="image_b"):
-        services.pair_create(dataset=dataset, name="bad", a_bytes=a, b_bytes=b"not an image", label_bytes=label)
+        dataset_services.pair_create(dataset=dataset, name="bad", a_bytes=a, b_bytes=b"not an image", label_bytes=label)
     assert not ImagePair.objects.exists()
     assert storage.list_all_keys() == []
 
@@ -33,7 +35,7 @@ def test_pair_create_rejects_a_label_of_another_size(user, make_pair_bytes):
     _, _, small_label = make_pair_bytes(size=32, box=(1, 1, 5, 5))
     dataset = make_dataset(user)
     with pytest.raises(ServiceError, match="label"):
-        services.pair_create(dataset=dataset, name="p", a_bytes=a, b_bytes=b, label_bytes=small_label)
+        dataset_services.pair_create(dataset=dataset, name="p", a_bytes=a, b_bytes=b, label_bytes=small_label)
     assert storage.list_all_keys() == []
 
 
@@ -41,10 +43,10 @@ def test_pair_create_rejects_a_label_of_another_size(user, make_pair_bytes):
 def test_pairs_store_writes_all_or_nothing(user, make_pair_bytes):
     a, b, label = make_pair_bytes()
     dataset = make_dataset(user, pairs=[("taken", a, b, label)])
-    checked = [services.pair_check(name=n, a_bytes=a, b_bytes=b, label_bytes=label) for n in ("new", "taken")]
+    checked = [dataset_services.pair_check(name=n, a_bytes=a, b_bytes=b, label_bytes=label) for n in ("new", "taken")]
     keys_before = set(storage.list_all_keys())
     with pytest.raises(ServiceError, match="taken"):
-        services.pairs_store(dataset=dataset, checked=checked)
+        dataset_services.pairs_store(dataset=dataset, checked=checked)
     assert set(storage.list_all_keys()) == keys_before
     assert dataset.pairs.count() == 1
 
@@ -53,34 +55,34 @@ def test_pairs_store_writes_all_or_nothing(user, make_pair_bytes):
 def test_experiment_create_rejects_unknown_detectors(user, make_pair_bytes):
     dataset = make_dataset(user, pairs=[("p", *make_pair_bytes())])
     with pytest.raises(ServiceError, match="unknown detector"):
-        services.experiment_create(owner=user, dataset=dataset, name="e", detectors=["nope"])
+        run_services.experiment_create(owner=user, dataset=dataset, name="e", detectors=["nope"])
 
 
 @pytest.mark.django_db
 def test_experiment_create_refuses_another_users_dataset(user, other_user, make_pair_bytes):
     dataset = make_dataset(other_user, pairs=[("p", *make_pair_bytes())])
     with pytest.raises(ServiceError) as info:
-        services.experiment_create(owner=user, dataset=dataset, name="e", detectors=["absdiff"])
+        run_services.experiment_create(owner=user, dataset=dataset, name="e", detectors=["absdiff"])
     assert info.value.status == 404
 
 
 @pytest.mark.django_db
 def test_run_start_refuses_an_empty_dataset(user):
     dataset = make_dataset(user)
-    experiment = services.experiment_create(owner=user, dataset=dataset, name="e", detectors=["absdiff"])
+    experiment = run_services.experiment_create(owner=user, dataset=dataset, name="e", detectors=["absdiff"])
     with pytest.raises(ServiceError, match="no image pairs"):
-        services.run_start(experiment=experiment)
+        run_services.run_start(experiment=experiment)
     assert not Run.objects.exists()
 
 
 @pytest.mark.django_db
 def test_run_start_queues_only_on_commit(user, make_pair_bytes, django_capture_on_commit_callbacks, monkeypatch):
     queued = []
-    monkeypatch.setattr("experiments.tasks.enqueue_run", queued.append)
+    monkeypatch.setattr("experiments.outbox.send_run", queued.append)
     dataset = make_dataset(user, pairs=[("p", *make_pair_bytes())])
-    experiment = services.experiment_create(owner=user, dataset=dataset, name="e", detectors=["absdiff", "ssim"])
+    experiment = run_services.experiment_create(owner=user, dataset=dataset, name="e", detectors=["absdiff", "ssim"])
     with django_capture_on_commit_callbacks(execute=True) as callbacks:
-        run = services.run_start(experiment=experiment)
+        run = run_services.run_start(experiment=experiment)
         assert queued == []
     assert len(callbacks) == 1
     assert queued == [run.pk]
@@ -90,25 +92,25 @@ def test_run_start_queues_only_on_commit(user, make_pair_bytes, django_capture_o
 @pytest.mark.django_db
 def test_run_state_machine_refuses_illegal_transitions(user, make_pair_bytes):
     dataset = make_dataset(user, pairs=[("p", *make_pair_bytes())])
-    experiment = services.experiment_create(owner=user, dataset=dataset, name="e", detectors=["absdiff"])
-    run = services.run_start(experiment=experiment)
+    experiment = run_services.experiment_create(owner=user, dataset=dataset, name="e", detectors=["absdiff"])
+    run = run_services.run_start(experiment=experiment)
     with pytest.raises(InvalidState):
-        services.run_transition(run.pk, RunState.SUCCEEDED)
-    run = services.run_transition(run.pk, RunState.RUNNING)
+        lifecycle.run_transition(run.pk, RunState.SUCCEEDED)
+    run = lifecycle.run_transition(run.pk, RunState.RUNNING)
     assert run.started_at is not None
-    run = services.run_transition(run.pk, RunState.FAILED, error="boom")
+    run = lifecycle.run_transition(run.pk, RunState.FAILED, error="boom")
     assert run.finished_at is not None
     with pytest.raises(InvalidState):
-        services.run_cancel(run=run)
+        run_services.run_cancel(run=run)
 
 
 @pytest.mark.django_db
 def test_cancel_of_a_queued_run_is_immediate_and_retry_requeues(user, make_pair_bytes, monkeypatch):
-    monkeypatch.setattr("experiments.tasks.enqueue_run", lambda run_id: None)
+    monkeypatch.setattr("experiments.outbox.send_run", lambda run_id: None)
     dataset = make_dataset(user, pairs=[("p", *make_pair_bytes())])
-    experiment = services.experiment_create(owner=user, dataset=dataset, name="e", detectors=["absdiff"])
-    run = services.run_start(experiment=experiment)
-    run = services.run_cancel(run=run)
+    experiment = run_services.experiment_create(owner=user, dataset=dataset, name="e", detectors=["absdiff"])
+    run = run_services.run_start(experiment=experiment)
+    run = run_services.run_cancel(run=run)
     assert run.state == RunState.CANCELLED
-    run = services.run_retry(run=run)
+    run = run_services.run_retry(run=run)
     assert run.state == RunState.QUEUED and not run.cancel_requested

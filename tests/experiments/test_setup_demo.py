@@ -4,7 +4,7 @@ import pytest
 import torch
 from django.core.management import call_command
 
-from experiments import selectors
+from experiments.checkpoints import selectors as checkpoint_selectors
 from experiments.management.commands import setup_demo
 from experiments.models import Dataset, ModelCheckpoint
 from inference import create_detector
@@ -28,7 +28,7 @@ def test_setup_demo_registers_shipped_weights_for_everyone_and_a_dataset(user, o
                  stderr=io.StringIO())  # fmt: skip
     checkpoint = ModelCheckpoint.objects.get()
     assert checkpoint.is_public and checkpoint.owner is None and checkpoint.epochs == 3
-    assert selectors.newest_checkpoint(other_user, "siamese-unet") == checkpoint
+    assert checkpoint_selectors.newest_checkpoint(other_user, "siamese-unet") == checkpoint
     assert Dataset.objects.get(owner=user, name="synthetic-demo").pairs.count() == 8
     assert "No trained weights for siamese-resnet50" in out.getvalue()
 

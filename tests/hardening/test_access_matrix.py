@@ -15,9 +15,10 @@ from django.conf import settings
 from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
-from experiments import engine, services
+from experiments.live.routing import websocket_urlpatterns
 from experiments.models import BatchJob, TrainingJob
-from experiments.routing import websocket_urlpatterns
+from experiments.runs import engine
+from experiments.runs import services as run_services
 from tests.factories import make_dataset
 
 PUBLIC, LOGIN, OWNER, STAFF = "public", "login", "owner", "staff"
@@ -106,14 +107,14 @@ def test_every_route_has_a_rule():
 def world(user, other_user, staff_user, make_pair_bytes, monkeypatch, django_capture_on_commit_callbacks):
     monkeypatch.setattr("experiments.outbox.dispatch", lambda model, object_id: True)
     dataset = make_dataset(user, pairs=[(f"p{i}", *make_pair_bytes(seed=i)) for i in range(2)])
-    experiment = services.experiment_create(owner=user, dataset=dataset, name="e", detectors=["absdiff"])
-    run = services.run_start(experiment=experiment)
+    experiment = run_services.experiment_create(owner=user, dataset=dataset, name="e", detectors=["absdiff"])
+    run = run_services.run_start(experiment=experiment)
     engine.prepare_run(run.pk)
     engine.run_detector(run.pk, "absdiff")
     engine.finish_run(run.pk)
     training = TrainingJob.objects.create(owner=user, detector="siamese-unet", dataset=dataset, config={})
-    batch_experiment = services.experiment_create(owner=user, dataset=dataset, name="b", detectors=["absdiff"])
-    batch_run = services.run_start(experiment=batch_experiment)
+    batch_experiment = run_services.experiment_create(owner=user, dataset=dataset, name="b", detectors=["absdiff"])
+    batch_run = run_services.run_start(experiment=batch_experiment)
     batch = BatchJob.objects.create(owner=user, payload_sha256="0" * 64, detectors=["absdiff"], run=batch_run)
     owner = Client()
     owner.force_login(user)

@@ -8,8 +8,10 @@ the way a full disk, a revoked grant or a read-only replica would.
 import pytest
 from django.db import connection
 
-from experiments import engine, services, storage, tasks
+from experiments import storage
 from experiments.models import Result, RunState
+from experiments.runs import engine, tasks
+from experiments.runs import services as run_services
 from tests.factories import make_dataset
 
 SQLITE_TRIGGER = (
@@ -45,8 +47,8 @@ def allow_result_inserts():
 def test_a_refused_write_fails_the_run_with_the_reason_and_leaves_nothing(user, make_pair_bytes, monkeypatch):
     monkeypatch.setattr("experiments.outbox.dispatch", lambda model, object_id: True)
     dataset = make_dataset(user, pairs=[(f"p{i}", *make_pair_bytes(seed=i)) for i in range(3)])
-    experiment = services.experiment_create(owner=user, dataset=dataset, name="e", detectors=["absdiff"])
-    run = services.run_start(experiment=experiment)
+    experiment = run_services.experiment_create(owner=user, dataset=dataset, name="e", detectors=["absdiff"])
+    run = run_services.run_start(experiment=experiment)
     assert engine.prepare_run(run.pk)
     before = set(storage.list_all_keys())
     refuse_result_inserts()

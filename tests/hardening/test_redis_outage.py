@@ -13,8 +13,8 @@ import requests
 from rest_framework.authtoken.models import Token
 
 from diffplatform.embedded_redis import ensure_embedded_redis, stop_embedded_redis
-from experiments import services
 from experiments.models import Run, RunState
+from experiments.runs import services as run_services
 from tests.factories import make_dataset
 from tests.live_services import WorkerPool, session_cookie, start_daphne, wait_until
 
@@ -50,7 +50,7 @@ def test_pages_and_api_survive_a_redis_outage_and_queued_runs_resume(user, make_
         workers.start()
         server, base = start_daphne(env, tmp_path)
         dataset = make_dataset(user, pairs=[(f"p{i}", *make_pair_bytes(seed=i)) for i in range(2)])
-        experiment = services.experiment_create(owner=user, dataset=dataset, name="e", detectors=["absdiff"])
+        experiment = run_services.experiment_create(owner=user, dataset=dataset, name="e", detectors=["absdiff"])
         api = requests.Session()
         api.headers["Authorization"] = f"Token {Token.objects.create(user=user).key}"
         first = api.post(f"{base}/api/v1/experiments/{experiment.pk}/runs/", timeout=30).json()["id"]

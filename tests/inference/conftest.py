@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 import pytest
 
@@ -52,3 +54,19 @@ def isolated_weights(tmp_path, monkeypatch):
     monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
     monkeypatch.setattr(weights_io, "_checkpoint_resolver", None)
     return tmp_path / "torch-home"
+
+
+@pytest.fixture
+def scratch_registry(monkeypatch):
+    """A copy of the registry, so test plug-ins do not leak into other tests.
+
+    Plug-in modules under ``tests.plugins`` are forgotten too, so that loading one imports it
+    again and registers its detectors in the copy.
+    """
+    from inference import registry
+
+    registry.list_detectors()  # make sure env-listed plug-ins are loaded before the copy
+    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
+    for module in [m for m in sys.modules if m.startswith("tests.plugins.")]:
+        monkeypatch.delitem(sys.modules, module)
+    return registry._REGISTRY

@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 import torch
 
-from inference.detectors.base import LearnedDetector
 from inference.detectors.compare_head import CompareHeadNet
+from inference.detectors.learned import LearnedDetector
 from inference.detectors.unet import FCSiamDiff
 from inference.registry import create_detector, detector_info, list_detectors
 from inference.runtime import seed_everything

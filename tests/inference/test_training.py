@@ -205,13 +205,22 @@ def test_init_description_and_time_estimate_are_usable():
 
 
 def test_training_samples_warp_a_only_and_keep_b_and_the_label(pairs, monkeypatch):
-    import inference.training as training
+    from inference.training import data
 
-    triple = training._as_triple(pairs[0][0])
-    monkeypatch.setattr(training, "WARP_PROBABILITY", 0.0)
-    plain = training._training_sample(triple, np.random.default_rng(5), SIZE)
-    monkeypatch.setattr(training, "WARP_PROBABILITY", 1.0)
-    warped = training._training_sample(triple, np.random.default_rng(5), SIZE)
+    triple = data.as_triple(pairs[0][0])
+    monkeypatch.setattr(data, "WARP_PROBABILITY", 0.0)
+    plain = data.training_sample(triple, np.random.default_rng(5), SIZE)
+    monkeypatch.setattr(data, "WARP_PROBABILITY", 1.0)
+    warped = data.training_sample(triple, np.random.default_rng(5), SIZE)
     assert np.array_equal(plain[1], warped[1])
     assert np.array_equal(plain[2], warped[2])
     assert np.abs(plain[0].astype(int) - warped[0].astype(int)).mean() > 2
+
+
+def test_the_public_names_stay_importable_from_inference_training():
+    import inference.training as training
+
+    for name in ("TrainingResult", "train_detector", "save_training_checkpoint", "describe_init",
+                 "estimate_training_seconds", "bce_dice_loss", "contrastive_patch_loss", "LOSSES"):  # fmt: skip
+        assert hasattr(training, name), name
+    assert set(training.__all__) <= set(dir(training))

@@ -4,8 +4,8 @@ import time
 
 import pytest
 
-from experiments import services
 from experiments.models import Result, Run, RunState
+from experiments.runs import services as run_services
 from tests.factories import make_dataset
 
 pytestmark = pytest.mark.integration
@@ -18,7 +18,7 @@ PAIRS = 40
 def slow_experiment(user, make_pair_bytes):
     pairs = [(f"p{i:02d}", *make_pair_bytes(seed=i)) for i in range(PAIRS)]
     dataset = make_dataset(user, pairs=pairs)
-    return services.experiment_create(
+    return run_services.experiment_create(
         owner=user, dataset=dataset, name="slow", detectors=["absdiff", SLOW],
         detector_weights={SLOW: "random"}, input_size=160,
     )  # fmt: skip
@@ -44,7 +44,7 @@ def assert_complete_and_unique(run):
 
 def test_a_worker_killed_mid_run_loses_and_duplicates_nothing(slow_experiment, celery_workers):
     first = celery_workers.start()
-    run = services.run_start(experiment=slow_experiment)
+    run = run_services.run_start(experiment=slow_experiment)
     wait_for(lambda: slow_results(run) >= 8, 120, "the slow detector never started")
     first.kill()
     partial = slow_results(run)
@@ -58,14 +58,14 @@ def test_a_worker_killed_mid_run_loses_and_duplicates_nothing(slow_experiment, c
 
 
 def test_cancel_stops_a_running_run_and_retry_completes_it(slow_experiment, celery_worker):
-    run = services.run_start(experiment=slow_experiment)
+    run = run_services.run_start(experiment=slow_experiment)
     wait_for(lambda: slow_results(run) >= 8, 120, "the slow detector never started")
-    services.run_cancel(run=Run.objects.get(pk=run.pk))
+    run_services.run_cancel(run=Run.objects.get(pk=run.pk))
     wait_for(lambda: Run.objects.get(pk=run.pk).is_finished, 60, "cancel was not honoured")
     run.refresh_from_db()
     assert run.state == RunState.CANCELLED
     assert slow_results(run) < PAIRS
-    services.run_retry(run=run)
+    run_services.run_retry(run=run)
     wait_for(lambda: Run.objects.get(pk=run.pk).is_finished, 180, "the retried run did not finish")
     run.refresh_from_db()
     assert run.state == RunState.SUCCEEDED, run.error

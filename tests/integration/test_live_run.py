@@ -7,8 +7,9 @@ import pytest
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
-from experiments import services, tasks
+from experiments import outbox
 from experiments.models import Result, RunState
+from experiments.runs import services as run_services
 from tests.factories import make_dataset
 from tests.live_services import session_cookie
 
@@ -33,11 +34,11 @@ def follow(socket, until_state=("succeeded", "failed", "cancelled"), timeout=120
 @pytest.fixture
 def queued_run(user, make_pair_bytes, monkeypatch):
     """A run created with its queueing held back, so a socket can join before work starts."""
-    monkeypatch.setattr(tasks, "enqueue_run", lambda run_id: None)
+    monkeypatch.setattr(outbox, "send_run", lambda run_id: None)
     pairs = [(f"p{i}", *make_pair_bytes(seed=i)) for i in range(3)]
     dataset = make_dataset(user, pairs=pairs)
-    experiment = services.experiment_create(owner=user, dataset=dataset, name="e", detectors=["absdiff", "ssim"])
-    run = services.run_start(experiment=experiment)
+    experiment = run_services.experiment_create(owner=user, dataset=dataset, name="e", detectors=["absdiff", "ssim"])
+    run = run_services.run_start(experiment=experiment)
     monkeypatch.undo()
     return run
 
@@ -47,7 +48,7 @@ def test_progress_of_a_real_run_arrives_over_the_websocket_in_order(user, queued
     with connect(ws_url(daphne_server, queued_run.pk), additional_headers=headers) as socket:
         snapshot = json.loads(socket.recv(timeout=10))
         assert snapshot["type"] == "snapshot" and snapshot["state"] == "queued"
-        tasks.enqueue_run(queued_run.pk)
+        outbox.send_run(queued_run.pk)
         events = follow(socket)
     seqs = [e["seq"] for e in events[1:]]
     assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs)

@@ -6,9 +6,9 @@ import time
 import pytest
 from websockets.sync.client import connect
 
-from experiments import services
-from experiments.benchmark import synthetic_dataset_create
+from experiments.datasets.benchmark import synthetic_dataset_create
 from experiments.models import ModelCheckpoint, RunState, TrainingJob
+from experiments.training import services as training_services
 from tests.live_services import session_cookie
 
 pytestmark = pytest.mark.integration
@@ -16,8 +16,8 @@ pytestmark = pytest.mark.integration
 
 def test_training_progress_is_live_and_ends_with_a_checkpoint(user, celery_worker, daphne_server, monkeypatch):
     dataset = synthetic_dataset_create(owner=user, name="tiny", pairs=8, size=48, seed=2)
-    monkeypatch.setattr(services, "_enqueue_training", lambda job_id: None)
-    job = services.training_start(owner=user, detector="siamese-unet", dataset=dataset, epochs=2, size=48,
+    monkeypatch.setattr(training_services, "_enqueue_training", lambda job_id: None)
+    job = training_services.training_start(owner=user, detector="siamese-unet", dataset=dataset, epochs=2, size=48,
                                   batch_size=4)  # fmt: skip
     monkeypatch.undo()
     url = daphne_server.replace("http://", "ws://") + f"/ws/training/{job.pk}/"
@@ -26,7 +26,7 @@ def test_training_progress_is_live_and_ends_with_a_checkpoint(user, celery_worke
     with connect(url, additional_headers=headers) as socket:
         snapshot = json.loads(socket.recv(timeout=10))
         assert snapshot["type"] == "snapshot" and snapshot["state"] == "queued"
-        services._enqueue_training(job.pk)
+        training_services._enqueue_training(job.pk)
         deadline = time.monotonic() + 180
         while time.monotonic() < deadline:
             event = json.loads(socket.recv(timeout=deadline - time.monotonic()))

@@ -3,7 +3,8 @@ from pathlib import Path
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
-from experiments import ingest, services
+from experiments.datasets import ingest
+from experiments.datasets import services as dataset_services
 from experiments.errors import ServiceError
 from experiments.management.owners import add_user_argument, owner_for
 
@@ -33,7 +34,7 @@ class Command(BaseCommand):
             return
         try:
             with transaction.atomic():
-                dataset = services.dataset_create(owner=owner, name=name)
+                dataset = dataset_services.dataset_create(owner=owner, name=name)
                 ingest.import_checked(dataset=dataset, report=report)
         except ServiceError as exc:
             raise CommandError(exc.message) from None

@@ -1,7 +1,7 @@
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
-from experiments.benchmark import synthetic_dataset_create
+from experiments.datasets.benchmark import synthetic_dataset_create
 from experiments.errors import ServiceError
 from experiments.management.owners import add_user_argument, owner_for
 

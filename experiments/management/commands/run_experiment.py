@@ -6,10 +6,10 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
-from experiments import services
 from experiments.errors import ServiceError
 from experiments.models import Dataset, Run
 from experiments.reports import leaderboard_table
+from experiments.runs import services as run_services
 
 
 class Command(BaseCommand):
@@ -31,12 +31,11 @@ class Command(BaseCommand):
         dataset = self._dataset(options["dataset"], options["user"])
         detectors = [d.strip() for d in options["detectors"].split(",") if d.strip()]
         try:
-            experiment = services.experiment_create(
+            run = run_services.experiment_start(
                 owner=dataset.owner, dataset=dataset, name="", detectors=detectors, align=options["align"],
                 threshold=options["threshold"], input_size=options["input_size"], seed=options["seed"],
                 baseline_detector=options["baseline"],
             )  # fmt: skip
-            run = services.run_start(experiment=experiment)
         except ServiceError as exc:
             raise CommandError(exc.message) from None
         self.stdout.write(f"Queued run {run.pk} ({run.progress_total} pair x detector results).")

@@ -8,8 +8,8 @@ from django.conf import settings
 from django.core.management.base import BaseCommand
 from tqdm import tqdm
 
-from experiments import services
-from experiments.benchmark import synthetic_dataset_create
+from experiments.checkpoints import services as checkpoint_services
+from experiments.datasets.benchmark import synthetic_dataset_create
 from experiments.management.owners import add_user_argument, owner_for
 from experiments.models import Dataset, ModelCheckpoint
 
@@ -45,7 +45,7 @@ class Command(BaseCommand):
                 continue
             _, meta, _ = load_checkpoint(path)
             detector = meta["detector"]
-            services.checkpoint_register(
+            checkpoint_services.checkpoint_register(
                 owner=None, detector=detector, dataset=None, data=data, sha256=sha256,
                 epochs=int(meta.get("epochs_run") or meta.get("epochs") or 0),
                 val_metrics=meta.get("val_metrics") or {}, config={**meta, "shipped_file": path.name},

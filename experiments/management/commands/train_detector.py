@@ -5,10 +5,11 @@ from pathlib import Path
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
-from experiments import services, storage
+from experiments import storage
 from experiments.errors import ServiceError
 from experiments.management.owners import add_user_argument, owner_for
 from experiments.models import Dataset, TrainingJob
+from experiments.training import services as training_services
 
 
 class Command(BaseCommand):
@@ -18,7 +19,7 @@ class Command(BaseCommand):
         parser.add_argument("detector")
         parser.add_argument("--dataset", required=True, help="dataset name or id")
         parser.add_argument("--epochs", type=int, default=10)
-        parser.add_argument("--loss", choices=services.TRAINING_LOSSES, default="bce-dice")
+        parser.add_argument("--loss", choices=training_services.TRAINING_LOSSES, default="bce-dice")
         parser.add_argument("--size", type=int, default=256)
         parser.add_argument("--seed", type=int, default=0)
         parser.add_argument("--batch-size", type=int, default=8)
@@ -44,7 +45,7 @@ class Command(BaseCommand):
         config = {k: options[k] for k in ("epochs", "loss", "size", "seed", "batch_size", "lr", "patience")}
         try:
             if queue:
-                job = services.training_start(owner=owner, detector=detector, dataset=dataset, **config)
+                job = training_services.training_start(owner=owner, detector=detector, dataset=dataset, **config)
             else:
                 job = self._inline(owner, detector, dataset, config)
         except ServiceError as exc:
@@ -86,9 +87,9 @@ class Command(BaseCommand):
 
     def _inline(self, owner, detector, dataset, config):
         """Create the job without queueing it, then execute it in this process."""
-        from experiments import training_engine
+        from experiments.training import engine as training_engine
 
-        job = services.training_start(owner=owner, detector=detector, dataset=dataset, enqueue=False, **config)
+        job = training_services.training_start(owner=owner, detector=detector, dataset=dataset, enqueue=False, **config)
         with tqdm(total=config["epochs"], unit="epoch", desc=f"training {detector}") as bar:
 
             def on_update(update):

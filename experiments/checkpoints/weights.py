@@ -6,7 +6,8 @@ from pathlib import Path
 
 from django.conf import settings
 
-from experiments import selectors, storage
+from experiments import storage
+from experiments.checkpoints import selectors
 from experiments.errors import ServiceError
 from experiments.models import ModelCheckpoint
 

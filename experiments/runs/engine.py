@@ -12,11 +12,13 @@ import numpy as np
 from django.conf import settings
 from django.db import transaction
 
-from experiments import checkpoints, model_cache, result_cache, storage
-from experiments.environment import environment_record
+from experiments import storage
+from experiments.checkpoints import weights as checkpoints
+from experiments.lifecycle import run_transition
+from experiments.live.progress import publish_run_progress
 from experiments.models import ImagePair, PairAlignment, Result, Run, RunState
-from experiments.progress import publish_run_progress
-from experiments.services import run_transition
+from experiments.runs import model_cache, result_cache
+from experiments.runs.environment import environment_record
 from inference.catalogue import catalogue_entry
 
 logger = logging.getLogger(__name__)
@@ -367,7 +369,7 @@ def _finish_cancelled(run: Run) -> None:
 
 
 def finish_run(run_id: int) -> None:
-    from experiments.aggregation import build_leaderboard
+    from experiments.runs.aggregation import build_leaderboard
 
     run = Run.objects.select_related("experiment").get(pk=run_id)
     if run.cancel_requested:

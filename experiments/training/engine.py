@@ -7,7 +7,10 @@ from pathlib import Path
 
 from django.db import transaction
 
-from experiments import progress, services, storage
+from experiments import storage
+from experiments.checkpoints.services import checkpoint_register
+from experiments.lifecycle import training_transition
+from experiments.live import progress
 from experiments.models import RunState, TrainingJob
 
 PERSIST_EVERY_S = 1.0
@@ -59,7 +62,7 @@ class TrainingReporter:
         if epoch_done or time.monotonic() - self.last_persist >= PERSIST_EVERY_S:
             TrainingJob.objects.filter(pk=self.job_id).update(progress=state)
             self.last_persist = time.monotonic()
-        progress.publish(progress.training_group(self.job_id), {"type": "progress", "job": self.job_id, **update})
+        progress.publish_training_progress(self.job_id, update)
         if self.listener is not None:
             self.listener(update)
 
@@ -70,34 +73,17 @@ class TrainingReporter:
         return self.cancelled
 
 
-def _set_state(job_id: int, state: str, **fields) -> TrainingJob:
-    job = services.work_transition(TrainingJob, job_id, state, **fields)
-    progress.publish(progress.training_group(job_id), training_snapshot(job) | {"type": "state"})
-    return job
-
-
-def training_snapshot(job: TrainingJob) -> dict:
-    return {
-        "type": "snapshot",
-        "job": job.pk,
-        "state": job.state,
-        "progress": job.progress,
-        "error": job.error,
-        "checkpoint": job.checkpoint.sha256 if job.checkpoint_id else None,
-    }
-
-
 def execute_training(job_id: int, listener=None) -> None:
     """Train; `listener(update)` also receives every progress update (the CLI draws a bar)."""
     from inference.training import train_detector
 
     job = TrainingJob.objects.select_related("dataset", "owner").get(pk=job_id)
     if job.cancel_requested:
-        _set_state(job_id, RunState.CANCELLED)
+        training_transition(job_id, RunState.CANCELLED)
         return
     if job.state != RunState.QUEUED:
         return  # a redelivered task for a job already taken
-    job = _set_state(job_id, RunState.RUNNING)
+    job = training_transition(job_id, RunState.RUNNING)
     config = job.config
     train, val = split_pairs(list(job.dataset.pairs.exclude(label="")), config["seed"])
     reporter = TrainingReporter(job_id, listener)
@@ -109,10 +95,10 @@ def execute_training(job_id: int, listener=None) -> None:
         on_progress=reporter, should_stop=reporter.should_stop,
     )  # fmt: skip
     if result.cancelled:
-        _set_state(job_id, RunState.CANCELLED)
+        training_transition(job_id, RunState.CANCELLED)
         return
     checkpoint = store_checkpoint(job, result)
-    _set_state(job_id, RunState.SUCCEEDED, checkpoint=checkpoint,
+    training_transition(job_id, RunState.SUCCEEDED, checkpoint=checkpoint,
                progress={**job.progress, "stage": "done", "history": result.history})  # fmt: skip
 
 
@@ -124,7 +110,7 @@ def store_checkpoint(job: TrainingJob, result):
         save_training_checkpoint(result, path, detector=job.detector, dataset_name=job.dataset.name)
         data = path.read_bytes()
     with transaction.atomic():
-        return services.checkpoint_register(
+        return checkpoint_register(
             owner=job.owner, detector=job.detector, dataset=job.dataset, data=data,
             sha256=hashlib.sha256(data).hexdigest(), epochs=len(result.history),
             val_metrics=result.val_metrics, config={**result.config, "training_job": job.pk},
@@ -134,4 +120,6 @@ def store_checkpoint(job: TrainingJob, result):
 def fail_training(job_id: int, message: str) -> None:
     job = TrainingJob.objects.get(pk=job_id)
     if job.state in (RunState.QUEUED, RunState.RUNNING):
-        _set_state(job_id, RunState.CANCELLED if job.cancel_requested else RunState.FAILED, error=message[:5000])
+        training_transition(
+            job_id, RunState.CANCELLED if job.cancel_requested else RunState.FAILED, error=message[:5000]
+        )

@@ -18,10 +18,14 @@ from pathlib import PurePosixPath
 
 from django.db import IntegrityError, transaction
 
-from experiments import exports, ingest, selectors, services, storage
+from experiments import exports, storage
+from experiments.datasets import ingest
+from experiments.datasets.services import dataset_create
 from experiments.errors import InvalidState, ServiceError
 from experiments.models import BatchJob, RunState
-from inference.catalogue import catalogue_entry
+from experiments.runs import selectors
+from experiments.runs.services import experiment_start
+from experiments.runs.validation import check_detectors, check_threshold
 
 ROLE_SUFFIXES = {
     "a": ("_a", "_before", "-a"),
@@ -93,20 +97,6 @@ def payload_digest(files: dict[str, bytes], detectors: list[str], options: dict)
     return hashlib.sha256(json.dumps(record, sort_keys=True).encode()).hexdigest()
 
 
-def check_detectors(detectors) -> list[str]:
-    if not detectors:
-        raise ServiceError("Choose at least one detector.", field="detectors")
-    names = []
-    for name in detectors:
-        try:
-            catalogue_entry(name)
-        except KeyError as exc:
-            raise ServiceError(str(exc.args[0]), field="detectors") from None
-        if name not in names:
-            names.append(name)
-    return names
-
-
 def check_pairs(files: dict[str, bytes]):
     report = ingest.check_files(files)
     if not report.ok:
@@ -137,7 +127,7 @@ def batch_create(
 ) -> tuple[BatchJob, bool]:
     """The job and whether it was created now (False: an idempotent replay of an earlier one)."""
     names = check_detectors(detectors)
-    options = {"threshold": float(threshold), "align": bool(align)}
+    options = {"threshold": check_threshold(threshold), "align": bool(align)}
     digest = payload_digest(files, names, options)
     key = (idempotency_key or "").strip()
     if len(key) > 200:
@@ -160,15 +150,12 @@ def _populate(job: BatchJob, report, options: dict) -> None:
     dataset_id = None
     try:
         with transaction.atomic():
-            dataset = services.dataset_create(
-                owner=job.owner, name=f"batch-{job.pk}-{uuid.uuid4().hex[:8]}", hidden=True
-            )
+            dataset = dataset_create(owner=job.owner, name=f"batch-{job.pk}-{uuid.uuid4().hex[:8]}", hidden=True)
             dataset_id = dataset.pk
             ingest.import_checked(dataset=dataset, report=report)
-            experiment = services.experiment_create(
+            job.run = experiment_start(
                 owner=job.owner, dataset=dataset, name=f"batch {job.pk}", detectors=job.detectors, **options
             )
-            job.run = services.run_start(experiment=experiment)
             job.save(update_fields=["run"])
     except BaseException:
         if dataset_id is not None:

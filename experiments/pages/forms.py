@@ -1,7 +1,7 @@
 from django import forms
 
 from experiments.models import Split
-from experiments.services import TRAINING_LOSSES
+from experiments.training.services import TRAINING_LOSSES
 from inference.catalogue import BUILTIN_DETECTORS, catalogue_names
 
 

@@ -2,7 +2,7 @@
 
 from django.db import transaction
 
-from experiments import services
+from experiments.datasets import services
 from inference.images import encode_png
 
 

@@ -7,7 +7,9 @@ On connect the client gets a snapshot, then every event; events carry a sequence
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
-from experiments import progress, selectors
+from experiments.live import progress
+from experiments.runs import selectors as run_selectors
+from experiments.training import selectors as training_selectors
 
 
 class ProgressConsumer(AsyncJsonWebsocketConsumer):
@@ -51,7 +53,7 @@ class RunProgressConsumer(ProgressConsumer):
         return progress.run_group(object_id)
 
     def snapshot(self, user, object_id):
-        run = selectors.run_for_user(user, object_id)
+        run = run_selectors.run_for_user(user, object_id)
         return progress.run_snapshot(run) if run else None
 
 
@@ -64,7 +66,7 @@ class TrainingProgressConsumer(ProgressConsumer):
         return progress.training_group(object_id)
 
     def snapshot(self, user, object_id):
-        from experiments.training_engine import training_snapshot
+        from experiments.live.progress import training_snapshot
 
-        job = selectors.training_jobs_visible_to(user).filter(pk=object_id).first()
+        job = training_selectors.training_jobs_visible_to(user).filter(pk=object_id).first()
         return training_snapshot(job) if job else None

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from experiments.consumers import RunProgressConsumer, TrainingProgressConsumer
+from experiments.live.consumers import RunProgressConsumer, TrainingProgressConsumer
 
 websocket_urlpatterns = [
     path("ws/runs/<int:run_id>/", RunProgressConsumer.as_asgi()),

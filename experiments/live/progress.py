@@ -59,3 +59,22 @@ def publish_run_state(run) -> None:
 
 def publish_run_progress(run_id: int, payload: dict) -> None:
     publish(run_group(run_id), {"type": "progress", "run": run_id, **payload})
+
+
+def training_snapshot(job) -> dict:
+    return {
+        "type": "snapshot",
+        "job": job.pk,
+        "state": job.state,
+        "progress": job.progress,
+        "error": job.error,
+        "checkpoint": job.checkpoint.sha256 if job.checkpoint_id else None,
+    }
+
+
+def publish_training_state(job) -> None:
+    publish(training_group(job.pk), {**training_snapshot(job), "type": "state"})
+
+
+def publish_training_progress(job_id: int, payload: dict) -> None:
+    publish(training_group(job_id), {"type": "progress", "job": job_id, **payload})

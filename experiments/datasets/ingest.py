@@ -23,7 +23,7 @@ from pathlib import Path, PurePosixPath
 
 from django.conf import settings
 
-from experiments import services
+from experiments.datasets import services
 from experiments.errors import ServiceError
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp"}

@@ -1,0 +1,176 @@
+"""Writes of datasets and pairs: validate without writing, then store all pairs or none."""
+
+import hashlib
+from dataclasses import dataclass, field
+
+from django.conf import settings
+from django.db import transaction
+
+from experiments import storage
+from experiments.errors import InvalidState, ServiceError
+from experiments.models import Dataset, ImagePair, Split
+
+
+@transaction.atomic
+def dataset_create(*, owner, name: str, description: str = "", hidden: bool = False) -> Dataset:
+    name = name.strip()
+    if not name:
+        raise ServiceError("A dataset needs a name.", field="name")
+    if Dataset.objects.filter(owner=owner, name=name).exists():
+        raise ServiceError(f"You already have a dataset named {name!r}; choose another name.", field="name")
+    return Dataset.objects.create(owner=owner, name=name, description=description, hidden=hidden)
+
+
+def dataset_delete(*, dataset: Dataset) -> None:
+    if dataset.experiments.exists():
+        raise InvalidState("Delete the experiments that use this dataset first.")
+    with transaction.atomic():
+        dataset_id = dataset.pk
+        dataset.delete()
+        transaction.on_commit(lambda: storage.delete_prefix(storage.dataset_key(dataset_id)))
+
+
+@dataclass
+class CheckedPair:
+    """A pair that passed validation, ready to store: bytes plus what was learned reading them."""
+
+    name: str
+    a_bytes: bytes
+    b_bytes: bytes
+    label_png: bytes | None
+    a_size: tuple[int, int]
+    b_size: tuple[int, int]
+    category: str = ""
+    split: str = ""
+    warnings: list[str] = field(default_factory=list)
+
+
+def pair_check(
+    *, name: str, a_bytes: bytes, b_bytes: bytes, label_bytes: bytes | None = None, category: str = "", split: str = ""
+) -> CheckedPair:
+    """Validate one pair without writing anything. Raises ServiceError naming the bad file."""
+    from inference.images import ImageError, encode_png, load_image, load_mask
+
+    name = name.strip()
+    if not name or "/" in name or "\\" in name or name.startswith("."):
+        raise ServiceError(f"Pair name {name!r} is not allowed; use letters, digits, - and _.", field="name")
+    if split not in Split.values:
+        raise ServiceError(f"Split must be one of train, val, test or empty, not {split!r}.", field="split")
+    decoded = {}
+    for role, data in (("image_a", a_bytes), ("image_b", b_bytes)):
+        try:
+            decoded[role] = load_image(data, max_pixels=settings.MAX_IMAGE_PIXELS)
+        except ImageError as exc:
+            raise ServiceError(f"{role} of pair {name!r}: {exc}", field=role) from None
+    a, b = decoded["image_a"], decoded["image_b"]
+    warnings = []
+    if a.shape[:2] != b.shape[:2]:
+        warnings.append(
+            f"A is {a.shape[1]}x{a.shape[0]} and B is {b.shape[1]}x{b.shape[0]}: A is aligned onto B "
+            "when alignment is on, else resized to B's size."
+        )
+    label_png = None
+    if label_bytes is not None:
+        try:
+            mask, label_warnings = load_mask(label_bytes, size=(b.shape[1], b.shape[0]))
+        except ImageError as exc:
+            raise ServiceError(f"label of pair {name!r}: {exc}", field="label") from None
+        warnings.extend(label_warnings)
+        label_png = encode_png(mask.astype("uint8") * 255)
+    return CheckedPair(
+        name=name,
+        a_bytes=a_bytes,
+        b_bytes=b_bytes,
+        label_png=label_png,
+        a_size=(a.shape[1], a.shape[0]),
+        b_size=(b.shape[1], b.shape[0]),
+        category=category.strip()[:100],
+        split=split,
+        warnings=warnings,
+    )
+
+
+IMAGE_SIGNATURES = (
+    (b"\x89PNG\r\n\x1a\n", "png"),
+    (b"\xff\xd8\xff", "jpg"),
+    (b"BM", "bmp"),
+    (b"II*\x00", "tif"),
+    (b"MM\x00*", "tif"),
+    (b"GIF8", "gif"),
+)
+
+
+def image_extension(data: bytes) -> str:
+    """File extension for stored originals, so media are served with the right content type."""
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "webp"
+    return next((ext for signature, ext in IMAGE_SIGNATURES if data.startswith(signature)), "bin")
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def pairs_store(*, dataset: Dataset, checked: list[CheckedPair]) -> list[ImagePair]:
+    """Store already-checked pairs: all of them or, on any failure, none (no rows, no files)."""
+    names = [c.name for c in checked]
+    if len(set(names)) != len(names):
+        raise ServiceError("Two pairs have the same name; pair names must be unique.", field="name")
+    taken = set(dataset.pairs.filter(name__in=names).values_list("name", flat=True))
+    if taken:
+        raise ServiceError(f"The dataset already has pairs named {sorted(taken)}.", field="name")
+    written: list[str] = []
+    try:
+        with transaction.atomic():
+            pairs = [_pair_store(dataset, c, written) for c in checked]
+    except BaseException:
+        storage.delete_keys(written)
+        raise
+    return pairs
+
+
+def _pair_store(dataset: Dataset, c: CheckedPair, written: list[str]) -> ImagePair:
+    a_sha, b_sha = _sha256(c.a_bytes), _sha256(c.b_bytes)
+    folder = f"pairs/{_sha256(c.name.encode())[:16]}"
+    keys = {
+        "a": storage.dataset_key(dataset.pk, folder, f"a.{image_extension(c.a_bytes)}"),
+        "b": storage.dataset_key(dataset.pk, folder, f"b.{image_extension(c.b_bytes)}"),
+        "label": storage.dataset_key(dataset.pk, folder, "label.png") if c.label_png else "",
+    }
+    for role, data in (("a", c.a_bytes), ("b", c.b_bytes), ("label", c.label_png)):
+        if data is not None:
+            written.append(storage.save_bytes(keys[role], data))
+    return ImagePair.objects.create(
+        dataset=dataset,
+        name=c.name,
+        category=c.category,
+        split=c.split,
+        image_a=keys["a"],
+        image_b=keys["b"],
+        label=keys["label"],
+        a_sha256=a_sha,
+        b_sha256=b_sha,
+        label_sha256=_sha256(c.label_png) if c.label_png else "",
+        a_width=c.a_size[0],
+        a_height=c.a_size[1],
+        b_width=c.b_size[0],
+        b_height=c.b_size[1],
+        a_bytes=len(c.a_bytes),
+        b_bytes=len(c.b_bytes),
+    )
+
+
+def pair_create(
+    *,
+    dataset: Dataset,
+    name: str,
+    a_bytes: bytes,
+    b_bytes: bytes,
+    label_bytes: bytes | None = None,
+    category: str = "",
+    split: str = "",
+) -> ImagePair:
+    checked = pair_check(
+        name=name, a_bytes=a_bytes, b_bytes=b_bytes, label_bytes=label_bytes, category=category, split=split
+    )
+    return pairs_store(dataset=dataset, checked=[checked])[0]

@@ -1,0 +1,50 @@
+"""The state machine of queued work (runs and training jobs) and the live event each move sends.
+
+It sits below the services (which start, cancel and retry work) and the engines (which run it),
+so that both move state the same way without importing each other.
+"""
+
+from django.db import transaction
+from django.utils import timezone
+
+from experiments.errors import InvalidState
+from experiments.live import progress
+from experiments.models import Run, RunState, TrainingJob
+
+ALLOWED_TRANSITIONS = {
+    RunState.QUEUED: {RunState.RUNNING, RunState.CANCELLED, RunState.FAILED},
+    RunState.RUNNING: {RunState.SUCCEEDED, RunState.FAILED, RunState.CANCELLED},
+    RunState.FAILED: {RunState.QUEUED},
+    RunState.CANCELLED: {RunState.QUEUED},
+    RunState.SUCCEEDED: set(),
+}
+
+
+def work_transition(model, object_id: int, new_state: str, **fields):
+    """Move a run or training job to `new_state` if the state machine allows it (row locked)."""
+    with transaction.atomic():
+        work = model.objects.select_for_update().get(pk=object_id)
+        if new_state not in ALLOWED_TRANSITIONS[work.state]:
+            raise InvalidState(f"A {work.state} {model._meta.verbose_name} cannot become {new_state}.")
+        work.state = new_state
+        now = timezone.now()
+        if new_state == RunState.RUNNING and work.started_at is None:
+            work.started_at = now
+        if new_state in (RunState.SUCCEEDED, RunState.FAILED, RunState.CANCELLED):
+            work.finished_at = now
+        for name, value in fields.items():
+            setattr(work, name, value)
+        work.save()
+    return work
+
+
+def run_transition(run_id: int, new_state: str, **fields) -> Run:
+    run = work_transition(Run, run_id, new_state, **fields)
+    progress.publish_run_state(run)
+    return run
+
+
+def training_transition(job_id: int, new_state: str, **fields) -> TrainingJob:
+    job = work_transition(TrainingJob, job_id, new_state, **fields)
+    progress.publish_training_state(job)
+    return job

@@ -1,0 +1,129 @@
+"""Writes of experiments and runs: create-and-start, cancel, retry, clone, delete.
+
+Runs are queued through the outbox after their transaction commits, so a worker never sees a run
+that the database does not have yet, and a broker outage leaves the run pending, not lost.
+"""
+
+from django.db import transaction
+
+from experiments import outbox, storage
+from experiments.errors import InvalidState, ServiceError
+from experiments.lifecycle import run_transition
+from experiments.models import Dataset, Experiment, Run, RunState
+from experiments.runs.validation import check_detectors, check_input_size, check_threshold, check_weight_choices
+
+
+@transaction.atomic
+def experiment_create(
+    *,
+    owner,
+    dataset: Dataset,
+    name: str,
+    detectors,
+    align: bool = False,
+    threshold: float = 0.5,
+    input_size: int = 256,
+    seed: int = 0,
+    baseline_detector: str = "",
+    detector_weights=None,
+) -> Experiment:
+    if dataset.owner_id != owner.pk and not owner.is_staff:
+        raise ServiceError("Dataset not found.", field="dataset", status=404)
+    names = check_detectors(detectors)
+    weights = check_weight_choices(detector_weights, names)
+    threshold = check_threshold(threshold)
+    input_size = check_input_size(input_size)
+    if baseline_detector and baseline_detector not in names:
+        raise ServiceError("The baseline must be one of the chosen detectors.", field="baseline_detector")
+    return Experiment.objects.create(
+        owner=owner,
+        dataset=dataset,
+        name=name.strip() or f"{dataset.name}: {', '.join(names)}",
+        detectors=names,
+        align=bool(align),
+        threshold=threshold,
+        input_size=input_size,
+        seed=int(seed),
+        baseline_detector=baseline_detector or names[0],
+        detector_weights=weights,
+    )
+
+
+@transaction.atomic
+def experiment_start(*, owner, dataset: Dataset, **settings) -> Run:
+    """Create an experiment and start its first run, in one transaction: both or neither."""
+    experiment = experiment_create(owner=owner, dataset=dataset, **settings)
+    return run_start(experiment=experiment)
+
+
+def experiment_delete(*, experiment: Experiment) -> None:
+    if experiment.runs.filter(state__in=[RunState.QUEUED, RunState.RUNNING]).exists():
+        raise InvalidState("Cancel the experiment's active runs before deleting it.")
+    run_ids = list(experiment.runs.values_list("pk", flat=True))
+    with transaction.atomic():
+        experiment.delete()
+        transaction.on_commit(lambda: [storage.delete_prefix(storage.run_key(pk)) for pk in run_ids])
+
+
+def _enqueue_on_commit(run_id: int) -> None:
+    transaction.on_commit(lambda: outbox.dispatch(Run, run_id))
+
+
+@transaction.atomic
+def run_start(*, experiment: Experiment, cloned_from: Run | None = None) -> Run:
+    pair_count = experiment.dataset.pairs.count()
+    if pair_count == 0:
+        raise ServiceError("The dataset has no image pairs yet; upload pairs before starting a run.")
+    run = Run.objects.create(
+        experiment=experiment,
+        progress_total=pair_count * len(experiment.detectors),
+        progress={"stage": "queued", "detectors": {}},
+        cloned_from=cloned_from,
+    )
+    _enqueue_on_commit(run.pk)
+    return run
+
+
+def run_cancel(*, run: Run) -> Run:
+    """Cooperative: workers check between batches; a queued run is cancelled at once."""
+    if run.is_finished:
+        raise InvalidState(f"The run already {run.state}; only queued or running runs can be cancelled.")
+    Run.objects.filter(pk=run.pk).update(cancel_requested=True)
+    if run.state == RunState.QUEUED:
+        return run_transition(run.pk, RunState.CANCELLED, cancel_requested=True)
+    run.refresh_from_db()
+    return run
+
+
+@transaction.atomic
+def run_retry(*, run: Run) -> Run:
+    """Queue a failed or cancelled run again; results already stored are kept and skipped."""
+    if run.state not in (RunState.FAILED, RunState.CANCELLED):
+        raise InvalidState(f"Only failed or cancelled runs can be retried; this one is {run.state}.")
+    run = run_transition(run.pk, RunState.QUEUED, cancel_requested=False, error="", finished_at=None)
+    _enqueue_on_commit(run.pk)
+    return run
+
+
+@transaction.atomic
+def run_clone(*, run: Run) -> Run:
+    """A new run with the same record: same dataset, detectors, settings and pinned weights."""
+    source = run.experiment
+    pinned = {
+        name: weights
+        for name, weights in (run.environment.get("weights") or {}).items()
+        if str(weights).startswith("checkpoint:")
+    }
+    experiment = Experiment.objects.create(
+        owner=source.owner,
+        dataset=source.dataset,
+        name=f"{source.name} (re-run of run {run.pk})",
+        detectors=source.detectors,
+        align=source.align,
+        threshold=source.threshold,
+        input_size=source.input_size,
+        seed=source.seed,
+        baseline_detector=source.baseline_detector,
+        detector_weights={**source.detector_weights, **pinned},
+    )
+    return run_start(experiment=experiment, cloned_from=run)

@@ -1,0 +1,59 @@
+"""Celery tasks of a run: thin wrappers that take ids, call the engine, and retry transient failures.
+
+A run is a canvas (see `experiments.outbox.send_run`): `prepare` (cpu: state, environment,
+alignment) -> one `detector` task per detector (learned ones on `gpu`, classical on `cpu`) in a
+chord -> `finish` (leaderboard).
+"""
+
+import logging
+
+from celery import shared_task
+from django.db import InterfaceError, OperationalError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from experiments import outbox
+from experiments.runs import engine
+
+logger = logging.getLogger(__name__)
+
+TRANSIENT_ERRORS = (OperationalError, InterfaceError, RedisConnectionError, RedisTimeoutError)
+RETRY_POLICY = {"max_retries": 5, "retry_backoff": True, "retry_backoff_max": 60, "retry_jitter": True}
+TASK_OPTIONS = {"bind": True, "acks_late": True, "autoretry_for": TRANSIENT_ERRORS, **RETRY_POLICY}
+
+
+def _fail(run_id: int, exc: Exception) -> None:
+    logger.exception("run %s failed", run_id)
+    engine.fail_run(run_id, f"{type(exc).__name__}: {exc}")
+
+
+@shared_task(name=outbox.TASK_PREPARE_RUN, **TASK_OPTIONS)
+def prepare_run(self, run_id: int) -> None:
+    try:
+        engine.prepare_run(run_id)
+    except TRANSIENT_ERRORS:
+        raise
+    except Exception as exc:  # noqa: BLE001 - anything else ends the run with its reason
+        _fail(run_id, exc)
+
+
+@shared_task(name=outbox.TASK_RUN_DETECTOR, **TASK_OPTIONS)
+def run_detector(self, run_id: int, detector: str) -> None:
+    try:
+        engine.run_detector(run_id, detector)
+    except engine.RunCancelled:
+        engine.fail_run(run_id, "cancelled")
+    except TRANSIENT_ERRORS:
+        raise
+    except Exception as exc:  # noqa: BLE001
+        _fail(run_id, exc)
+
+
+@shared_task(name=outbox.TASK_FINISH_RUN, **TASK_OPTIONS)
+def finish_run(self, run_id: int) -> None:
+    try:
+        engine.finish_run(run_id)
+    except TRANSIENT_ERRORS:
+        raise
+    except Exception as exc:  # noqa: BLE001
+        _fail(run_id, exc)

@@ -1,0 +1,64 @@
+"""The rules for what a run may be asked to do: detectors, weights choices, threshold, input size.
+
+Services, forms and serializers all call these, so the API, the pages and the CLI accept and
+refuse exactly the same values with the same message.
+"""
+
+from experiments.errors import ServiceError
+from inference.catalogue import catalogue_entry
+
+THRESHOLD_MIN, THRESHOLD_MAX = 0.0, 1.0  # exclusive: at 0 every pixel is change, at 1 none is
+INPUT_SIZE_MIN, INPUT_SIZE_MAX = 32, 1024
+WEIGHT_CHOICES_HELP = 'use "auto", "random" or "checkpoint:<sha256>"'
+
+
+def _number(value, kind, field: str, what: str):
+    try:
+        return kind(value)
+    except (TypeError, ValueError):
+        raise ServiceError(f"{what} must be a number, not {value!r}.", field=field) from None
+
+
+def check_threshold(value, *, field: str = "threshold") -> float:
+    threshold = _number(value, float, field, "The threshold")
+    if not THRESHOLD_MIN < threshold < THRESHOLD_MAX:
+        raise ServiceError(
+            f"The threshold must be between {THRESHOLD_MIN:g} and {THRESHOLD_MAX:g} (exclusive), not {value}.",
+            field=field,
+        )
+    return threshold
+
+
+def check_input_size(value, *, field: str = "input_size") -> int:
+    size = _number(value, int, field, "The input size")
+    if not INPUT_SIZE_MIN <= size <= INPUT_SIZE_MAX:
+        raise ServiceError(
+            f"The input size must be between {INPUT_SIZE_MIN} and {INPUT_SIZE_MAX} pixels, not {value}.", field=field
+        )
+    return size
+
+
+def check_detectors(detectors, *, field: str = "detectors") -> list[str]:
+    """Known detector names, de-duplicated in the order given."""
+    if isinstance(detectors, str) or not isinstance(detectors, list | tuple) or not detectors:
+        raise ServiceError("Choose at least one detector.", field=field)
+    names = []
+    for name in detectors:
+        try:
+            catalogue_entry(str(name))
+        except KeyError as exc:
+            raise ServiceError(str(exc.args[0]), field=field) from None
+        if str(name) not in names:
+            names.append(str(name))
+    return names
+
+
+def check_weight_choices(detector_weights, detectors: list[str]) -> dict:
+    for name, choice in (detector_weights or {}).items():
+        if name not in detectors:
+            raise ServiceError(
+                f"Weights given for {name!r}, which is not among the detectors.", field="detector_weights"
+            )
+        if not (choice in ("auto", "random") or str(choice).startswith("checkpoint:")):
+            raise ServiceError(f"Weights {choice!r} for {name}: {WEIGHT_CHOICES_HELP}.", field="detector_weights")
+    return dict(detector_weights or {})
