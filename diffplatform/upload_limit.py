@@ -1,6 +1,6 @@
 """Refuse page requests whose body is over the upload limit before Django reads it (HTTP 413).
 
-The REST API answers its own 413 in its JSON error shape (`experiments.api.views.ApiView`).
+The REST API answers its own 413 in its JSON error shape (`experiments.api.base.ApiView`).
 """
 
 from django.conf import settings

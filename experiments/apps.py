@@ -7,6 +7,9 @@ class ExperimentsConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self):
+        from inference.registry import load_detector_modules
+
+        load_detector_modules(settings.DIFFPLATFORM_DETECTOR_MODULES)
         if settings.EMBEDDED_REDIS:
             from diffplatform.embedded_redis import ensure_embedded_redis
 

@@ -41,6 +41,8 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
+from inference.numbers import finite_or_none
+
 MIN_INLIERS = 10
 MIN_INLIER_RATIO = 0.25
 IDENTITY_TOLERANCE_PX = 0.5
@@ -82,9 +84,9 @@ class Alignment:
             "ok": self.ok,
             "matches": self.matches,
             "inliers": self.inliers,
-            "inlier_ratio": _json_float(self.inlier_ratio),
-            "reprojection_error": _json_float(self.reprojection_error),
-            "corner_shift_px": _json_float(self.corner_shift_px),
+            "inlier_ratio": finite_or_none(self.inlier_ratio),
+            "reprojection_error": finite_or_none(self.reprojection_error),
+            "corner_shift_px": finite_or_none(self.corner_shift_px),
             "valid_fraction": float(self.valid_mask.mean()) if self.valid_mask.size else 0.0,
             "homography": [[float(v) for v in row] for row in self.homography],
             "notes": list(self.notes),
@@ -402,7 +404,3 @@ def _resize_to(image: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     shrinking = width * height < image.shape[0] * image.shape[1]
     interpolation = cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR
     return cv2.resize(image, (width, height), interpolation=interpolation)
-
-
-def _json_float(value: float) -> float | None:
-    return float(value) if math.isfinite(value) else None

@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 import time
 from pathlib import Path
+
+from inference.numbers import json_safe
 
 EXIT_USAGE = 2
 
@@ -93,7 +94,7 @@ def diff_command(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     summary = run_diff(detector, a, b, label=label, align=args.align, threshold=args.threshold)
     summary["outputs"] = write_pictures(args.out, summary.pop("_pictures"))
-    print(json.dumps(_json_safe(summary), indent=2))
+    print(json.dumps(json_safe(summary), indent=2))
     return 0
 
 
@@ -159,16 +160,3 @@ def write_pictures(out_dir: Path, pictures: dict[str, bytes]) -> list[str]:
         path.write_bytes(data)
         written.append(str(path))
     return written
-
-
-def _json_safe(value):
-    """NaN/inf -> None and NumPy scalars -> Python numbers, so the output is strict JSON."""
-    if isinstance(value, dict):
-        return {key: _json_safe(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_safe(item) for item in value]
-    if hasattr(value, "item") and not isinstance(value, (str, bytes)):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value

@@ -10,6 +10,8 @@ Pixels outside `valid` (B not covered by aligned A) are left out of every count.
 
 import numpy as np
 
+from inference.numbers import finite_or_none
+
 HISTOGRAM_BINS = 256
 
 
@@ -28,20 +30,13 @@ def pair_metrics(prob: np.ndarray, mask: np.ndarray, label: np.ndarray | None, v
     conf = metrics.confusion(mask, label, valid)
     result.update(tp=conf.tp, fp=conf.fp, fn=conf.fn, tn=conf.tn)
     result.update(metrics.scores(conf))
-    result["auroc"] = _finite_or_none(metrics.auroc(prob_v, label_v))
-    result["ap"] = _finite_or_none(metrics.average_precision(prob_v, label_v))
+    result["auroc"] = finite_or_none(metrics.auroc(prob_v, label_v))
+    result["ap"] = finite_or_none(metrics.average_precision(prob_v, label_v))
     threshold, best_f1 = metrics.best_f1_threshold(prob_v, label_v)
-    result["best_f1_threshold"], result["best_f1"] = _finite_or_none(threshold), _finite_or_none(best_f1)
+    result["best_f1_threshold"], result["best_f1"] = finite_or_none(threshold), finite_or_none(best_f1)
     objects = metrics.object_scores(mask & valid if valid is not None else mask, label)
     result.update(object_precision=objects["precision"], object_recall=objects["recall"], object_f1=objects["f1"])
     result["fp_area"] = conf.fp / valid_count if valid_count else 0.0
     pos, neg = metrics.score_histogram(prob, label, bins=HISTOGRAM_BINS, valid=valid)
     result["hist_pos"], result["hist_neg"] = [int(v) for v in pos], [int(v) for v in neg]
     return result
-
-
-def _finite_or_none(value):
-    if value is None:
-        return None
-    value = float(value)
-    return value if np.isfinite(value) else None

@@ -27,7 +27,6 @@ ops, pooling, normalisation) are not counted.
 
 from __future__ import annotations
 
-import math
 import os
 import platform
 import time
@@ -40,6 +39,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from inference.memory import measure_peak_memory
+from inference.numbers import json_safe
 
 
 @dataclass(frozen=True)
@@ -57,7 +57,7 @@ class Profile:
     warmup: int
 
     def as_dict(self) -> dict:
-        return {k: _json_safe(v) for k, v in asdict(self).items()}
+        return {k: json_safe(v) for k, v in asdict(self).items()}
 
 
 def profile_detector(
@@ -209,9 +209,3 @@ def _cpu_model() -> str:
             if line.startswith("model name"):
                 return line.split(":", 1)[1].strip()
     return platform.processor() or platform.machine() or "CPU"
-
-
-def _json_safe(value):
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value

@@ -246,6 +246,9 @@ X_FRAME_OPTIONS = "DENY"
 
 # --- Inference
 INFERENCE_DEVICE = env.str("INFERENCE_DEVICE", default="auto")
+# Detector plug-ins: modules that register detectors with `@register_detector` (see docs/detectors.md).
+# Every process imports them (web, workers, CLI), so keep torch imports inside their builders.
+DIFFPLATFORM_DETECTOR_MODULES = env.list("DIFFPLATFORM_DETECTOR_MODULES", default=[])
 DEMO_USERNAME = env.str("DEMO_USERNAME", default="demo")
 
 LOGGING = {

@@ -18,20 +18,17 @@ from pathlib import PurePosixPath
 
 from django.db import IntegrityError, transaction
 
-from experiments import exports, storage
+from experiments import storage
 from experiments.datasets import ingest
 from experiments.datasets.services import dataset_create
 from experiments.errors import InvalidState, ServiceError
 from experiments.models import BatchJob, RunState
 from experiments.runs import selectors
+from experiments.runs.leaderboard import leaderboard_csv
+from experiments.runs.results import results_csv
 from experiments.runs.services import experiment_start
 from experiments.runs.validation import check_detectors, check_threshold
 
-ROLE_SUFFIXES = {
-    "a": ("_a", "_before", "-a"),
-    "b": ("_b", "_after", "-b"),
-    "label": ("_label", "_mask", "-label"),
-}
 ROLE_FOLDERS = {"a": "A", "b": "B", "label": "label"}
 
 
@@ -51,8 +48,8 @@ def failed_report(message: str) -> dict:
 def pair_name(filename: str, role: str) -> str:
     """`site1_A.png` (role a) -> `site1`; a name without a role suffix is kept as it is."""
     stem = PurePosixPath(filename).stem
-    for suffix in ROLE_SUFFIXES[role]:
-        if stem.lower().endswith(suffix) and len(stem) > len(suffix):
+    for suffix, suffix_role in ingest.ROLE_SUFFIXES.items():
+        if suffix_role == role and stem.lower().endswith(suffix) and len(stem) > len(suffix):
             return stem[: -len(suffix)]
     return stem
 
@@ -203,6 +200,6 @@ def build_archive(run) -> bytes:
             ):
                 if key:
                     archive.writestr(f"{folder}/{result.detector}/{result.pair.name}.png", storage.read_bytes(key))
-        archive.writestr("metrics.csv", exports.results_csv(results))
-        archive.writestr("leaderboard.csv", exports.leaderboard_csv(run))
+        archive.writestr("metrics.csv", results_csv(results))
+        archive.writestr("leaderboard.csv", leaderboard_csv(run))
     return buffer.getvalue()

@@ -221,3 +221,33 @@ def import_checked(*, dataset, report: ImportReport):
     if not report.ok:
         raise ServiceError("Nothing was imported: " + "; ".join(report.problems or ["no pairs"]))
     return services.pairs_store(dataset=dataset, checked=report.pairs)
+
+
+# --------------------------------------------------------------------------- one archive, start to end
+class ArchiveRejected(ServiceError):
+    """An archive that does not make a clean import (422); `report` is the report as a dict."""
+
+    def __init__(self, message: str, report: dict):
+        super().__init__(message, status=422)
+        self.report = report
+
+
+def archive_import(*, dataset, data, category: str = "", dry_run: bool = False) -> dict:
+    """Read a LEVIR-CD zip, check every file, and unless `dry_run` import the pairs (all or nothing).
+
+    The answer is the report as a dict with `dry_run` and `imported` added. With any problem
+    nothing is written and `ArchiveRejected` carries the report.
+    """
+    try:
+        files = read_zip(data)
+    except ServiceError as exc:
+        raise ArchiveRejected(exc.message, ImportReport(problems=[exc.message]).as_dict()) from None
+    report = check_files(files, category=category)
+    if not report.ok:
+        raise ArchiveRejected("The archive has problems; nothing was imported.", report.as_dict())
+    if not dry_run:
+        try:
+            import_checked(dataset=dataset, report=report)
+        except ServiceError as exc:
+            raise ArchiveRejected(exc.message, ImportReport(problems=[exc.message]).as_dict()) from None
+    return {**report.as_dict(), "dry_run": dry_run, "imported": 0 if dry_run else len(report.pairs)}

@@ -5,7 +5,6 @@ from django.contrib.auth.decorators import login_required
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_http_methods
 
-from experiments import page_queries
 from experiments.datasets import selectors as dataset_selectors
 from experiments.datasets import services as dataset_services
 from experiments.errors import ServiceError
@@ -69,7 +68,7 @@ def dataset_detail(request, pk):
             "pairs": pairs,
             "form": form,
             "bulk_form": BulkUploadForm(),
-            "categories": page_queries.dataset_categories(dataset),
+            "categories": dataset_selectors.dataset_categories(dataset),
             "category": category if "category" in request.GET else None,
             "runs": run_selectors.runs_visible_to(request.user).filter(experiment__dataset=dataset)[:10],
         },

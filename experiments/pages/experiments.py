@@ -9,7 +9,7 @@ from experiments.datasets import selectors as dataset_selectors
 from experiments.errors import ServiceError
 from experiments.pages.forms import ExperimentForm
 from experiments.runs import services as run_services
-from inference.catalogue import BUILTIN_DETECTORS, catalogue_names
+from inference.catalogue import catalogue_entries
 
 
 def _weight_choices(user) -> dict[str, list[tuple[str, str]]]:
@@ -21,8 +21,8 @@ def _weight_choices(user) -> dict[str, list[tuple[str, str]]]:
         label += f" on {checkpoint.dataset.name})" if checkpoint.dataset else ")"
         checkpoints.setdefault(checkpoint.detector, []).append((checkpoint.provenance, label))
     choices = {}
-    for name in catalogue_names():
-        if BUILTIN_DETECTORS[name].learned:
+    for name, entry in sorted(catalogue_entries().items()):
+        if entry.learned:
             choices[name] = [
                 ("auto", "auto: your newest checkpoint, else a shipped one, else ImageNet backbone"),
                 ("random", "untrained (random init)"),
@@ -60,11 +60,11 @@ def experiment_create(request):
             "checked": entry.name in (form["detectors"].value() or []),
             "weights_field": form[f"weights_{entry.name}"],
         }
-        for entry in BUILTIN_DETECTORS.values()
+        for entry in catalogue_entries().values()
     ]
     cost_data = {
         "datasets": {str(d.pk): d.pair_count for d in datasets},
-        "detectors": {e.name: e.relative_cost for e in BUILTIN_DETECTORS.values()},
+        "detectors": {e.name: e.relative_cost for e in catalogue_entries().values()},
     }
     return render(
         request,

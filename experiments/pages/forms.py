@@ -1,8 +1,10 @@
 from django import forms
 
+from experiments.errors import ServiceError
 from experiments.models import Split
+from experiments.runs.validation import check_input_size, check_threshold
 from experiments.training.services import TRAINING_LOSSES
-from inference.catalogue import BUILTIN_DETECTORS, catalogue_names
+from inference.catalogue import catalogue_entries, catalogue_names
 
 
 class DatasetForm(forms.Form):
@@ -50,7 +52,19 @@ class BulkUploadForm(forms.Form):
 
 
 def detector_choices():
-    return [(name, f"{name} ({BUILTIN_DETECTORS[name].family})") for name in catalogue_names()]
+    return [(name, f"{name} ({entry.family})") for name, entry in sorted(catalogue_entries().items())]
+
+
+def rule(check):
+    """A form validator from one of the run rules, so pages refuse what the API and CLI refuse."""
+
+    def validate(value):
+        try:
+            check(value)
+        except ServiceError as exc:
+            raise forms.ValidationError(exc.message) from None
+
+    return validate
 
 
 class ExperimentForm(forms.Form):
@@ -58,11 +72,11 @@ class ExperimentForm(forms.Form):
     name = forms.CharField(max_length=200, required=False)
     detectors = forms.MultipleChoiceField(choices=detector_choices, widget=forms.CheckboxSelectMultiple)
     align = forms.BooleanField(required=False, help_text="warp A onto B (SIFT + RANSAC) before detection")
-    threshold = forms.FloatField(initial=0.5, min_value=0.01, max_value=0.99)
-    input_size = forms.IntegerField(initial=256, min_value=32, max_value=1024)
+    threshold = forms.FloatField(initial=0.5, validators=[rule(check_threshold)])
+    input_size = forms.IntegerField(initial=256, validators=[rule(check_input_size)])
     seed = forms.IntegerField(initial=0)
     baseline_detector = forms.ChoiceField(
-        choices=[("", "first chosen")] + [(n, n) for n in catalogue_names()], required=False
+        choices=lambda: [("", "first chosen")] + [(n, n) for n in catalogue_names()], required=False
     )
 
     def __init__(self, *args, datasets=(), weight_choices=None, **kwargs):
@@ -86,7 +100,7 @@ class ExperimentForm(forms.Form):
 
 
 def learned_detector_choices():
-    return [(name, name) for name in catalogue_names() if BUILTIN_DETECTORS[name].learned]
+    return [(name, name) for name, entry in sorted(catalogue_entries().items()) if entry.learned]
 
 
 class TrainingForm(forms.Form):
@@ -94,7 +108,7 @@ class TrainingForm(forms.Form):
     dataset = forms.TypedChoiceField(coerce=int)
     epochs = forms.IntegerField(initial=10, min_value=1, max_value=500)
     loss = forms.ChoiceField(choices=[(loss, loss) for loss in TRAINING_LOSSES], initial="bce-dice")
-    size = forms.IntegerField(initial=256, min_value=32, max_value=1024, label="Input size")
+    size = forms.IntegerField(initial=256, label="Input size", validators=[rule(check_input_size)])
     seed = forms.IntegerField(initial=0)
     batch_size = forms.IntegerField(initial=8, min_value=1, max_value=256)
 

@@ -5,8 +5,10 @@ from django.core.paginator import Paginator
 from django.shortcuts import get_object_or_404, render
 from django.views.decorators.http import require_GET
 
-from experiments import page_queries, storage
+from experiments import storage
+from experiments.runs import gallery
 from experiments.runs import selectors as run_selectors
+from experiments.runs.leaderboard import detector_colours
 
 
 def _run(request, pk):
@@ -18,22 +20,22 @@ def _run(request, pk):
 def run_gallery(request, pk):
     run = _run(request, pk)
     detectors = run.experiment.detectors
-    state = page_queries.GalleryState.from_query(request.GET, detectors)
-    items = page_queries.gallery_items(run, state)
-    page = Paginator(items, page_queries.GALLERY_PAGE_SIZE).get_page(state.page)
+    state = gallery.GalleryState.from_query(request.GET, detectors)
+    items = gallery.gallery_items(run, state)
+    page = Paginator(items, gallery.GALLERY_PAGE_SIZE).get_page(state.page)
     return render(
         request,
         "experiments/run_gallery.html",
         {
             "run": run,
             "detectors": detectors,
-            "colours": page_queries.detector_colours(detectors),
+            "colours": detector_colours(detectors),
             "state": state,
             "page": page,
             "total": len(items),
-            "sorts": page_queries.GALLERY_SORTS,
-            "metrics": page_queries.GALLERY_METRICS,
-            "categories": page_queries.gallery_categories(run),
+            "sorts": gallery.GALLERY_SORTS,
+            "metrics": gallery.GALLERY_METRICS,
+            "categories": gallery.gallery_categories(run),
             "query": state.query(page=1),
             "prev_query": state.query(page=page.previous_page_number()) if page.has_previous() else "",
             "next_query": state.query(page=page.next_page_number()) if page.has_next() else "",
@@ -48,11 +50,11 @@ def pair_detail(request, pk, pair_pk):
     run = _run(request, pk)
     pair = get_object_or_404(run.experiment.dataset.pairs, pk=pair_pk)
     detectors = run.experiment.detectors
-    state = page_queries.GalleryState.from_query(request.GET, detectors)
+    state = gallery.GalleryState.from_query(request.GET, detectors)
     state.errors = []
-    items = page_queries.gallery_items(run, state)
-    previous, following, position = page_queries.neighbours(items, pair.pk)
-    alignment = page_queries.pair_alignment(run, pair)
+    items = gallery.gallery_items(run, state)
+    previous, following, position = gallery.neighbours(items, pair.pk)
+    alignment = gallery.pair_alignment(run, pair)
     view = {
         "b_width": pair.b_width,
         "b_height": pair.b_height,
@@ -65,16 +67,16 @@ def pair_detail(request, pk, pair_pk):
         {
             "run": run,
             "pair": pair,
-            "panels": page_queries.pair_panels(run, pair),
+            "panels": gallery.pair_panels(run, pair),
             "alignment": alignment,
             "view": view,
-            "legend": page_queries.ERROR_LEGEND,
+            "legend": gallery.ERROR_LEGEND,
             "query": state.query(),
             "previous": previous,
             "following": following,
             "position": position,
             "total": len(items),
             "label_url": storage.media_url(pair.label),
-            "consensus_url": page_queries.consensus_url(run, pair),
+            "consensus_url": gallery.consensus_url(run, pair),
         },
     )

@@ -8,9 +8,9 @@ from django.http import Http404, HttpResponse, HttpResponseRedirect, JsonRespons
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
-from experiments import page_queries
 from experiments.errors import ServiceError
 from experiments.live.progress import run_snapshot
+from experiments.runs import charts, leaderboard
 from experiments.runs import selectors as run_selectors
 from experiments.runs import services as run_services
 
@@ -20,14 +20,14 @@ def run_results_context(request, run) -> dict:
     if not run.is_finished or not run.leaderboard:
         return {"run": run, "has_results": False, "alignment_count": run.alignments.count()}
     detectors = run.experiment.detectors
-    state = page_queries.LeaderboardState.from_query(request.GET, detectors, run.experiment.baseline_detector)
+    state = leaderboard.LeaderboardState.from_query(request.GET, detectors, run.experiment.baseline_detector)
     return {
         "run": run,
         "has_results": True,
         "state": state,
-        "table": page_queries.leaderboard_table(run, state),
-        "categories": page_queries.category_table(run),
-        "charts": page_queries.chart_data(run),
+        "table": leaderboard.leaderboard_table(run, state),
+        "categories": leaderboard.category_table(run),
+        "charts": charts.chart_data(run),
         "agreement": run.leaderboard.get("agreement", []),
         "detectors": detectors,
         "query": state.query(),
@@ -81,29 +81,20 @@ def run_clone(request, pk):
 @require_GET
 def run_export(request, pk, fmt):
     """The leaderboard as shown (sorted, deltas to the chosen baseline) as CSV, or the full record as JSON."""
-    import csv
-
     run = get_object_or_404(run_selectors.runs_visible_to(request.user), pk=pk)
     if fmt not in ("csv", "json"):
         raise Http404("Export as .csv or .json.")
     if not run.leaderboard:
         raise Http404("This run has no leaderboard yet.")
     filename = f"run-{run.pk}-leaderboard.{fmt}"
+    state = leaderboard.LeaderboardState.from_query(
+        request.GET, run.experiment.detectors, run.experiment.baseline_detector
+    )
     if fmt == "json":
-        payload = {
-            "run": run.pk,
-            "experiment": run.experiment.name,
-            "dataset": run.experiment.dataset.name,
-            "settings": run.experiment.settings_record(),
-            "environment": run.environment,
-            "leaderboard": run.leaderboard,
-        }
-        response = HttpResponse(json.dumps(payload, indent=2), content_type="application/json")
+        body = json.dumps(leaderboard.leaderboard_json(run, state), indent=2)
+        response = HttpResponse(body, content_type="application/json")
     else:
-        detectors = run.experiment.detectors
-        state = page_queries.LeaderboardState.from_query(request.GET, detectors, run.experiment.baseline_detector)
-        response = HttpResponse(content_type="text/csv; charset=utf-8")
-        csv.writer(response).writerows(page_queries.leaderboard_csv_rows(page_queries.leaderboard_table(run, state)))
+        response = HttpResponse(leaderboard.leaderboard_csv(run, state), content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="{filename}"'
     return response
 

@@ -11,6 +11,7 @@ import numpy as np
 from experiments import storage
 from experiments.models import Run
 from inference.comparison import bootstrap_ci, consensus_map, mask_iou, paired_comparison, percentile
+from inference.numbers import finite_or_none
 
 SCORE_NAMES = ("iou", "f1", "precision", "recall", "oa", "kappa", "miou", "mf1")
 PER_PAIR_NAMES = (*SCORE_NAMES, "auroc", "ap", "object_f1", "object_precision", "object_recall", "fp_area")
@@ -32,8 +33,8 @@ def _pooled(results) -> dict:
     pooled = dict(scores(conf))
     pos = np.sum([r.metrics["hist_pos"] for r in labelled], axis=0)
     neg = np.sum([r.metrics["hist_neg"] for r in labelled], axis=0)
-    pooled["auroc"] = _finite(auroc_from_histograms(pos, neg))
-    pooled["ap"] = _finite(ap_from_histograms(pos, neg))
+    pooled["auroc"] = finite_or_none(auroc_from_histograms(pos, neg))
+    pooled["ap"] = finite_or_none(ap_from_histograms(pos, neg))
     pooled.update(_best_f1_from_histograms(pos, neg))
     pooled["pr_curve"] = _pr_curve(pos, neg)
     return pooled
@@ -60,10 +61,6 @@ def _pr_curve(pos, neg) -> dict:
         "precision": precision[steps].round(4).tolist(),
         "recall": recall[steps].round(4).tolist(),
     }
-
-
-def _finite(value):
-    return float(value) if value is not None and np.isfinite(value) else None
 
 
 def _per_pair(results, seed: int, ci_metrics) -> tuple[dict, dict]:

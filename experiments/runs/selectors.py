@@ -59,3 +59,24 @@ def run_results_filtered(run: Run, *, detector: str | None = None, category: str
             raise ValueError(f"cannot order by {ordering!r}; use one of {sorted(RESULT_ORDERINGS)}")
         results = results.order_by(ordering, "pk")
     return results
+
+
+def pair_results(run: Run, pair) -> dict[str, Result]:
+    """The run's results on one pair, by detector."""
+    return {r.detector: r for r in run.results.filter(pair=pair)}
+
+
+def pair_alignment(run: Run, pair) -> PairAlignment | None:
+    return run.alignments.filter(pair=pair).first()
+
+
+def pair_ious(run: Run) -> dict[str, dict[int, float]]:
+    """Per detector, each labelled pair's IoU: the inputs of paired comparisons."""
+    ious: dict[str, dict[int, float]] = {}
+    for detector, pair_id, iou in run.results.exclude(iou=None).values_list("detector", "pair_id", "iou"):
+        ious.setdefault(detector, {})[pair_id] = iou
+    return ious
+
+
+def run_categories(run: Run) -> list[str]:
+    return sorted(set(run.experiment.dataset.pairs.exclude(category="").values_list("category", flat=True)))

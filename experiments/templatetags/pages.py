@@ -1,9 +1,10 @@
 """Small formatting helpers for the pages."""
 
 import json
-import math
 
 from django import template
+
+from inference.numbers import finite_or_none
 
 register = template.Library()
 
@@ -11,7 +12,7 @@ DASH = "—"
 
 
 def _number(value):
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    return isinstance(value, int | float) and finite_or_none(value) is not None
 
 
 @register.filter

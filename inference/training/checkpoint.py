@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import copy
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import torch
+
+from inference.numbers import json_safe
 
 
 @dataclass
@@ -49,16 +48,3 @@ def save_training_checkpoint(result: TrainingResult, path: str | Path, *, detect
         "config": json_safe(result.config),
     }
     return save_checkpoint(path, result.state_dict, meta)
-
-
-def json_safe(value):
-    """Floats that are NaN/inf become None; containers are copied recursively."""
-    if isinstance(value, dict):
-        return {str(k): json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [json_safe(v) for v in value]
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, (np.floating, np.integer)):
-        return json_safe(value.item())
-    return copy.copy(value)

@@ -8,6 +8,8 @@ from collections.abc import Callable
 
 import torch
 
+from inference.numbers import finite_or_none
+
 MIN_IMPROVEMENT = 1e-4
 PROGRESS_UPDATES_PER_EPOCH = 5
 
@@ -51,7 +53,7 @@ class RunHistory:
                 "batches": self.batches,
                 "loss": loss,
                 "val_f1": last_f1,
-                "eta_s": finite(self.eta(epoch, batch)),
+                "eta_s": finite_or_none(self.eta(epoch, batch)),
             }
         )
 
@@ -64,7 +66,7 @@ class RunHistory:
             "val_f1": val_f1,
             "val_iou": val.get("iou"),
             "seconds": seconds,
-            "eta_s": finite(self.eta(epoch, self.batches)),
+            "eta_s": finite_or_none(self.eta(epoch, self.batches)),
         }
         self.history.append(record)
         # Without validation data the last epoch counts as the best one.
@@ -81,7 +83,3 @@ class RunHistory:
 
 def cpu_state(model) -> dict[str, torch.Tensor]:
     return {key: value.detach().cpu().clone() for key, value in model.state_dict().items()}
-
-
-def finite(value: float) -> float | None:
-    return float(value) if value is not None and math.isfinite(value) else None

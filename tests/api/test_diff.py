@@ -96,7 +96,7 @@ from PIL import Image
 from django.contrib.auth import get_user_model
 from rest_framework.test import APIRequestFactory, force_authenticate
 import diffplatform.urls  # the whole URL tree: every page and API view module
-from experiments.api.views import DiffView
+from experiments.api.diff import DiffView
 
 def png(value):
     buffer = io.BytesIO()

@@ -97,7 +97,7 @@ def test_sign_up_upload_run_live_and_look_closely(new_page, celery_worker, make_
     page.wait_for_url(re.compile(r"baseline=ssim"))
     assert page.locator('tr.baseline[data-detector="ssim"]').count() == 1
     page.click("#leaderboard-table th a:has-text('Latency p50')")
-    page.wait_for_url(re.compile(r"sort=latency_p50"))
+    page.wait_for_url(re.compile(r"sort=latency_ms_p50"))
     w.screenshot("08-leaderboard-sorted")
 
     page.click("#gallery-link")

@@ -11,9 +11,9 @@ from django.urls import reverse
 from experiments import storage
 from experiments.datasets import services as dataset_services
 from experiments.models import ImagePair, Run, TrainingJob
-from experiments.page_queries import pareto_front
 from experiments.runs import engine
 from experiments.runs import services as run_services
+from experiments.runs.charts import pareto_front
 from experiments.training import services as training_services
 from tests.conftest import png_bytes
 from tests.factories import make_dataset
@@ -232,8 +232,8 @@ def test_sorting_and_baseline_come_from_the_url(client, user, finished_run):
     url = reverse("experiments:run_detail", args=[finished_run.pk])
     rows = {r["detector"]: r for r in finished_run.leaderboard["detectors"]}
     by_latency = sorted(rows, key=lambda d: rows[d]["latency_ms_p50"])
-    assert leaderboard_order(client.get(url + "?sort=latency_p50&dir=asc").content.decode()) == by_latency
-    assert leaderboard_order(client.get(url + "?sort=latency_p50&dir=desc").content.decode()) == by_latency[::-1]
+    assert leaderboard_order(client.get(url + "?sort=latency_ms_p50&dir=asc").content.decode()) == by_latency
+    assert leaderboard_order(client.get(url + "?sort=latency_ms_p50&dir=desc").content.decode()) == by_latency[::-1]
     page = client.get(url + "?baseline=ssim").content.decode()
     assert '<tr data-detector="ssim" class="baseline">' in page
     assert '<option value="ssim" selected>' in page
@@ -252,12 +252,15 @@ def test_deltas_are_coloured_by_whether_higher_is_better(client, user, finished_
 def test_csv_export_follows_the_chosen_baseline_and_json_holds_the_record(client, user, finished_run):
     client.force_login(user)
     url = reverse("experiments:run_export", args=[finished_run.pk, "csv"])
-    rows = list(csv.reader(io.StringIO(client.get(url + "?baseline=ssim").content.decode())))
-    assert rows[0][:4] == ["detector", "family", "weights", "n_pairs"]
-    assert "pooled_iou_delta_vs_ssim" in rows[0]
-    assert {r[0] for r in rows[1:]} == {"absdiff", "ssim"}
+    rows = list(csv.DictReader(io.StringIO(client.get(url + "?baseline=ssim").content.decode())))
+    assert {r["detector"] for r in rows} == {"absdiff", "ssim"}
+    by_name = {r["detector"]: r for r in rows}
+    assert by_name["ssim"]["is_baseline"] == "True" and by_name["ssim"]["pooled_iou_delta_vs_baseline"] == ""
+    expected = float(by_name["absdiff"]["pooled_iou"]) - float(by_name["ssim"]["pooled_iou"])
+    assert float(by_name["absdiff"]["pooled_iou_delta_vs_baseline"]) == pytest.approx(expected)
     data = json.loads(client.get(reverse("experiments:run_export", args=[finished_run.pk, "json"])).content)
     assert data["leaderboard"] == finished_run.leaderboard and data["run"] == finished_run.pk
+    assert [r["detector"] for r in data["rows"]] == [r["detector"] for r in rows]
     assert client.get(reverse("experiments:run_export", args=[finished_run.pk, "xml"])).status_code == 404
 
 

@@ -8,8 +8,8 @@ from tqdm import tqdm
 
 from experiments.errors import ServiceError
 from experiments.models import Dataset, Run
-from experiments.reports import leaderboard_table
 from experiments.runs import services as run_services
+from experiments.runs.leaderboard import leaderboard_text
 
 
 class Command(BaseCommand):
@@ -44,7 +44,7 @@ class Command(BaseCommand):
         run = self._follow(run, options["timeout"])
         if run.state != "succeeded":
             raise CommandError(f"Run {run.pk} {run.state}: {run.error}")
-        self.stdout.write(leaderboard_table(run.leaderboard))
+        self.stdout.write(leaderboard_text(run))
 
     def _dataset(self, ref: str, username: str) -> Dataset:
         datasets = Dataset.objects.all()

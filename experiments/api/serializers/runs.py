@@ -1,0 +1,135 @@
+"""Experiments, runs, WebSocket tickets, leaderboards and per-pair results."""
+
+from rest_framework import serializers
+
+from experiments.api.serializers.common import InputSize, Threshold, absolute_media_url, page_url
+from experiments.runs import results
+from experiments.runs.selectors import FILTERABLE_METRICS, RESULT_ORDERINGS
+
+
+class ExperimentInput(serializers.Serializer):
+    dataset = serializers.IntegerField()
+    name = serializers.CharField(required=False, allow_blank=True, default="", max_length=200)
+    detectors = serializers.ListField(child=serializers.CharField(max_length=100), min_length=1, max_length=20)
+    align = serializers.BooleanField(required=False, default=False)
+    threshold = Threshold(required=False, default=0.5)
+    input_size = InputSize(required=False, default=256)
+    seed = serializers.IntegerField(required=False, default=0, min_value=-(2**31), max_value=2**31 - 1)
+    baseline_detector = serializers.CharField(required=False, allow_blank=True, default="", max_length=100)
+    detector_weights = serializers.DictField(
+        child=serializers.CharField(max_length=100),
+        required=False,
+        default=dict,
+        help_text='per detector: "auto", "random" or "checkpoint:<sha256>"',
+    )
+
+
+class ExperimentOutput(serializers.Serializer):
+    id = serializers.IntegerField()
+    name = serializers.CharField()
+    dataset = serializers.IntegerField(source="dataset_id")
+    detectors = serializers.ListField(child=serializers.CharField())
+    align = serializers.BooleanField()
+    threshold = serializers.FloatField()
+    input_size = serializers.IntegerField()
+    seed = serializers.IntegerField()
+    baseline_detector = serializers.CharField()
+    detector_weights = serializers.DictField(child=serializers.CharField())
+    created_at = serializers.DateTimeField()
+
+
+class RunOutput(serializers.Serializer):
+    id = serializers.IntegerField()
+    experiment = serializers.IntegerField(source="experiment_id")
+    state = serializers.CharField()
+    progress_done = serializers.IntegerField()
+    progress_total = serializers.IntegerField()
+    progress = serializers.DictField()
+    cancel_requested = serializers.BooleanField()
+    error = serializers.CharField()
+    cloned_from = serializers.IntegerField(source="cloned_from_id", allow_null=True)
+    created_at = serializers.DateTimeField()
+    started_at = serializers.DateTimeField(allow_null=True)
+    finished_at = serializers.DateTimeField(allow_null=True)
+    duration_s = serializers.FloatField(allow_null=True)
+    urls = serializers.SerializerMethodField()
+
+    def get_urls(self, run) -> dict[str, str]:
+        request = self.context["request"]
+        return {
+            "self": page_url(request, "run-detail", pk=run.pk),
+            "leaderboard": page_url(request, "run-leaderboard", pk=run.pk),
+            "results": page_url(request, "run-results", pk=run.pk),
+            "ws_ticket": page_url(request, "run-ws-ticket", pk=run.pk),
+        }
+
+
+class WsTicketOutput(serializers.Serializer):
+    ticket = serializers.CharField()
+    url = serializers.CharField(help_text="ws:// or wss:// URL with the ticket; open it within expires_in seconds")
+    expires_in = serializers.IntegerField()
+
+
+class LeaderboardOutput(serializers.Serializer):
+    run = serializers.IntegerField()
+    state = serializers.CharField()
+    experiment = serializers.IntegerField()
+    dataset = serializers.IntegerField()
+    settings = serializers.DictField()
+    rows = serializers.ListField(child=serializers.DictField(), help_text="one ranked row per detector")
+    leaderboard = serializers.DictField(help_text="the full stored leaderboard (pooled, per-pair means, CIs)")
+
+
+class ResultOutput(serializers.Serializer):
+    id = serializers.IntegerField()
+    pair = serializers.SerializerMethodField()
+    detector = serializers.CharField()
+    iou = serializers.FloatField(allow_null=True)
+    f1 = serializers.FloatField(allow_null=True)
+    latency_ms = serializers.FloatField(allow_null=True)
+    peak_memory_mb = serializers.FloatField(allow_null=True)
+    weights = serializers.CharField()
+    from_cache = serializers.BooleanField()
+    metrics = serializers.SerializerMethodField()
+    heatmap_url = serializers.SerializerMethodField()
+    mask_url = serializers.SerializerMethodField()
+    error_map_url = serializers.SerializerMethodField()
+
+    def get_pair(self, result) -> dict:
+        pair = result.pair
+        return {"id": pair.pk, "name": pair.name, "category": pair.category, "split": pair.split}
+
+    def get_metrics(self, result) -> dict:
+        return results.compact_metrics(result.metrics)
+
+    def get_heatmap_url(self, result) -> str | None:
+        return absolute_media_url(self.context["request"], result.heatmap_key)
+
+    def get_mask_url(self, result) -> str | None:
+        return absolute_media_url(self.context["request"], result.mask_key)
+
+    def get_error_map_url(self, result) -> str | None:
+        return absolute_media_url(self.context["request"], result.error_map_key)
+
+
+class ResultFilterInput(serializers.Serializer):
+    detector = serializers.CharField(required=False, max_length=100)
+    category = serializers.CharField(required=False, max_length=100)
+    ordering = serializers.ChoiceField(choices=sorted(RESULT_ORDERINGS), required=False)
+
+    def get_fields(self):
+        """`<metric>_min` and `<metric>_max` for each of `FILTERABLE_METRICS`."""
+        fields = super().get_fields()
+        for name in sorted(FILTERABLE_METRICS):
+            fields[f"{name}_min"] = serializers.FloatField(required=False)
+            fields[f"{name}_max"] = serializers.FloatField(required=False)
+        return fields
+
+    def metric_ranges(self) -> dict:
+        data = self.validated_data
+        ranges = {}
+        for name in sorted(FILTERABLE_METRICS):
+            low, high = data.get(f"{name}_min"), data.get(f"{name}_max")
+            if low is not None or high is not None:
+                ranges[name] = (low, high)
+        return ranges

@@ -1,0 +1,297 @@
+"""A run's leaderboard as people and programs read it: one set of columns for the page, CSV, JSON,
+the API and the command line.
+
+The leaderboard itself is built once when the run ends (`experiments.runs.aggregation`) and stored
+on the run; this module only reads it. `pooled_*` columns come from one confusion matrix over all
+pairs, `mean_*` columns average each pair's own value (with a 95% bootstrap interval where one was
+computed). Rows are ranked by pooled F1 (then median latency) unless a `LeaderboardState` sorts
+them otherwise; deltas compare each detector with the chosen baseline.
+"""
+
+from dataclasses import dataclass, replace
+from urllib.parse import urlencode
+
+from experiments.models import Run
+from experiments.runs import selectors
+from experiments.runs.results import csv_text
+from inference.numbers import finite_or_none
+
+# Okabe-Ito, colour-blind safe; detectors take colours in the experiment's order.
+OKABE_ITO = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000")
+
+
+@dataclass(frozen=True)
+class Column:
+    key: str
+    label: str
+    path: tuple
+    higher_is_better: bool
+    ci: str = ""  # name of the bootstrap interval in the stored row's `ci`, if any
+    on_page: bool = False
+    delta: bool = False  # shown as a difference to the baseline
+    digits: int = 3
+
+
+COLUMNS = (
+    Column("pooled_iou", "IoU (pooled)", ("pooled", "iou"), True, on_page=True, delta=True),
+    Column("pooled_f1", "F1 (pooled)", ("pooled", "f1"), True, on_page=True, delta=True),
+    Column("pooled_precision", "Precision (pooled)", ("pooled", "precision"), True, on_page=True),
+    Column("pooled_recall", "Recall (pooled)", ("pooled", "recall"), True, on_page=True),
+    Column("pooled_oa", "Overall accuracy (pooled)", ("pooled", "oa"), True),
+    Column("pooled_kappa", "Kappa (pooled)", ("pooled", "kappa"), True),
+    Column("pooled_auroc", "AUROC (pooled)", ("pooled", "auroc"), True, on_page=True),
+    Column("pooled_ap", "AP (pooled)", ("pooled", "ap"), True),
+    Column("pooled_best_f1", "Best F1 (pooled)", ("pooled", "best_f1"), True),
+    Column("pooled_best_f1_threshold", "Best-F1 threshold", ("pooled", "best_f1_threshold"), True),
+    Column("mean_iou", "IoU (per-pair mean)", ("per_pair_mean", "iou"), True, ci="iou", on_page=True, delta=True),
+    Column("mean_f1", "F1 (per-pair mean)", ("per_pair_mean", "f1"), True, ci="f1", on_page=True),
+    Column("mean_precision", "Precision (per-pair mean)", ("per_pair_mean", "precision"), True, ci="precision"),
+    Column("mean_recall", "Recall (per-pair mean)", ("per_pair_mean", "recall"), True, ci="recall"),
+    Column("mean_auroc", "AUROC (per-pair mean)", ("per_pair_mean", "auroc"), True),
+    Column("mean_object_f1", "Object F1 (per-pair mean)", ("per_pair_mean", "object_f1"), True),
+    Column("mean_fp_area", "FP area (per-pair mean)", ("per_pair_mean", "fp_area"), False, ci="fp_area", on_page=True),
+    Column("latency_ms_p50", "Latency p50 (ms)", ("latency_ms_p50",), False, on_page=True, delta=True, digits=1),
+    Column("latency_ms_p95", "Latency p95 (ms)", ("latency_ms_p95",), False, on_page=True, digits=1),
+    Column("peak_memory_mb", "Peak memory (MB)", ("peak_memory_mb",), False, on_page=True, digits=1),
+    Column("params", "Parameters", ("params",), False, on_page=True, digits=0),
+)
+BY_KEY = {c.key: c for c in COLUMNS}
+IDENTITY_FIELDS = ("rank", "detector", "family", "weights", "n_pairs")
+TRAILING_FIELDS = ("memory_kind", "from_cache", "is_baseline")
+DEFAULT_SORT = "rank"
+
+
+def _dig(row: dict, path: tuple):
+    value = row
+    for part in path:
+        if not isinstance(value, dict):
+            return None
+        value = value.get(part)
+    return finite_or_none(value)
+
+
+def detector_colours(detectors) -> dict[str, str]:
+    return {name: OKABE_ITO[i % len(OKABE_ITO)] for i, name in enumerate(detectors)}
+
+
+@dataclass
+class LeaderboardState:
+    """How a leaderboard is sorted and which detector is the baseline, read from and written to a query string."""
+
+    sort: str = DEFAULT_SORT
+    descending: bool = False
+    baseline: str = ""
+
+    @classmethod
+    def from_query(cls, query, detectors, default_baseline: str) -> "LeaderboardState":
+        sort = query.get("sort", "")
+        if sort not in BY_KEY and sort not in ("detector", "rank"):
+            sort = DEFAULT_SORT
+        default_desc = BY_KEY[sort].higher_is_better if sort in BY_KEY else False
+        direction = query.get("dir", "")
+        descending = default_desc if direction not in ("asc", "desc") else direction == "desc"
+        baseline = query.get("baseline", "")
+        if baseline not in detectors:
+            baseline = default_baseline if default_baseline in detectors else (detectors[0] if detectors else "")
+        return cls(sort=sort, descending=descending, baseline=baseline)
+
+    @classmethod
+    def default(cls, run: Run) -> "LeaderboardState":
+        return cls.from_query({}, run.experiment.detectors, run.experiment.baseline_detector)
+
+    def query(self, **changes) -> str:
+        state = replace(self, **changes)
+        return urlencode({"sort": state.sort, "dir": "desc" if state.descending else "asc", "baseline": state.baseline})
+
+    def sort_link(self, key: str) -> str:
+        if key == self.sort:
+            return self.query(descending=not self.descending)
+        return self.query(sort=key, descending=BY_KEY[key].higher_is_better if key in BY_KEY else False)
+
+
+def _delta(value, base, higher_is_better: bool) -> dict | None:
+    if value is None or base is None:
+        return None
+    diff = value - base
+    if abs(diff) < 1e-9:
+        return {"value": diff, "verdict": "same"}
+    return {"value": diff, "verdict": "better" if (diff > 0) == higher_is_better else "worse"}
+
+
+def _rank_key(row: dict):
+    """Best first: pooled F1 when labelled, else latency (no ground truth to rank by)."""
+    f1, latency = _dig(row, ("pooled", "f1")), _dig(row, ("latency_ms_p50",))
+    return (f1 is None, -(f1 or 0.0), latency if latency is not None else float("inf"), row["detector"])
+
+
+def _paired_to_baseline(run: Run, baseline: str, seed: int) -> dict[str, dict]:
+    """Paired IoU comparison of each detector against `baseline` (stored when it is the run's own)."""
+    leaderboard = run.leaderboard or {}
+    if baseline == leaderboard.get("baseline"):
+        return {r["detector"]: r.get("comparison") for r in leaderboard.get("detectors", []) if r.get("comparison")}
+    from inference.comparison import paired_comparison
+
+    ious = selectors.pair_ious(run)
+    base = ious.get(baseline, {})
+    comparisons = {}
+    for name, values in ious.items():
+        shared = sorted(values.keys() & base.keys())
+        if name != baseline and shared:
+            comparisons[name] = paired_comparison([values[p] for p in shared], [base[p] for p in shared], seed=seed)
+    return comparisons
+
+
+def leaderboard_table(run: Run, state: LeaderboardState | None = None) -> dict:
+    """Rows (one per detector, every column with its value, interval and delta to the baseline), sorted per `state`."""
+    state = state or LeaderboardState.default(run)
+    leaderboard = run.leaderboard or {}
+    source_rows = sorted(leaderboard.get("detectors", []), key=_rank_key)
+    colours = detector_colours(run.experiment.detectors)
+    base_row = next((r for r in source_rows if r["detector"] == state.baseline), {})
+    comparisons = _paired_to_baseline(run, state.baseline, run.experiment.seed) if source_rows else {}
+    rows = []
+    for rank, source in enumerate(source_rows, start=1):
+        is_baseline = source["detector"] == state.baseline
+        cells = {}
+        for column in COLUMNS:
+            value = _dig(source, column.path)
+            ci = (source.get("ci") or {}).get(column.ci) if column.ci else None
+            delta = _delta(value, _dig(base_row, column.path), column.higher_is_better)
+            cells[column.key] = {"value": value, "ci": ci, "delta": None if is_baseline or not column.delta else delta}
+        rows.append(
+            {
+                "rank": rank,
+                "detector": source["detector"],
+                "colour": colours.get(source["detector"], OKABE_ITO[-1]),
+                "family": source.get("family"),
+                "weights": source.get("weights") or "",
+                "weights_sha256": source.get("weights_sha256") or "",
+                "n_pairs": source.get("n_pairs"),
+                "from_cache": source.get("from_cache", 0),
+                "memory_kind": source.get("memory_kind"),
+                "flops": source.get("flops"),
+                "cells": cells,
+                "comparison": comparisons.get(source["detector"]),
+                "is_baseline": is_baseline,
+            }
+        )
+    rows = _sorted(rows, state)
+    columns = [
+        {"key": c.key, "label": c.label, "higher_is_better": c.higher_is_better, "digits": c.digits,
+         "link": state.sort_link(c.key), "active": c.key == state.sort}
+        for c in COLUMNS if c.on_page
+    ]  # fmt: skip
+    return {
+        "rows": rows,
+        "columns": columns,
+        "labelled": leaderboard.get("labelled", False),
+        "baseline": state.baseline,
+        "detector_link": state.sort_link("detector"),
+        "rank_link": state.sort_link("rank"),
+    }
+
+
+def _sorted(rows: list[dict], state: LeaderboardState) -> list[dict]:
+    if state.sort in ("detector", "rank"):
+        return sorted(rows, key=lambda r: r[state.sort], reverse=state.descending)
+    present = [r for r in rows if r["cells"][state.sort]["value"] is not None]
+    missing = [r for r in rows if r["cells"][state.sort]["value"] is None]
+    return sorted(present, key=lambda r: r["cells"][state.sort]["value"], reverse=state.descending) + missing
+
+
+def record_fields() -> list[str]:
+    """The flat columns of CSV and JSON rows, in order."""
+    fields = list(IDENTITY_FIELDS)
+    for column in COLUMNS:
+        fields.append(column.key)
+        if column.ci:
+            fields += [f"{column.key}_ci_low", f"{column.key}_ci_high"]
+        if column.delta:
+            fields.append(f"{column.key}_delta_vs_baseline")
+    return [*fields, *TRAILING_FIELDS]
+
+
+def leaderboard_records(run: Run, state: LeaderboardState | None = None) -> list[dict]:
+    """The table as flat rows (CSV, JSON, API, command line), in the table's order."""
+    records = []
+    for row in leaderboard_table(run, state)["rows"]:
+        record = {name: row[name] for name in IDENTITY_FIELDS}
+        for column in COLUMNS:
+            cell = row["cells"][column.key]
+            record[column.key] = cell["value"]
+            if column.ci:
+                record[f"{column.key}_ci_low"], record[f"{column.key}_ci_high"] = cell["ci"] or (None, None)
+            if column.delta:
+                record[f"{column.key}_delta_vs_baseline"] = cell["delta"]["value"] if cell["delta"] else None
+        records.append(record | {name: row[name] for name in TRAILING_FIELDS})
+    return records
+
+
+def leaderboard_csv(run: Run, state: LeaderboardState | None = None) -> str:
+    return csv_text(record_fields(), leaderboard_records(run, state))
+
+
+def leaderboard_json(run: Run, state: LeaderboardState | None = None) -> dict:
+    """The flat rows, what the run was and the full stored leaderboard (CIs, comparisons, categories)."""
+    state = state or LeaderboardState.default(run)
+    experiment = run.experiment
+    return {
+        "run": run.pk,
+        "state": run.state,
+        "experiment": experiment.pk,
+        "experiment_name": experiment.name,
+        "dataset": experiment.dataset_id,
+        "dataset_name": experiment.dataset.name,
+        "settings": experiment.settings_record(),
+        "environment": run.environment,
+        "baseline": state.baseline,
+        "columns": record_fields(),
+        "rows": leaderboard_records(run, state),
+        "leaderboard": run.leaderboard or {},
+    }
+
+
+TEXT_COLUMNS = ("pooled_iou", "pooled_f1", "mean_iou", "latency_ms_p50", "latency_ms_p95", "peak_memory_mb")
+
+
+def _text(value, digits: int) -> str:
+    if value is None:
+        return "—"
+    return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
+
+
+def leaderboard_text(run: Run) -> str:
+    """The command line's table: the same rows and column names, a few columns wide."""
+    records = leaderboard_records(run)
+    header = f"{'detector':<24}" + "".join(f"{key:>16}" for key in TEXT_COLUMNS) + "  mean_iou 95% CI    weights"
+    lines = [header, "-" * len(header)]
+    for r in records:
+        ci = f"[{r['mean_iou_ci_low']:.3f}, {r['mean_iou_ci_high']:.3f}]" if r["mean_iou_ci_low"] is not None else ""
+        cells = "".join(f"{_text(r[key], BY_KEY[key].digits):>16}" for key in TEXT_COLUMNS)
+        lines.append(f"{r['detector']:<24}{cells}  {ci:<18}{r['weights'] or ''}")
+    leaderboard = run.leaderboard or {}
+    if not leaderboard.get("labelled"):
+        lines.append("No labels: IoU/F1 are not defined; see agreement between detectors:")
+        lines += [
+            f"  {a['a']} vs {a['b']}: mean mask IoU {_text(a['mean_iou'], 3)}" for a in leaderboard.get("agreement", [])
+        ]
+    return "\n".join(lines)
+
+
+def category_table(run: Run) -> dict:
+    """Per category: pooled and per-pair-mean IoU of each detector."""
+    categories = (run.leaderboard or {}).get("categories", {})
+    detectors = run.experiment.detectors
+    rows = []
+    for category, per_detector in categories.items():
+        cells = [
+            {
+                "detector": name,
+                "pooled_iou": _dig(per_detector.get(name) or {}, ("pooled", "iou")),
+                "mean_iou": _dig(per_detector.get(name) or {}, ("per_pair_mean", "iou")),
+                "n_pairs": (per_detector.get(name) or {}).get("n_pairs", 0),
+            }
+            for name in detectors
+        ]
+        rows.append({"category": category, "cells": cells})
+    return {"detectors": detectors, "rows": rows}
