@@ -1,6 +1,7 @@
 """Shared fixtures: a private media folder per test, users, image bytes."""
 
 import io
+import sys
 
 import numpy as np
 import pytest
@@ -62,3 +63,31 @@ def make_pair_bytes():
         return png_bytes(a), png_bytes(b), png_bytes(label)
 
     return make
+
+
+@pytest.fixture
+def scratch_registry(monkeypatch):
+    """A copy of the registry, so test plug-ins do not leak into other tests.
+
+    Plug-in modules under ``tests.plugins`` are forgotten too, so that loading one imports it
+    again and registers its detectors in the copy.
+    """
+    from inference import registry
+
+    registry.list_detectors()  # make sure env-listed plug-ins are loaded before the copy
+    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
+    for module in [m for m in sys.modules if m.startswith("tests.plugins.")]:
+        monkeypatch.delitem(sys.modules, module)
+    return registry._REGISTRY
+
+
+GRADIENT_PLUGIN = "tests.plugins.gradient_detector"
+
+
+@pytest.fixture
+def gradient_plugin(scratch_registry):
+    """The test plug-in `gradient-diff` (tests/plugins/gradient_detector.py), registered for this test only."""
+    from inference import registry
+
+    registry.load_detector_modules([GRADIENT_PLUGIN])
+    return "gradient-diff"

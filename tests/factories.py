@@ -2,6 +2,7 @@ import factory
 from django.contrib.auth import get_user_model
 
 from experiments.datasets import services as dataset_services
+from experiments.runs import engine
 
 
 class UserFactory(factory.django.DjangoModelFactory):
@@ -28,3 +29,13 @@ def make_dataset(owner, name="ds", pairs=(), **kwargs):
     for pair_name, a, b, label in pairs:
         dataset_services.pair_create(dataset=dataset, name=pair_name, a_bytes=a, b_bytes=b, label_bytes=label)
     return dataset
+
+
+def run_in_process(run):
+    """The worker's steps, called here (no worker): prepare, each detector, finish."""
+    engine.prepare_run(run.pk)
+    for name in run.experiment.detectors:
+        engine.run_detector(run.pk, name)
+    engine.finish_run(run.pk)
+    run.refresh_from_db()
+    return run

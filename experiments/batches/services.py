@@ -32,18 +32,6 @@ from experiments.runs.validation import check_detectors, check_threshold
 ROLE_FOLDERS = {"a": "A", "b": "B", "label": "label"}
 
 
-class ImportRejected(ServiceError):
-    """Files that do not make a clean import; `report` is the validation report (as a dict)."""
-
-    def __init__(self, message: str, report: dict):
-        super().__init__(message, status=422)
-        self.report = report
-
-
-def failed_report(message: str) -> dict:
-    return {"ok": False, "pairs": [], "problems": [message], "warnings": []}
-
-
 # --------------------------------------------------------------------------- reading the payload
 def pair_name(filename: str, role: str) -> str:
     """`site1_A.png` (role a) -> `site1`; a name without a role suffix is kept as it is."""
@@ -66,9 +54,9 @@ def files_from_uploads(uploads: dict[str, list[tuple[str, bytes]]]) -> dict[str,
         for filename, data in items:
             name = pair_name(filename, role)
             if name in seen:
-                raise ImportRejected(
+                raise ingest.ImportRejected(
                     f"Two {ROLE_FOLDERS[role]} files are named {name!r}; give every pair a different name.",
-                    failed_report(f"duplicate {ROLE_FOLDERS[role]} name {name!r}"),
+                    ingest.ImportReport(problems=[f"duplicate {ROLE_FOLDERS[role]} name {name!r}"]).as_dict(),
                 )
             seen.add(name)
             suffix = PurePosixPath(filename).suffix or ".png"
@@ -81,7 +69,7 @@ def read_archive(data) -> dict[str, bytes]:
     try:
         return ingest.read_zip(data)
     except ServiceError as exc:
-        raise ImportRejected(exc.message, failed_report(exc.message)) from None
+        raise ingest.ImportRejected(exc.message) from None
 
 
 def payload_digest(files: dict[str, bytes], detectors: list[str], options: dict) -> str:
@@ -97,7 +85,7 @@ def payload_digest(files: dict[str, bytes], detectors: list[str], options: dict)
 def check_pairs(files: dict[str, bytes]):
     report = ingest.check_files(files)
     if not report.ok:
-        raise ImportRejected("The batch's files have problems; nothing was created.", report.as_dict())
+        raise ingest.ImportRejected("The batch's files have problems; nothing was created.", report.as_dict())
     return report
 
 

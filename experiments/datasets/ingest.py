@@ -224,30 +224,30 @@ def import_checked(*, dataset, report: ImportReport):
 
 
 # --------------------------------------------------------------------------- one archive, start to end
-class ArchiveRejected(ServiceError):
-    """An archive that does not make a clean import (422); `report` is the report as a dict."""
+class ImportRejected(ServiceError):
+    """Files that do not make a clean import (422); `report` is the validation report as a dict."""
 
-    def __init__(self, message: str, report: dict):
+    def __init__(self, message: str, report: dict | None = None):
         super().__init__(message, status=422)
-        self.report = report
+        self.report = report if report is not None else ImportReport(problems=[message]).as_dict()
 
 
 def archive_import(*, dataset, data, category: str = "", dry_run: bool = False) -> dict:
     """Read a LEVIR-CD zip, check every file, and unless `dry_run` import the pairs (all or nothing).
 
     The answer is the report as a dict with `dry_run` and `imported` added. With any problem
-    nothing is written and `ArchiveRejected` carries the report.
+    nothing is written and `ImportRejected` carries the report.
     """
     try:
         files = read_zip(data)
     except ServiceError as exc:
-        raise ArchiveRejected(exc.message, ImportReport(problems=[exc.message]).as_dict()) from None
+        raise ImportRejected(exc.message) from None
     report = check_files(files, category=category)
     if not report.ok:
-        raise ArchiveRejected("The archive has problems; nothing was imported.", report.as_dict())
+        raise ImportRejected("The archive has problems; nothing was imported.", report.as_dict())
     if not dry_run:
         try:
             import_checked(dataset=dataset, report=report)
         except ServiceError as exc:
-            raise ArchiveRejected(exc.message, ImportReport(problems=[exc.message]).as_dict()) from None
+            raise ImportRejected(exc.message) from None
     return {**report.as_dict(), "dry_run": dry_run, "imported": 0 if dry_run else len(report.pairs)}

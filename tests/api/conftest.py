@@ -12,8 +12,8 @@ from rest_framework.test import APIClient
 from experiments import storage
 from experiments.datasets import services as dataset_services
 from experiments.models import BatchJob, Dataset, Experiment, ImagePair, ModelCheckpoint, Result, Run, TrainingJob
-from experiments.runs import engine
 from experiments.runs import services as run_services
+from tests.factories import run_in_process as finish_run_in_process
 
 
 @pytest.fixture(autouse=True)
@@ -81,16 +81,6 @@ def snapshot_state():
         return row_counts(), sorted(storage.list_all_keys())
 
     return take
-
-
-def finish_run_in_process(run) -> Run:
-    """Run the real engine here (no worker): prepare, every detector, finish."""
-    engine.prepare_run(run.pk)
-    for name in run.experiment.detectors:
-        engine.run_detector(run.pk, name)
-    engine.finish_run(run.pk)
-    run.refresh_from_db()
-    return run
 
 
 @pytest.fixture

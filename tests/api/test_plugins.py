@@ -1,7 +1,5 @@
 """A detector plug-in is a first-class detector over the API: listed, chosen, run, reported."""
 
-import sys
-
 import pytest
 
 from experiments.models import Result, Run, RunState
@@ -9,23 +7,6 @@ from inference.catalogue import catalogue_entry
 from tests.api.conftest import finish_run_in_process
 
 pytestmark = pytest.mark.django_db
-
-PLUGIN = "tests.plugins.gradient_detector"
-
-
-@pytest.fixture
-def gradient_plugin(monkeypatch):
-    """`gradient-diff` registered in a copy of the registry, forgotten after the test."""
-    from inference import registry
-
-    registry.list_detectors()  # env-listed plug-ins are loaded before the copy
-    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
-    for module in [m for m in sys.modules if m.startswith("tests.plugins.")]:
-        monkeypatch.delitem(sys.modules, module)
-    registry.load_detector_modules([PLUGIN])
-    yield "gradient-diff"
-    for module in [m for m in sys.modules if m.startswith("tests.plugins.")]:
-        sys.modules.pop(module, None)
 
 
 def test_the_plugin_is_listed_with_its_catalogue_facts(api, gradient_plugin):

@@ -10,13 +10,12 @@ from django.urls import reverse
 
 from experiments import storage
 from experiments.datasets import services as dataset_services
-from experiments.models import ImagePair, Run, TrainingJob
-from experiments.runs import engine
+from experiments.models import Experiment, ImagePair, Run, TrainingJob
 from experiments.runs import services as run_services
 from experiments.runs.charts import pareto_front
 from experiments.training import services as training_services
 from tests.conftest import png_bytes
-from tests.factories import make_dataset
+from tests.factories import make_dataset, run_in_process
 
 pytestmark = pytest.mark.django_db
 
@@ -24,16 +23,6 @@ pytestmark = pytest.mark.django_db
 @pytest.fixture
 def no_queue(monkeypatch):
     monkeypatch.setattr("experiments.outbox.send_run", lambda run_id: None)
-
-
-def run_in_process(run: Run) -> Run:
-    """The worker's steps, called here: prepare, each detector, finish."""
-    engine.prepare_run(run.pk)
-    for name in run.experiment.detectors:
-        engine.run_detector(run.pk, name)
-    engine.finish_run(run.pk)
-    run.refresh_from_db()
-    return run
 
 
 @pytest.fixture
@@ -198,6 +187,29 @@ def test_creating_an_experiment_starts_a_run_with_the_chosen_weights(client, use
     run = Run.objects.get()
     assert run.experiment.detector_weights == {"siamese-unet": "random"}
     assert response["Location"] == reverse("experiments:run_detail", args=[run.pk])
+
+
+def test_a_plugin_detector_is_offered_and_can_be_started(client, user, make_pair_bytes, no_queue, gradient_plugin):
+    dataset = make_dataset(user, pairs=[("p", *make_pair_bytes())])
+    client.force_login(user)
+    page = client.get(reverse("experiments:experiment_create")).content.decode()
+    assert f'value="{gradient_plugin}"' in page
+    response = client.post(
+        reverse("experiments:experiment_create"),
+        {"dataset": dataset.pk, "detectors": [gradient_plugin], "threshold": 0.5, "input_size": 64, "seed": 0},
+    )
+    assert response.status_code == 302 and Run.objects.get().experiment.detectors == [gradient_plugin]
+
+
+def test_an_experiment_that_cannot_start_leaves_no_experiment_behind(client, user, no_queue):
+    empty = make_dataset(user, name="empty")
+    client.force_login(user)
+    response = client.post(
+        reverse("experiments:experiment_create"),
+        {"dataset": empty.pk, "detectors": ["absdiff"], "threshold": 0.5, "input_size": 64, "seed": 0},
+    )
+    assert response.status_code == 400 and "no image pairs" in response.content.decode()
+    assert not Experiment.objects.exists() and not Run.objects.exists()
 
 
 def test_a_bad_experiment_answers_400_and_creates_nothing(client, user, make_pair_bytes, no_queue):

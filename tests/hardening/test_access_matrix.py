@@ -17,9 +17,8 @@ from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
 from experiments.live.routing import websocket_urlpatterns
 from experiments.models import BatchJob, TrainingJob
-from experiments.runs import engine
 from experiments.runs import services as run_services
-from tests.factories import make_dataset
+from tests.factories import make_dataset, run_in_process
 
 PUBLIC, LOGIN, OWNER, STAFF = "public", "login", "owner", "staff"
 
@@ -108,10 +107,7 @@ def world(user, other_user, staff_user, make_pair_bytes, monkeypatch, django_cap
     monkeypatch.setattr("experiments.outbox.dispatch", lambda model, object_id: True)
     dataset = make_dataset(user, pairs=[(f"p{i}", *make_pair_bytes(seed=i)) for i in range(2)])
     experiment = run_services.experiment_create(owner=user, dataset=dataset, name="e", detectors=["absdiff"])
-    run = run_services.run_start(experiment=experiment)
-    engine.prepare_run(run.pk)
-    engine.run_detector(run.pk, "absdiff")
-    engine.finish_run(run.pk)
+    run = run_in_process(run_services.run_start(experiment=experiment))
     training = TrainingJob.objects.create(owner=user, detector="siamese-unet", dataset=dataset, config={})
     batch_experiment = run_services.experiment_create(owner=user, dataset=dataset, name="b", detectors=["absdiff"])
     batch_run = run_services.run_start(experiment=batch_experiment)

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import sys
-
 import numpy as np
 import pytest
+from PIL import Image
 
 CHANGE_BOX = (slice(20, 44), slice(30, 60))  # rows, cols of the change painted into B
 
@@ -57,16 +56,10 @@ def isolated_weights(tmp_path, monkeypatch):
 
 
 @pytest.fixture
-def scratch_registry(monkeypatch):
-    """A copy of the registry, so test plug-ins do not leak into other tests.
-
-    Plug-in modules under ``tests.plugins`` are forgotten too, so that loading one imports it
-    again and registers its detectors in the copy.
-    """
-    from inference import registry
-
-    registry.list_detectors()  # make sure env-listed plug-ins are loaded before the copy
-    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
-    for module in [m for m in sys.modules if m.startswith("tests.plugins.")]:
-        monkeypatch.delitem(sys.modules, module)
-    return registry._REGISTRY
+def pair_files(tmp_path, rng):
+    a, b, label = changed_pair(rng)
+    paths = {}
+    for name, array in (("a", a), ("b", b), ("label", (label * 255).astype(np.uint8))):
+        paths[name] = tmp_path / f"{name}.png"
+        Image.fromarray(array).save(paths[name])
+    return paths, b.shape[:2]

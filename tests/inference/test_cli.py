@@ -3,11 +3,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
-import pytest
 from PIL import Image
-
-from tests.inference.conftest import changed_pair
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -27,16 +23,6 @@ def run_cli(*args: str, tmp_path: Path) -> subprocess.CompletedProcess:
         text=True,
         timeout=120,
     )
-
-
-@pytest.fixture
-def pair_files(tmp_path, rng):
-    a, b, label = changed_pair(rng)
-    paths = {}
-    for name, array in (("a", a), ("b", b), ("label", (label * 255).astype(np.uint8))):
-        paths[name] = tmp_path / f"{name}.png"
-        Image.fromarray(array).save(paths[name])
-    return paths, b.shape[:2]
 
 
 def test_diff_writes_the_pictures_in_bs_frame(tmp_path, pair_files):

@@ -12,7 +12,7 @@ from PIL import Image
 
 from inference import catalogue
 from inference.registry import PLUGIN_MODULES_VARIABLE, create_detector, list_detectors, load_detector_modules
-from tests.inference.conftest import changed_pair, textured_image
+from tests.inference.conftest import textured_image
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PLUGIN = "tests.plugins.gradient_detector"
@@ -28,16 +28,6 @@ def run_python(*args: str, tmp_path: Path, modules: str = PLUGIN) -> subprocess.
         PLUGIN_MODULES_VARIABLE: modules,
     }
     return subprocess.run([sys.executable, *args], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=120)
-
-
-@pytest.fixture
-def pair_files(tmp_path, rng):
-    a, b, label = changed_pair(rng)
-    paths = {}
-    for name, array in (("a", a), ("b", b), ("label", (label * 255).astype(np.uint8))):
-        paths[name] = tmp_path / f"{name}.png"
-        Image.fromarray(array).save(paths[name])
-    return paths, b.shape[:2]
 
 
 @pytest.fixture
