@@ -10,7 +10,7 @@ import numpy as np
 
 from experiments import storage
 from experiments.models import Run
-from inference.comparison import bootstrap_ci, consensus_map, mask_iou, paired_comparison, percentile
+from inference.comparison import bootstrap_ci, compare_with_baseline, consensus_map, mask_iou, percentile
 from inference.numbers import finite_or_none
 
 SCORE_NAMES = ("iou", "f1", "precision", "recall", "oa", "kappa", "miou", "mf1")
@@ -100,18 +100,8 @@ def detector_row(name: str, results, info: dict, seed: int) -> dict:
 
 
 def _comparisons(by_detector: dict, baseline: str, seed: int) -> dict:
-    if baseline not in by_detector:
-        return {}
-    base = {r.pair_id: r.iou for r in by_detector[baseline] if r.iou is not None}
-    comparisons = {}
-    for name, results in by_detector.items():
-        if name == baseline:
-            continue
-        shared = [(r.iou, base[r.pair_id]) for r in results if r.iou is not None and r.pair_id in base]
-        if shared:
-            candidate, reference = zip(*shared, strict=True)
-            comparisons[name] = paired_comparison(candidate, reference, seed=seed)
-    return comparisons
+    ious = {name: {r.pair_id: r.iou for r in results if r.iou is not None} for name, results in by_detector.items()}
+    return compare_with_baseline(ious, baseline, seed=seed)
 
 
 def _agreement(run: Run, by_detector: dict) -> tuple[list[dict], dict]:

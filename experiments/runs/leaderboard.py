@@ -58,6 +58,8 @@ COLUMNS = (
 BY_KEY = {c.key: c for c in COLUMNS}
 IDENTITY_FIELDS = ("rank", "detector", "family", "weights", "n_pairs")
 TRAILING_FIELDS = ("memory_kind", "from_cache", "is_baseline")
+# The paired comparison of per-pair IoU with the baseline (see `inference.comparison.paired_comparison`).
+COMPARISON_FIELDS = ("n", "wins", "ties", "losses", "mean_difference", "wilcoxon_p", "wilcoxon_p_holm")
 DEFAULT_SORT = "rank"
 
 
@@ -129,16 +131,9 @@ def _paired_to_baseline(run: Run, baseline: str, seed: int) -> dict[str, dict]:
     leaderboard = run.leaderboard or {}
     if baseline == leaderboard.get("baseline"):
         return {r["detector"]: r.get("comparison") for r in leaderboard.get("detectors", []) if r.get("comparison")}
-    from inference.comparison import paired_comparison
+    from inference.comparison import compare_with_baseline
 
-    ious = selectors.pair_ious(run)
-    base = ious.get(baseline, {})
-    comparisons = {}
-    for name, values in ious.items():
-        shared = sorted(values.keys() & base.keys())
-        if name != baseline and shared:
-            comparisons[name] = paired_comparison([values[p] for p in shared], [base[p] for p in shared], seed=seed)
-    return comparisons
+    return compare_with_baseline(selectors.pair_ious(run), baseline, seed=seed)
 
 
 def leaderboard_table(run: Run, state: LeaderboardState | None = None) -> dict:
@@ -208,6 +203,8 @@ def record_fields() -> list[str]:
             fields += [f"{column.key}_ci_low", f"{column.key}_ci_high"]
         if column.delta:
             fields.append(f"{column.key}_delta_vs_baseline")
+    fields += [f"vs_baseline_{name}" for name in COMPARISON_FIELDS]
+    fields += ["vs_baseline_mean_difference_ci_low", "vs_baseline_mean_difference_ci_high"]
     return [*fields, *TRAILING_FIELDS]
 
 
@@ -223,6 +220,11 @@ def leaderboard_records(run: Run, state: LeaderboardState | None = None) -> list
                 record[f"{column.key}_ci_low"], record[f"{column.key}_ci_high"] = cell["ci"] or (None, None)
             if column.delta:
                 record[f"{column.key}_delta_vs_baseline"] = cell["delta"]["value"] if cell["delta"] else None
+        comparison = row["comparison"] or {}
+        for name in COMPARISON_FIELDS:
+            record[f"vs_baseline_{name}"] = comparison.get(name)
+        low, high = comparison.get("ci") or (None, None)
+        record["vs_baseline_mean_difference_ci_low"], record["vs_baseline_mean_difference_ci_high"] = low, high
         records.append(record | {name: row[name] for name in TRAILING_FIELDS})
     return records
 

@@ -86,6 +86,16 @@ def test_leaderboard_equals_a_recomputation_from_stored_masks_and_labels(run_fac
     assert set(run.leaderboard["categories"]) == {"even", "odd"}
     comparison = board["ssim"]["comparison"]
     assert comparison["wins"] + comparison["ties"] + comparison["losses"] == 4
+    by_pair = {
+        name: dict(Result.objects.filter(run=run, detector=name).order_by("pair_id").values_list("pair_id", "iou"))
+        for name in ("ssim", "absdiff")
+    }
+    ssim, absdiff = (np.array([by_pair[n][k] for k in sorted(by_pair["absdiff"])]) for n in ("ssim", "absdiff"))
+    if np.any(ssim != absdiff):
+        from scipy import stats
+
+        assert comparison["wilcoxon_p"] == pytest.approx(stats.wilcoxon(ssim, absdiff).pvalue, rel=1e-9)
+    assert comparison["small_sample"] and comparison["n"] == 4
 
 
 @pytest.mark.django_db

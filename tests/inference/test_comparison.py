@@ -3,7 +3,15 @@ import pytest
 from scipy import stats
 from sklearn.metrics import jaccard_score
 
-from inference.comparison import bootstrap_ci, consensus_map, mask_iou, paired_comparison, percentile
+from inference.comparison import (
+    bootstrap_ci,
+    compare_with_baseline,
+    consensus_map,
+    holm_adjust,
+    mask_iou,
+    paired_comparison,
+    percentile,
+)
 from inference.evaluation import pair_metrics
 from inference.metrics import confusion, scores
 
@@ -35,10 +43,46 @@ def test_paired_comparison_counts_and_matches_scipy():
     assert result["wins"] == int((diff > 1e-3).sum())
     assert result["losses"] == int((diff < -1e-3).sum())
     assert result["wins"] + result["ties"] + result["losses"] == 30
-    kept = diff[np.abs(diff) > 1e-3]
-    assert result["wilcoxon_p"] == pytest.approx(stats.wilcoxon(kept).pvalue)
+    assert result["wilcoxon_p"] == pytest.approx(stats.wilcoxon(candidate, baseline).pvalue, rel=1e-12)
     low, high = result["ci"]
     assert low <= diff.mean() <= high
+
+
+def test_small_differences_are_not_dropped_before_the_test():
+    """Ten pairs slightly worse, five much better: dropping |d| <= 1e-3 first would call it significant."""
+    baseline = np.linspace(0.2, 0.6, 15)
+    candidate = baseline.copy()
+    candidate[:10] -= 0.0008
+    candidate[10:] += 0.3
+    result = paired_comparison(candidate, baseline)
+    for zero_method in ("wilcox", "pratt", "zsplit"):
+        assert stats.wilcoxon(candidate, baseline, zero_method=zero_method).pvalue > 0.5
+    assert result["wilcoxon_p"] == pytest.approx(stats.wilcoxon(candidate, baseline).pvalue, rel=1e-12)
+    assert result["wilcoxon_p"] > 0.5 and result["small_sample"] and "scipy.stats.wilcoxon" in result["test"]
+
+
+def test_holm_adjustment_matches_the_step_down_definition():
+    adjusted = holm_adjust({"a": 0.01, "b": 0.04, "c": 0.03, "d": None})
+    # sorted 0.01, 0.03, 0.04 -> 3*0.01, max(0.03, 2*0.03), max(0.06, 1*0.04)
+    assert adjusted == pytest.approx({"a": 0.03, "c": 0.06, "b": 0.06, "d": None})
+    assert holm_adjust({"a": 0.6, "b": 0.7}) == pytest.approx({"a": 1.0, "b": 1.0})
+
+
+def test_compare_with_baseline_uses_shared_pairs_and_adjusts_for_each_detector():
+    rng = np.random.default_rng(3)
+    base = {i: float(v) for i, v in enumerate(rng.random(25))}
+    better = {i: v + 0.05 + float(rng.normal(0, 0.02)) for i, v in base.items()}
+    other = {i: v + float(rng.normal(0, 0.05)) for i, v in base.items() if i % 2}
+    result = compare_with_baseline({"base": base, "better": better, "other": other}, "base", seed=0)
+    assert set(result) == {"better", "other"} and result["other"]["n"] == 12
+    shared = sorted(other)
+    raw = {
+        "better": stats.wilcoxon([better[i] for i in base], [base[i] for i in base]).pvalue,
+        "other": stats.wilcoxon([other[i] for i in shared], [base[i] for i in shared]).pvalue,
+    }
+    low, high = sorted(raw, key=raw.get)
+    assert result[low]["wilcoxon_p_holm"] == pytest.approx(min(1.0, 2 * raw[low]))
+    assert result[high]["wilcoxon_p_holm"] == pytest.approx(max(min(1.0, 2 * raw[low]), raw[high]))
 
 
 def test_paired_comparison_of_identical_detectors_is_all_ties():
