@@ -50,10 +50,13 @@ def test_diff_with_a_label_prints_metrics_and_writes_an_error_map(tmp_path, pair
         tmp_path=tmp_path,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
-    metrics = json.loads(result.stdout)["metrics"]
+    summary = json.loads(result.stdout)
+    metrics = summary["metrics"]
     assert metrics["iou"] > 0.5
     assert metrics["f1"] > 0.6
     assert metrics["auroc"] > 0.9
+    assert metrics["oracle_best_f1"] >= metrics["f1"] and "best_f1" not in metrics  # labelled as the oracle it is
+    assert summary["latency_ms"] > 0 and summary["cold_latency_ms"] > 0  # warm median and the first call, apart
     assert (out / "error_map.png").is_file()
 
 
