@@ -249,11 +249,23 @@ def _label_values(img: Image.Image, file_format: str | None) -> tuple[np.ndarray
     return rgb.max(axis=2).astype(np.int64), 255, warnings
 
 
+# Anti-aliased edges and JPEG noise leave a few grey pixels; a label mostly grey is not a mask.
+MAX_AMBIGUOUS_LABEL_SHARE = 0.05
+
+
 def _binarise_label(values: np.ndarray, full_scale: int) -> tuple[np.ndarray, list[str]]:
     present = set(np.unique(values).tolist())
     for changed_value in (full_scale, 255, 1):
         if present <= {0, changed_value}:
             return values == changed_value, []
+    low, high = full_scale // 4, full_scale - full_scale // 4
+    ambiguous = float(np.count_nonzero((values > low) & (values < high))) / values.size
+    if ambiguous > MAX_AMBIGUOUS_LABEL_SHARE:
+        raise ImageError(
+            f"label is not a change mask: {100.0 * ambiguous:.1f}% of its pixels are grey (between {low} and "
+            f"{high}); a mask is black (0) where nothing changed and white ({full_scale}) where something "
+            "changed (0/1 works too); save it as PNG, not JPEG"
+        )
     threshold = (full_scale + 1) // 2
     mask = values >= threshold
     stray = int(np.count_nonzero((values != 0) & (values != full_scale)))

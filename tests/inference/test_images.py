@@ -305,6 +305,19 @@ def test_jpeg_noise_in_a_mask_is_binarised_with_a_warning():
     assert "binarised at 128" in warnings[0]
 
 
+@pytest.mark.parametrize("grey", [128, 100, 180])
+def test_a_uniformly_grey_label_is_refused_with_what_a_mask_looks_like(grey):
+    data = saved(Image.fromarray(np.full((32, 32), grey, np.uint8)), "PNG")
+    with pytest.raises(ImageError, match=r"not a change mask: 100.0% of its pixels are grey.*black \(0\)"):
+        load_mask(data)
+
+
+def test_a_photo_given_as_a_label_is_refused():
+    ramp = np.tile(np.linspace(0, 255, 64).astype(np.uint8), (64, 1))
+    with pytest.raises(ImageError, match="not a change mask"):
+        load_mask(saved(Image.fromarray(ramp), "PNG"))
+
+
 def test_gray_rgb_mask_converts_without_warning():
     expected = random_rgb(9)[:, :, 0] > 127
     rgb = np.repeat(expected[:, :, None].astype(np.uint8) * 255, 3, axis=2)
