@@ -3,8 +3,8 @@ from django import forms
 from experiments.errors import ServiceError
 from experiments.models import Split
 from experiments.runs.validation import check_input_size, check_threshold
-from experiments.training.services import TRAINING_LOSSES
 from inference.catalogue import catalogue_entries, catalogue_names
+from inference.training_config import DEFAULTS, LOSSES
 
 
 class DatasetForm(forms.Form):
@@ -106,11 +106,11 @@ def learned_detector_choices():
 class TrainingForm(forms.Form):
     detector = forms.ChoiceField(choices=learned_detector_choices)
     dataset = forms.TypedChoiceField(coerce=int)
-    epochs = forms.IntegerField(initial=10, min_value=1, max_value=500)
-    loss = forms.ChoiceField(choices=[(loss, loss) for loss in TRAINING_LOSSES], initial="bce-dice")
-    size = forms.IntegerField(initial=256, label="Input size", validators=[rule(check_input_size)])
-    seed = forms.IntegerField(initial=0)
-    batch_size = forms.IntegerField(initial=8, min_value=1, max_value=256)
+    epochs = forms.IntegerField(initial=DEFAULTS.epochs, min_value=1, max_value=500)
+    loss = forms.ChoiceField(choices=[(loss, loss) for loss in LOSSES], initial=DEFAULTS.loss)
+    size = forms.IntegerField(initial=DEFAULTS.size, label="Input size", validators=[rule(check_input_size)])
+    seed = forms.IntegerField(initial=DEFAULTS.seed)
+    batch_size = forms.IntegerField(initial=DEFAULTS.batch_size, min_value=1, max_value=256)
 
     def __init__(self, *args, datasets=(), **kwargs):
         super().__init__(*args, **kwargs)

@@ -12,6 +12,7 @@ from experiments.checkpoints.services import checkpoint_register
 from experiments.lifecycle import training_transition
 from experiments.live import progress
 from experiments.models import RunState, TrainingJob
+from inference.training_config import OPTION_NAMES, training_config
 
 PERSIST_EVERY_S = 1.0
 VAL_FRACTION = 0.2
@@ -84,15 +85,13 @@ def execute_training(job_id: int, listener=None) -> None:
     if job.state != RunState.QUEUED:
         return  # a redelivered task for a job already taken
     job = training_transition(job_id, RunState.RUNNING)
-    config = job.config
-    train, val = split_pairs(list(job.dataset.pairs.exclude(label="")), config["seed"])
+    config = training_config({k: v for k, v in job.config.items() if k in OPTION_NAMES})
+    train, val = split_pairs(list(job.dataset.pairs.exclude(label="")), config.seed)
     reporter = TrainingReporter(job_id, listener)
     reporter({"stage": "loading", "pairs_train": len(train), "pairs_val": len(val)})
     result = train_detector(
         job.detector, _load_triples(train), _load_triples(val),
-        epochs=config["epochs"], loss=config["loss"], size=config["size"], seed=config["seed"],
-        batch_size=config["batch_size"], lr=config["lr"], patience=config.get("patience", 3),
-        on_progress=reporter, should_stop=reporter.should_stop,
+        on_progress=reporter, should_stop=reporter.should_stop, **config.as_dict(),
     )  # fmt: skip
     if result.cancelled:
         training_transition(job_id, RunState.CANCELLED)

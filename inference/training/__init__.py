@@ -31,11 +31,11 @@ from inference.training.loop import HISTOGRAM_BINS, WARMUP_FRACTION, train_detec
 from inference.training.losses import (
     CONTRASTIVE_MARGIN,
     CONTRASTIVE_WEIGHT,
-    LOSSES,
     bce_dice_loss,
     contrastive_patch_loss,
 )
 from inference.training.model_setup import describe_init, estimate_training_seconds
+from inference.training_config import LOSSES, TrainingConfig
 
 __all__ = [
     "CONTRASTIVE_MARGIN",
@@ -47,6 +47,7 @@ __all__ = [
     "WARMUP_FRACTION",
     "WARP_PROBABILITY",
     "ProgressCallback",
+    "TrainingConfig",
     "TrainingResult",
     "Triple",
     "bce_dice_loss",

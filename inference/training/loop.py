@@ -24,6 +24,7 @@ from inference.training.data import Triple, as_triple, to_tensors, training_samp
 from inference.training.history import ProgressCallback, RunHistory, cpu_state
 from inference.training.losses import CONTRASTIVE_MARGIN, CONTRASTIVE_WEIGHT, bce_dice_loss, contrastive_patch_loss
 from inference.training.model_setup import build_for_training, check_arguments, embedding_function, training_autocast
+from inference.training_config import training_config
 
 WARMUP_FRACTION = 0.3
 HISTOGRAM_BINS = 256
@@ -34,17 +35,11 @@ def train_detector(
     train_pairs: Sequence,
     val_pairs: Sequence,
     *,
-    epochs: int = 10,
-    loss: str = "bce-dice",
-    size: int = 256,
-    seed: int = 0,
-    batch_size: int = 8,
-    lr: float = 1e-3,
     device: str = "auto",
     init_weights: str | Path | None = "auto",
-    patience: int = 3,
     on_progress: ProgressCallback | None = None,
     should_stop: Callable[[], bool] | None = None,
+    **options,
 ) -> TrainingResult:
     """Train detector ``name`` and return the weights of its best validation epoch.
 
@@ -55,8 +50,13 @@ def train_detector(
     from the torch cache when present, else random), ``None`` (random) or a checkpoint path
     (fine-tuning). ``on_progress(dict)`` is called every few batches (``stage="train"``) and
     after each epoch (``stage="epoch"``); ``should_stop()`` returning True cancels after the
-    current batch, keeping the best weights so far.
+    current batch, keeping the best weights so far. ``options`` are the fields of
+    `inference.training_config.TrainingConfig` (epochs, loss, size, seed, batch_size, lr, patience);
+    the ones not given take its defaults.
     """
+    config = training_config(options)
+    epochs, loss, size, seed = config.epochs, config.loss, config.size, config.seed
+    batch_size, lr, patience = config.batch_size, config.lr, config.patience
     check_arguments(loss, epochs, size, batch_size, train_pairs)
     seed_everything(seed)
     detector, init_provenance, init_text = build_for_training(name, init_weights, device, size)

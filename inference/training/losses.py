@@ -16,7 +16,6 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-LOSSES = ("bce-dice", "triplet")
 CONTRASTIVE_MARGIN = 1.0
 CONTRASTIVE_WEIGHT = 0.5
 

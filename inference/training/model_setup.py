@@ -10,7 +10,7 @@ import torch
 
 from inference.registry import create_detector, get_spec
 from inference.runtime import autocast, synchronize
-from inference.training.losses import LOSSES
+from inference.training_config import LOSSES
 
 
 def describe_init(name: str) -> str:

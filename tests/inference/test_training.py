@@ -167,6 +167,11 @@ def test_it_rejects_classical_detectors_and_unknown_losses(pairs):
         _train(pairs, loss="hinge")
 
 
+def test_it_names_an_unknown_option_instead_of_ignoring_it(pairs):
+    with pytest.raises(TypeError, match="unknown training option.*epoch;"):
+        train_detector("siamese-unet", *pairs, epoch=1, size=SIZE)
+
+
 def test_it_accepts_tuples_and_crops_larger_images(pairs):
     rng = np.random.default_rng(0)
     big = [

@@ -3,7 +3,7 @@
 from rest_framework import serializers
 
 from experiments.api.serializers.common import InputSize, absolute_media_url
-from experiments.training.services import TRAINING_LOSSES
+from inference.training_config import DEFAULTS, LOSSES
 
 
 class CheckpointInput(serializers.Serializer):
@@ -35,13 +35,13 @@ class CheckpointOutput(serializers.Serializer):
 class TrainingInput(serializers.Serializer):
     detector = serializers.CharField(max_length=100)
     dataset = serializers.IntegerField()
-    epochs = serializers.IntegerField(required=False, default=10)
-    loss = serializers.ChoiceField(choices=list(TRAINING_LOSSES), required=False, default="bce-dice")
-    size = InputSize(required=False, default=256)
-    seed = serializers.IntegerField(required=False, default=0, min_value=-(2**31), max_value=2**31 - 1)
-    batch_size = serializers.IntegerField(required=False, default=8, min_value=1, max_value=256)
-    lr = serializers.FloatField(required=False, default=1e-3, min_value=1e-7, max_value=1.0)
-    patience = serializers.IntegerField(required=False, default=3, min_value=0, max_value=100)
+    epochs = serializers.IntegerField(required=False, default=DEFAULTS.epochs)
+    loss = serializers.ChoiceField(choices=list(LOSSES), required=False, default=DEFAULTS.loss)
+    size = InputSize(required=False, default=DEFAULTS.size)
+    seed = serializers.IntegerField(required=False, default=DEFAULTS.seed, min_value=-(2**31), max_value=2**31 - 1)
+    batch_size = serializers.IntegerField(required=False, default=DEFAULTS.batch_size, min_value=1, max_value=256)
+    lr = serializers.FloatField(required=False, default=DEFAULTS.lr, min_value=1e-7, max_value=1.0)
+    patience = serializers.IntegerField(required=False, default=DEFAULTS.patience, min_value=0, max_value=100)
 
 
 class TrainingOutput(serializers.Serializer):

@@ -10,6 +10,7 @@ from experiments.errors import ServiceError
 from experiments.management.owners import add_user_argument, owner_for
 from experiments.models import Dataset, TrainingJob
 from experiments.training import services as training_services
+from inference.training_config import DEFAULTS, LOSSES, OPTION_NAMES
 
 
 class Command(BaseCommand):
@@ -18,13 +19,13 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("detector")
         parser.add_argument("--dataset", required=True, help="dataset name or id")
-        parser.add_argument("--epochs", type=int, default=10)
-        parser.add_argument("--loss", choices=training_services.TRAINING_LOSSES, default="bce-dice")
-        parser.add_argument("--size", type=int, default=256)
-        parser.add_argument("--seed", type=int, default=0)
-        parser.add_argument("--batch-size", type=int, default=8)
-        parser.add_argument("--lr", type=float, default=1e-3)
-        parser.add_argument("--patience", type=int, default=3)
+        parser.add_argument("--epochs", type=int, default=DEFAULTS.epochs)
+        parser.add_argument("--loss", choices=LOSSES, default=DEFAULTS.loss)
+        parser.add_argument("--size", type=int, default=DEFAULTS.size)
+        parser.add_argument("--seed", type=int, default=DEFAULTS.seed)
+        parser.add_argument("--batch-size", type=int, default=DEFAULTS.batch_size)
+        parser.add_argument("--lr", type=float, default=DEFAULTS.lr)
+        parser.add_argument("--patience", type=int, default=DEFAULTS.patience)
         parser.add_argument("--queue", action="store_true", help="run on a Celery worker instead of in this process")
         parser.add_argument(
             "--export",
@@ -42,7 +43,7 @@ class Command(BaseCommand):
             raise CommandError(f"{owner.username} has no dataset {dataset!r}.")
         dataset = found.get()
         self._announce(detector, dataset, options)
-        config = {k: options[k] for k in ("epochs", "loss", "size", "seed", "batch_size", "lr", "patience")}
+        config = {k: options[k] for k in OPTION_NAMES}
         try:
             if queue:
                 job = training_services.training_start(owner=owner, detector=detector, dataset=dataset, **config)
