@@ -1,7 +1,15 @@
 """Domain models: datasets of image pairs, experiments, runs, results, trained checkpoints."""
 
+import hashlib
+
 from django.conf import settings
 from django.db import models
+
+
+def pair_fingerprint(a_sha256: str, b_sha256: str) -> str:
+    """What a pair's images are, whatever its name or dataset: the same A and B give the same print.
+    Checkpoints record the prints of the pairs they were trained and validated on."""
+    return hashlib.sha256(f"{a_sha256}:{b_sha256}".encode()).hexdigest()
 
 
 class Dataset(models.Model):
@@ -57,6 +65,10 @@ class ImagePair(models.Model):
         return self.name
 
     @property
+    def fingerprint(self) -> str:
+        return pair_fingerprint(self.a_sha256, self.b_sha256)
+
+    @property
     def has_label(self):
         return bool(self.label)
 
@@ -68,7 +80,12 @@ class Experiment(models.Model):
     detectors = models.JSONField(help_text="registry names of the detectors to compare")
     align = models.BooleanField(default=False, help_text="warp A onto B before detection")
     threshold = models.FloatField(default=0.5)
-    input_size = models.PositiveIntegerField(default=256)
+    input_size = models.PositiveIntegerField(
+        null=True, blank=True, help_text="an override for every learned detector; empty: each detector's own size"
+    )
+    splits = models.JSONField(
+        default=list, blank=True, help_text='the dataset splits scored, e.g. ["test"]; empty: every pair'
+    )
     seed = models.IntegerField(default=0)
     detector_weights = models.JSONField(
         default=dict, blank=True, help_text='per detector: "auto", "random" or "checkpoint:<sha256>"'
@@ -87,6 +104,7 @@ class Experiment(models.Model):
             "align": self.align,
             "threshold": self.threshold,
             "input_size": self.input_size,
+            "splits": list(self.splits),
             "seed": self.seed,
         }
 

@@ -20,10 +20,19 @@ Empty cases (these equal scikit-learn's ``zero_division=1.0`` and are tested):
 
 Ranking metrics (:func:`auroc`, :func:`average_precision`) are **None** when the label holds a
 single class, because they are undefined. They are exact (ties handled as scikit-learn does).
-For datasets, :func:`score_histogram` reduces a pair to per-level counts that add up across
-pairs; ``*_from_histograms`` then give pooled AUROC, AP, PR curve and best F1. A probability ``p``
-falls in level ``round(p * (bins - 1))``, so the histogram results are exact for maps quantised
-to ``bins`` levels (e.g. 8-bit maps with ``bins=256``) and a close approximation otherwise.
+For datasets, a pair is reduced to per-level counts of changed and unchanged pixels that add up
+across pairs; ``*_from_histograms`` then give pooled AUROC, AP, PR curve and best F1.
+
+- :func:`ranking_histogram` (what the engine stores) has ``bins + 2`` groups, lowest first:
+  ``p == 0`` exactly, then ``0 < p < 1/bins``, then ``[(j - 1)/bins, j/bins)`` for j = 2 .. bins,
+  then ``p == 1`` exactly (``bins`` a power of two, so ``p * bins`` is exact and every edge is
+  exact). Grouping keeps the order of scores in different groups, so pooled AUROC and AP are off
+  only through pairs of pixels inside one group; :func:`ranking_from_histograms` returns them with
+  a **proven bound** on that error (see there). :func:`threshold_histogram` merges the two lowest
+  groups so that level ``m`` means exactly ``p >= m / bins``: best F1 and PR curves from it are
+  exact at those thresholds.
+- :func:`score_histogram` (training, benchmarks) puts ``p`` in level ``round(p * (bins - 1))``: exact
+  for maps quantised to ``bins`` levels (e.g. 8-bit maps with ``bins=256``), approximate otherwise.
 """
 
 from __future__ import annotations
@@ -157,6 +166,90 @@ def score_histogram(
     return positive_hist, negative_hist
 
 
+RANKING_BINS = 4096  # about 32 kB of JSON per result; keeps the stated AP bound near 1e-3 on small runs
+
+
+def ranking_histogram(
+    prob: np.ndarray,
+    label: np.ndarray,
+    bins: int = RANKING_BINS,
+    valid: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Counts of changed / unchanged pixels in ``bins + 2`` score groups (see the module docstring).
+
+    Group 0 holds ``p == 0``, group ``bins + 1`` holds ``p == 1`` (each a single score, so truly
+    tied), group ``j`` in 1 .. bins holds ``0 < p`` with ``floor(p * bins) == j - 1``.
+    """
+    if bins < 1 or bins & (bins - 1):
+        raise ValueError(f"bins must be a power of two, got {bins}")
+    prob = _as_prob(prob)
+    label = _as_mask(label, "label")
+    _check_same_shape(prob, label, "prob", "label")
+    if valid is not None:
+        valid = _as_mask(valid, "valid")
+        _check_same_shape(valid, label, "valid", "label")
+        prob, label = prob[valid], label[valid]
+    prob = prob.astype(np.float64).ravel()
+    levels = 1 + np.minimum(np.floor(prob * bins), bins - 1).astype(np.int64)
+    levels[prob == 0.0] = 0
+    levels[prob == 1.0] = bins + 1
+    label = label.ravel()
+    return np.bincount(levels[label], minlength=bins + 2), np.bincount(levels[~label], minlength=bins + 2)
+
+
+def threshold_histogram(hist: np.ndarray) -> np.ndarray:
+    """A :func:`ranking_histogram` with its two lowest groups merged: ``bins + 1`` levels where level
+    ``m`` holds ``m / bins <= p < (m + 1) / bins`` (the top level ``p == 1``). So predicting
+    ``level >= m`` is exactly ``p >= m / bins``, the thresholds :func:`best_f1_from_histograms` and
+    :func:`pr_curve_from_histograms` report for ``bins + 1`` levels."""
+    hist = np.asarray(hist, np.int64)
+    return np.concatenate([[hist[0] + hist[1]], hist[2:]])
+
+
+def ranking_from_histograms(
+    positive_hist: np.ndarray, negative_hist: np.ndarray, exact_groups: tuple[int, ...] = (0, -1)
+) -> dict[str, float | None]:
+    """Pooled ``auroc`` and ``ap`` from grouped counts, each with a proven bound on its error
+    (``auroc_bound``, ``ap_bound``) against the exact value on the ungrouped scores.
+
+    Groups must keep the order of scores (any score in a higher group is higher); ``exact_groups``
+    name groups that hold one score only (for :func:`ranking_histogram` the ``p == 0`` and ``p == 1``
+    groups; pass ``()`` for :func:`score_histogram`, whose levels are intervals). The bounds:
+
+    - AUROC counts a (changed, unchanged) pixel pair as 1, 1/2 or 0; pairs in different groups are
+      ordered as the scores are, pairs inside a group count 1/2 where the exact value is 0, 1/2
+      or 1. So ``|error| <= 1/2 * sum_k pos_k * neg_k / (P * N)`` over groups that are not exact.
+    - AP (scikit-learn's step-wise sum) is the mean over changed pixels of the precision at that
+      pixel's score. For a changed pixel in group k, with ``T, F`` changed / unchanged pixels in
+      higher groups, that precision is ``(T + a) / (T + F + a + b)`` for some ``1 <= a <= pos_k``,
+      ``0 <= b <= neg_k``: at least ``lo = (T + 1) / (T + F + 1 + neg_k)``, at most
+      ``hi = (T + pos_k) / (T + F + pos_k)``; the histogram uses ``(T + pos_k) / (T + F + pos_k + neg_k)``
+      (``mid``), which lies in between. So ``|error| <= sum_k pos_k / P * max(hi - mid, mid - lo)``.
+
+    Every value is None when either class is absent.
+    """
+    positives, negatives = _descending(positive_hist), _descending(negative_hist)
+    total_positive, total_negative = int(positives.sum()), int(negatives.sum())
+    if total_positive == 0 or total_negative == 0:
+        return {"auroc": None, "ap": None, "auroc_bound": None, "ap_bound": None}
+    grouped = np.ones(len(positives), bool)
+    for group in exact_groups:
+        grouped[len(positives) - 1 - (group % len(positives))] = False  # indices are into the ascending histogram
+    pos, neg = positives.astype(np.float64), negatives.astype(np.float64)
+    auroc_bound = 0.5 * float(np.dot(pos[grouped], neg[grouped])) / (total_positive * total_negative)
+    higher_tp, higher_fp = np.cumsum(pos) - pos, np.cumsum(neg) - neg
+    mid = np.divide(higher_tp + pos, higher_tp + higher_fp + pos + neg, out=np.ones(len(pos)), where=pos > 0)
+    lo = np.divide(higher_tp + 1, higher_tp + higher_fp + 1 + neg, out=np.ones(len(pos)), where=pos > 0)
+    hi = np.divide(higher_tp + pos, higher_tp + higher_fp + pos, out=np.ones(len(pos)), where=pos > 0)
+    spread = np.where(grouped & (pos > 0), np.maximum(hi - mid, mid - lo), 0.0)
+    return {
+        "auroc": _auroc_from_counts(positives, negatives),
+        "ap": _ap_from_counts(positives, negatives),
+        "auroc_bound": auroc_bound,
+        "ap_bound": float(np.dot(pos / total_positive, spread)),
+    }
+
+
 def auroc_from_histograms(positive_hist: np.ndarray, negative_hist: np.ndarray) -> float | None:
     """AUROC from :func:`score_histogram` counts (each level is one group of tied scores)."""
     positives, negatives = _descending(positive_hist), _descending(negative_hist)
@@ -200,17 +293,28 @@ def pr_curve_from_histograms(
 
 
 def object_scores(
-    pred: np.ndarray, label: np.ndarray, iou_threshold: float = 0.5, connectivity: int = 8
+    pred: np.ndarray,
+    label: np.ndarray,
+    iou_threshold: float = 0.5,
+    connectivity: int = 8,
+    valid: np.ndarray | None = None,
 ) -> dict[str, float | int]:
     """Object-level precision/recall/F1 over connected components.
 
-    A predicted and a labelled object match when their pixel IoU is at least ``iou_threshold``;
-    pairs are matched one-to-one, greedily from the highest IoU. Empty cases follow the rule in
-    the module docstring (no predicted objects: precision 1; no labelled objects: recall 1).
+    Objects are the connected components of ``pred & valid`` and ``label & valid``: on both sides
+    the area outside ``valid`` is left out, as it is for pixel counts (an object cut by the
+    border of ``valid`` counts as its valid part(s)). A predicted and a labelled object match when
+    their pixel IoU is at least ``iou_threshold``; pairs are matched one-to-one, greedily from the
+    highest IoU. Empty cases follow the rule in the module docstring (no predicted objects:
+    precision 1; no labelled objects: recall 1).
     """
     pred = _as_mask(pred, "pred")
     label = _as_mask(label, "label")
     _check_same_shape(pred, label, "pred", "label")
+    if valid is not None:
+        valid = _as_mask(valid, "valid")
+        _check_same_shape(valid, label, "valid", "label")
+        pred, label = pred & valid, label & valid
     pred_ids, predicted = _components(pred, connectivity)
     label_ids, actual = _components(label, connectivity)
     matched = _greedy_matches(pred_ids, predicted, label_ids, actual, iou_threshold)

@@ -9,16 +9,18 @@
 - latency is reported per call (one pair, or one batch when ``batch_size > 1``) as p50, p95
   and mean over the timed calls.
 
-Memory (``memory_kind`` says which figure ``peak_memory_mb`` is; MiB = 2**20 bytes):
+Memory (``memory_kind`` says which figure ``peak_memory_mb`` is; MiB = 2**20 bytes), measured
+with the one meter, ``inference.memory.measure_peak_memory``:
 
 - ``"cuda_peak_allocated"``: ``torch.cuda.max_memory_allocated`` over the timed calls, after
   resetting the peak; it includes the weights and every tensor alive during the calls, but not
   memory held by the caching allocator and unused, nor the CUDA context;
 - ``"cpu_rss_peak_delta"``: how far the process's resident set size rose above its level just
-  before the first call, sampled every millisecond by a helper thread during that first,
+  before the first call, sampled every 2 ms by a helper thread during that first,
   untimed call. It is a lower bound of the working memory: memory already resident (freed
-  earlier and kept by the allocator) does not show, and spikes shorter than a millisecond
-  can be missed. It is measured on the first call because the allocator keeps memory after it.
+  earlier and kept by the allocator) does not show, and spikes shorter than 2 ms can be
+  missed. (The platform's runs report ``"cpu_peak_rss"`` instead: the whole process's peak,
+  weights included; see ``inference.memory``.) It is measured on the first call because the allocator keeps memory after it.
 
 FLOPs come from ``torch.utils.flop_counter.FlopCounterMode``, which counts a multiply-add as two
 FLOPs (so a convolution's FLOPs are twice its MACs); operators without a formula (element-wise
@@ -38,7 +40,7 @@ import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from inference.memory import measure_peak_memory
+from inference.memory import CPU_RSS_PEAK_DELTA, measure_peak_memory
 from inference.numbers import json_safe
 
 
@@ -88,7 +90,7 @@ def profile_detector(
 
     cpu_memory = None
     if device.type != "cuda":  # on the CPU, what the first (untimed) call takes from the OS
-        with measure_peak_memory("cpu") as cpu_memory:
+        with measure_peak_memory("cpu", cpu_kind=CPU_RSS_PEAK_DELTA) as cpu_memory:
             run(calls[0])
     for index in range(warmup):
         run(calls[index % len(calls)])
@@ -137,7 +139,7 @@ def device_name(device: str | torch.device) -> str:
     if device.type == "mps":
         return f"Apple MPS ({platform.machine()})"
     if device.type == "cpu":
-        return f"{_cpu_model()} ({os.cpu_count()} logical CPUs, {torch.get_num_threads()} threads)"
+        return f"{cpu_model()} ({os.cpu_count()} logical CPUs, {torch.get_num_threads()} threads)"
     return str(device)
 
 
@@ -148,16 +150,23 @@ def _call_inputs(pairs, batch_size: int) -> list:
 
 
 def _timed_ms(run, inputs, device: torch.device) -> float:
-    _synchronize(device)
+    return timed_call(lambda: run(inputs), str(device))[1]
+
+
+def timed_call(call, device: str):
+    """``(call(), milliseconds)``: wall-clock time of one call, bracketed by a CUDA synchronise
+    when ``device`` is a CUDA device (or ``"mixed"``: an ensemble with members on the GPU)."""
+    _synchronize_for(device)
     start = time.perf_counter()
-    run(inputs)
-    _synchronize(device)
-    return (time.perf_counter() - start) * 1000.0
+    value = call()
+    _synchronize_for(device)
+    return value, (time.perf_counter() - start) * 1000.0
 
 
-def _synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+def _synchronize_for(device) -> None:
+    name = str(device)
+    if (name.startswith("cuda") or name == "mixed") and torch.cuda.is_available():
+        torch.cuda.synchronize(name if name.startswith("cuda") else None)
 
 
 def _torch_device(detector) -> torch.device:
@@ -202,7 +211,8 @@ def _example_tensors(model: torch.nn.Module, example_inputs) -> tuple[torch.Tens
     return tuple(example_inputs)
 
 
-def _cpu_model() -> str:
+def cpu_model() -> str:
+    """The processor's model name from ``/proc/cpuinfo`` ("model name"); elsewhere what ``platform`` knows."""
     cpuinfo = Path("/proc/cpuinfo")
     if cpuinfo.is_file():
         for line in cpuinfo.read_text(errors="replace").splitlines():

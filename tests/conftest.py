@@ -91,3 +91,9 @@ def gradient_plugin(scratch_registry):
 
     registry.load_detector_modules([GRADIENT_PLUGIN])
     return "gradient-diff"
+
+
+@pytest.fixture
+def no_queue(monkeypatch):
+    """Runs are created but not sent to a broker (tests that run the engine in process)."""
+    monkeypatch.setattr("experiments.outbox.send_run", lambda run_id: None)

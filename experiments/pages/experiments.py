@@ -65,6 +65,7 @@ def experiment_create(request):
     cost_data = {
         "datasets": {str(d.pk): d.pair_count for d in datasets},
         "detectors": {e.name: e.relative_cost for e in catalogue_entries().values()},
+        "sizes": {e.name: e.input_size for e in catalogue_entries().values()},
     }
     return render(
         request,

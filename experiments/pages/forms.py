@@ -55,6 +55,16 @@ def detector_choices():
     return [(name, f"{name} ({entry.family})") for name, entry in sorted(catalogue_entries().items())]
 
 
+SPLIT_CHOICES = [
+    ("", "the test split when the dataset has one, else every pair"),
+    ("test", "test split"),
+    ("val", "validation split"),
+    ("train", "train split (pairs a model may have trained on)"),
+    ("all", "every pair"),
+]
+SPLITS_CHOSEN = {"": None, "all": [], "test": ["test"], "val": ["val"], "train": ["train"]}
+
+
 def rule(check):
     """A form validator from one of the run rules, so pages refuse what the API and CLI refuse."""
 
@@ -73,7 +83,15 @@ class ExperimentForm(forms.Form):
     detectors = forms.MultipleChoiceField(choices=detector_choices, widget=forms.CheckboxSelectMultiple)
     align = forms.BooleanField(required=False, help_text="warp A onto B (SIFT + RANSAC) before detection")
     threshold = forms.FloatField(initial=0.5, validators=[rule(check_threshold)])
-    input_size = forms.IntegerField(initial=256, validators=[rule(check_input_size)])
+    input_size = forms.IntegerField(
+        required=False,
+        validators=[rule(check_input_size)],
+        help_text="leave empty: each learned detector at its own size (its checkpoint's training size, else its "
+        "default); a number overrides it for every learned detector",
+    )
+    splits = forms.ChoiceField(
+        choices=SPLIT_CHOICES, required=False, help_text="which pairs are scored; see the dataset's split counts"
+    )
     seed = forms.IntegerField(initial=0)
     baseline_detector = forms.ChoiceField(
         choices=lambda: [("", "first chosen")] + [(n, n) for n in catalogue_names()], required=False
@@ -91,6 +109,7 @@ class ExperimentForm(forms.Form):
     def service_kwargs(self) -> dict:
         """cleaned_data shaped for `services.experiment_create` (weights only for chosen detectors)."""
         data = {k: v for k, v in self.cleaned_data.items() if not k.startswith("weights_")}
+        data["splits"] = SPLITS_CHOSEN[data.get("splits") or ""]
         data["detector_weights"] = {
             name: self.cleaned_data[field_name]
             for name, field_name in self.weight_fields

@@ -1,7 +1,10 @@
 """The leaderboard of a run: one row per detector, per-category breakdown, baseline comparison.
 
-Pooled metrics come from one confusion matrix summed over the run's pairs; per-pair means average
-each pair's own value. Both are stored, labelled, with 95% bootstrap CIs of the per-pair means.
+Pooled metrics come from one confusion matrix summed over the run's labelled pairs; per-pair means
+average each pair's own value over the pairs whose label has change (on a pair without change IoU,
+F1 and precision can only be 0 or 1). Both are stored, labelled, with 95% bootstrap CIs of the
+per-pair means. Pairs without change get their own figures (`no_change`): the share with a false
+alarm and the mean false-positive area.
 """
 
 from collections import defaultdict
@@ -10,18 +13,19 @@ import numpy as np
 
 from experiments import storage
 from experiments.models import Run
-from inference.comparison import bootstrap_ci, compare_with_baseline, consensus_map, mask_iou, percentile
+from experiments.runs.contamination import trained_pairs_scored
+from inference.comparison import bootstrap_ci, compare_with_baseline, consensus_map, mask_iou
 from inference.numbers import finite_or_none
 
 SCORE_NAMES = ("iou", "f1", "precision", "recall", "oa", "kappa", "miou", "mf1")
 PER_PAIR_NAMES = (*SCORE_NAMES, "auroc", "ap", "object_f1", "object_precision", "object_recall", "fp_area")
 PR_POINTS = 64
-CI_METRICS = ("iou", "f1", "precision", "recall")  # bootstrap CIs cost time: the headline metrics only
+CI_METRICS = ("iou", "f1", "precision", "recall", "fp_area")  # bootstrap CIs cost time: the headline metrics only
 CATEGORY_CI_METRICS = ("iou", "f1")
 
 
 def _pooled(results) -> dict:
-    from inference.metrics import Confusion, ap_from_histograms, auroc_from_histograms, scores
+    from inference.metrics import Confusion, scores
 
     labelled = [r for r in results if "tp" in r.metrics]
     if not labelled:
@@ -31,10 +35,31 @@ def _pooled(results) -> dict:
         Confusion.zero(),
     )
     pooled = dict(scores(conf))
-    pos = np.sum([r.metrics["hist_pos"] for r in labelled], axis=0)
-    neg = np.sum([r.metrics["hist_neg"] for r in labelled], axis=0)
-    pooled["auroc"] = finite_or_none(auroc_from_histograms(pos, neg))
-    pooled["ap"] = finite_or_none(ap_from_histograms(pos, neg))
+    pooled.update(_pooled_ranking(labelled))
+    return pooled
+
+
+def _pooled_ranking(labelled) -> dict:
+    """Pooled AUROC and AP with their proven error bounds, oracle best F1 and the PR curve, from the
+    summed score histograms. Results whose histograms differ in layout (e.g. served from a cache
+    filled by older code) cannot be summed: every figure is then None and `ranking_note` says why."""
+    from inference.metrics import ranking_from_histograms, threshold_histogram
+
+    layouts = {(r.metrics.get("hist_bins"), len(r.metrics["hist_pos"])) for r in labelled}
+    if len(layouts) != 1:
+        return {
+            **dict.fromkeys(("auroc", "ap", "auroc_bound", "ap_bound", "best_f1", "best_f1_threshold")),
+            "pr_curve": {},
+            "ranking_note": "the results' score histograms differ in layout; pooled AUROC/AP not computed",
+        }
+    pos = np.sum([r.metrics["hist_pos"] for r in labelled], axis=0, dtype=np.int64)
+    neg = np.sum([r.metrics["hist_neg"] for r in labelled], axis=0, dtype=np.int64)
+    if labelled[0].metrics.get("hist_bins") is None:  # legacy: 256 levels round(p * 255), no group is one score
+        ranking = ranking_from_histograms(pos, neg, exact_groups=())
+    else:
+        ranking = ranking_from_histograms(pos, neg)
+        pos, neg = threshold_histogram(pos), threshold_histogram(neg)
+    pooled = {name: finite_or_none(value) for name, value in ranking.items()}
     pooled.update(_best_f1_from_histograms(pos, neg))
     pooled["pr_curve"] = _pr_curve(pos, neg)
     return pooled
@@ -74,22 +99,58 @@ def _per_pair(results, seed: int, ci_metrics) -> tuple[dict, dict]:
     return means, cis
 
 
+def _no_change(results, seed: int) -> tuple[dict, dict]:
+    """False alarms on the pairs whose label has no change: the share of those pairs with more than
+    `MIN_FALSE_ALARM_AREA` of their valid pixels predicted changed (95% Wilson interval), and their
+    mean false-positive area (95% bootstrap interval)."""
+    from scipy import stats
+
+    from inference.evaluation import MIN_FALSE_ALARM_AREA, false_alarm
+
+    alarms = [bool(false_alarm(r.metrics)) for r in results]
+    areas = [r.metrics["fp_area"] for r in results]
+    summary = {
+        "n_pairs": len(results),
+        "false_alarms": sum(alarms),
+        "false_alarm_rate": sum(alarms) / len(alarms) if alarms else None,
+        "fp_area": float(np.mean(areas)) if areas else None,
+        "min_false_alarm_area": MIN_FALSE_ALARM_AREA,
+    }
+    cis = {}
+    if alarms:
+        interval = stats.binomtest(sum(alarms), len(alarms)).proportion_ci(confidence_level=0.95, method="wilson")
+        cis["false_alarm_rate"] = (float(interval.low), float(interval.high))
+    if len(areas) > 1:
+        cis["no_change_fp_area"] = bootstrap_ci(areas, seed=seed)
+    return summary, cis
+
+
 def _summary(results, seed: int, ci_metrics=CI_METRICS) -> dict:
-    means, cis = _per_pair(results, seed, ci_metrics)
-    return {"n_pairs": len(results), "pooled": _pooled(results), "per_pair_mean": means, "ci": cis}
+    from inference.evaluation import has_change
+
+    changed = [r for r in results if has_change(r.metrics) is True]
+    unchanged = [r for r in results if has_change(r.metrics) is False]
+    means, cis = _per_pair(changed, seed, ci_metrics)
+    no_change, no_change_cis = _no_change(unchanged, seed)
+    return {
+        "n_pairs": len(results),
+        "n_changed_pairs": len(changed),
+        "n_no_change_pairs": len(unchanged),
+        "pooled": _pooled(results),
+        "per_pair_mean": means,
+        "ci": {**cis, **no_change_cis},
+        "no_change": no_change,
+    }
 
 
 def detector_row(name: str, results, info: dict, seed: int) -> dict:
-    latencies = [r.latency_ms for r in results if r.latency_ms is not None and not r.from_cache]
-    latencies = latencies or [r.latency_ms for r in results if r.latency_ms is not None]
-    memories = [r.peak_memory_mb for r in results if r.peak_memory_mb is not None]
+    from experiments.runs.measurement import measurement_fields
+
     return {
         "detector": name,
         **_summary(results, seed),
-        "latency_ms_p50": percentile(latencies, 50),
-        "latency_ms_p95": percentile(latencies, 95),
-        "peak_memory_mb": max(memories) if memories else None,
-        "memory_kind": next((r.metrics.get("memory_kind") for r in results if r.metrics.get("memory_kind")), None),
+        # latency (batch 1, n_timed), memory, throughput, input size, precision, worker: see measurement.py
+        **measurement_fields(results, info),
         "params": info.get("params"),
         "flops": info.get("flops"),
         "family": info.get("family"),
@@ -100,7 +161,13 @@ def detector_row(name: str, results, info: dict, seed: int) -> dict:
 
 
 def _comparisons(by_detector: dict, baseline: str, seed: int) -> dict:
-    ious = {name: {r.pair_id: r.iou for r in results if r.iou is not None} for name, results in by_detector.items()}
+    """Paired IoU comparison with the baseline over the pairs whose label has change (as the means)."""
+    from inference.evaluation import has_change
+
+    ious = {
+        name: {r.pair_id: r.iou for r in results if r.iou is not None and has_change(r.metrics)}
+        for name, results in by_detector.items()
+    }
     return compare_with_baseline(ious, baseline, seed=seed)
 
 
@@ -142,10 +209,19 @@ def _store_consensus_maps(run: Run, masks: dict) -> None:
             storage.save_bytes(consensus_key(run.pk, pair_id), heatmap_png(consensus_map(available)))
 
 
+def _compact_histograms(result):
+    """A result with its score histograms (4098 groups each) as int32 arrays: about 33 kB instead of
+    some 300 kB of Python ints, so a run of thousands of results fits in memory while it is pooled."""
+    for name in ("hist_pos", "hist_neg"):
+        if name in result.metrics:
+            result.metrics[name] = np.asarray(result.metrics[name], np.int32)
+    return result
+
+
 def build_leaderboard(run: Run) -> dict:
     experiment = run.experiment
     seed = experiment.seed
-    results = list(run.results.select_related("pair"))
+    results = [_compact_histograms(r) for r in run.results.select_related("pair").iterator(chunk_size=200)]
     by_detector, by_category = defaultdict(list), defaultdict(lambda: defaultdict(list))
     for result in results:
         by_detector[result.detector].append(result)
@@ -153,10 +229,12 @@ def build_leaderboard(run: Run) -> dict:
     infos = run.environment.get("detector_info", {})
     baseline = experiment.baseline_detector or experiment.detectors[0]
     comparisons = _comparisons(by_detector, baseline, seed)
+    trained_on = trained_pairs_scored(run)
     rows = []
     for name in experiment.detectors:
         row = detector_row(name, by_detector.get(name, []), infos.get(name, {}), seed)
         row["comparison"] = comparisons.get(name)
+        row["trained_on_pairs"] = trained_on.get(name)
         rows.append(row)
     labelled = any("tp" in r.metrics for r in results)
     agreement, agreement_by_pair = _agreement(run, by_detector) if len(by_detector) > 1 else ([], {})

@@ -2,6 +2,14 @@
 
 Work is idempotent: a detector pass skips pairs that already have a Result for (run, detector),
 and results are upserted on that unique key, so a redelivered or retried task never duplicates.
+A run covers its scored pairs only (`selectors.scored_pairs`: the experiment's splits).
+
+Measuring (see `experiments.runs.measurement` for what each stored figure means): every pair that
+misses the result cache is predicted alone (batch 1), warm and timed, and that call's map is its
+result, so a result never depends on which pairs shared its batch; a few batches per task are
+predicted once more together, untimed once then timed, for throughput. Each detector task writes
+its own record (input size and its source, precision, the worker that computed, throughput) under
+the run's row lock.
 """
 
 import logging
@@ -17,14 +25,18 @@ from experiments.checkpoints import weights as checkpoints
 from experiments.lifecycle import run_transition
 from experiments.live.progress import publish_run_progress
 from experiments.models import ImagePair, PairAlignment, Result, Run, RunState
-from experiments.runs import model_cache, result_cache
-from experiments.runs.environment import environment_record
+from experiments.runs import measurement, model_cache, result_cache
+from experiments.runs.environment import code_version, environment_record, key_library_versions, worker_record
+from experiments.runs.selectors import scored_pairs
 from inference.catalogue import catalogue_entry
 
 logger = logging.getLogger(__name__)
 
-BATCH_SIZE = 8
+BATCH_SIZE = 8  # pairs loaded, checked against the cache and stored together; also the throughput batch size
+THROUGHPUT_BATCHES = 2  # batched calls timed per detector task (after one untimed batched warm-up)
 PERSIST_EVERY_S = 1.0
+# Kept from the previous attempt when a failed or cancelled run is retried: they describe results it keeps.
+_KEPT_ON_RETRY = ("weights", "weights_sha256", "detector_info")
 
 
 class RunCancelled(Exception):
@@ -45,12 +57,19 @@ def prepare_run(run_id: int) -> bool:
         _finish_cancelled(run)
         return False
     if run.state == RunState.QUEUED:
-        run = run_transition(run.pk, RunState.RUNNING, environment=environment_record(run, inference_device()))
+        run = run_transition(run.pk, RunState.RUNNING, environment=_prepared_environment(run))
     if run.state != RunState.RUNNING:
         return False
     if run.experiment.align:
         align_run_pairs(run)
     return True
+
+
+def _prepared_environment(run: Run) -> dict:
+    record = environment_record(run)
+    if run.results.exists():  # a retry: the per-detector records describe the results kept
+        record.update({key: run.environment[key] for key in _KEPT_ON_RETRY if key in run.environment})
+    return record
 
 
 def align_run_pairs(run: Run) -> None:
@@ -59,7 +78,7 @@ def align_run_pairs(run: Run) -> None:
     from inference.render import mask_png
 
     done = set(run.alignments.values_list("pair_id", flat=True))
-    todo = [p for p in run.experiment.dataset.pairs.all() if p.pk not in done]
+    todo = [p for p in scored_pairs(run.experiment) if p.pk not in done]
     for index, pair in enumerate(todo, start=1):
         a, b = load_pair_images(pair)
         alignment = align_pair(a, b)
@@ -164,21 +183,30 @@ def _persist_detector_progress(run_id: int, detector: str, state: dict) -> dict:
     return {"done": run.progress_done, "total": run.progress_total}
 
 
-def _record_weights(run_id: int, detector: str, info: dict) -> None:
+def _update_detector_record(run_id: int, detector: str, update) -> None:
+    """Change one detector's record in `Run.environment["detector_info"]` under the run's row lock,
+    so detector tasks running at the same time never overwrite each other's records."""
     with transaction.atomic():
         run = Run.objects.select_for_update().get(pk=run_id)
-        run.environment.setdefault("weights", {})[detector] = info["weights"]
-        run.environment.setdefault("weights_sha256", {})[detector] = info.get("weights_sha256")
-        run.environment.setdefault("detector_info", {})[detector] = info
+        update(run.environment, run.environment.setdefault("detector_info", {}).setdefault(detector, {}))
         run.save(update_fields=["environment"])
 
 
-_flop_counts: dict[tuple[str, int], int | None] = {}
+def _record_detector(run_id: int, detector: str, info: dict) -> None:
+    def update(environment: dict, record: dict) -> None:
+        environment.setdefault("weights", {})[detector] = info["weights"]
+        environment.setdefault("weights_sha256", {})[detector] = info.get("weights_sha256")
+        record.update(info)
+
+    _update_detector_record(run_id, detector, update)
 
 
-def _flops(detector, input_size: int) -> int | None:
-    """FLOPs of one forward at the run's input size (learned detectors only; counted once per process)."""
-    if getattr(detector, "model", None) is None:
+_flop_counts: dict[tuple[str, int | None], int | None] = {}
+
+
+def _flops(detector, input_size: int | None) -> int | None:
+    """FLOPs of one forward at the detector's input size (learned detectors only; counted once per process)."""
+    if getattr(detector, "model", None) is None or input_size is None:
         return None
     key = (detector.info.name, input_size)
     if key not in _flop_counts:
@@ -192,11 +220,137 @@ def _flops(detector, input_size: int) -> int | None:
     return _flop_counts[key]
 
 
+# --------------------------------------------------------------------------- input size
+_checkpoint_meta: dict[str, dict] = {}
+
+
+def _checkpoint_file(entry, choice) -> tuple[str, object] | None:
+    """`(sha256, path)` of the checkpoint a detector will load, when it loads one."""
+    if choice.ref.startswith("checkpoint:"):
+        return choice.ref.split(":", 1)[1], choice.weights
+    if choice.ref != "auto":
+        return None
+    from inference.weights import WeightsError, checkpoint_source, get_checkpoint_resolver
+
+    resolver = get_checkpoint_resolver()  # without one, "auto" means ImageNet or nothing: no meta
+    path = resolver(entry.name) if resolver is not None else None
+    if path is None:
+        return None
+    try:
+        source = checkpoint_source(path)
+    except WeightsError:
+        return None
+    return source.sha256, source.path
+
+
+def _checkpoint_input_size(entry, choice) -> int | None:
+    found = _checkpoint_file(entry, choice)
+    if found is None:
+        return None
+    sha256, path = found
+    if sha256 not in _checkpoint_meta:
+        from inference.weights import load_checkpoint
+
+        _checkpoint_meta[sha256] = load_checkpoint(path)[1]
+    size = _checkpoint_meta[sha256].get("input_size")
+    return int(size) if isinstance(size, int | float) and not isinstance(size, bool) and size >= 1 else None
+
+
+def resolve_input_size(entry, choice, override: int | None) -> tuple[int | None, str | None]:
+    """The size a learned detector runs at and where it comes from: the experiment's override, the
+    checkpoint's `meta["input_size"]`, the registry's default (`catalogue_entry(name).input_size`),
+    or the library's default for a plug-in that declares none. Classical detectors: `(None, None)`."""
+    if not entry.learned:
+        return None, None
+    if override:
+        return int(override), "override"
+    from_checkpoint = _checkpoint_input_size(entry, choice)
+    if from_checkpoint:
+        return from_checkpoint, "checkpoint"
+    if entry.input_size:
+        return int(entry.input_size), "registry"
+    from inference.detectors.base import DEFAULT_INPUT_SIZE
+
+    return DEFAULT_INPUT_SIZE, "default"
+
+
+# --------------------------------------------------------------------------- device and precision
+def expected_precision(learned: bool, device: str) -> str:
+    """What a detector built with default runtime options computes in: mixed precision (bf16 where
+    the GPU supports it, else fp16) for learned detectors on CUDA, fp32 otherwise."""
+    if not learned or not str(device).startswith("cuda"):
+        return "fp32"
+    import torch
+
+    from inference.runtime import RuntimeOptions, autocast_dtype
+
+    chosen = torch.device(device)
+    if not RuntimeOptions().amp_enabled(chosen):
+        return "fp32"
+    return "bf16" if autocast_dtype(chosen) == torch.bfloat16 else "fp16"
+
+
+def precision_of(detector) -> str:
+    """The precision a loaded detector actually computes in (an ensemble: its members', joined by "+")."""
+    members = getattr(detector, "members", None)
+    if members:
+        return "+".join(sorted({precision_of(member) for member in members}))
+    options, device = getattr(detector, "options", None), getattr(detector, "device", None)
+    if options is None or device is None or not hasattr(options, "amp_enabled"):
+        return "fp32"
+    import torch
+
+    from inference.runtime import autocast_dtype
+
+    if not options.amp_enabled(device):
+        return "fp32"
+    return "bf16" if autocast_dtype(device) == torch.bfloat16 else "fp16"
+
+
+def _device_record(device: str) -> dict:
+    """The device part of the result-cache key: the CPU, or the GPU with CUDA and cuDNN versions."""
+    if not (device.startswith("cuda") or device == "mixed"):
+        return {"type": "cpu"}
+    import torch
+
+    if not torch.cuda.is_available():
+        return {"type": device}
+    return {
+        "type": "cuda" if device.startswith("cuda") else device,
+        "gpu": torch.cuda.get_device_name(torch.device(device) if device.startswith("cuda") else None),
+        "cuda": torch.version.cuda,
+        "cudnn": torch.backends.cudnn.version(),
+    }
+
+
+def _alignment_record(align: bool, alignment: PairAlignment | None) -> dict:
+    """The warp applied to A before detection (its method and homography), as the cache key sees it."""
+    if not align:
+        return {"align": False}
+    if alignment is None:
+        return {"align": True, "method": None}
+    return {"align": True, "method": alignment.method, "ok": alignment.ok, "homography": alignment.homography}
+
+
+def _runtime_options(learned: bool) -> dict:
+    if not learned:
+        return {}
+    from dataclasses import asdict
+
+    from inference.runtime import RuntimeOptions
+
+    return asdict(RuntimeOptions())
+
+
 class DetectorSlot:
     """One detector of a run, loaded only when a pair misses the result cache.
 
     The cache key needs the weights' identity; for classical, seeded-random and checkpoint weights
-    it is known without loading the model, so a fully cached pass never loads it at all."""
+    it is known without loading the model, so a fully cached pass never loads it at all. An
+    ensemble is always built first: its members (and their weights) are part of its identity.
+
+    The slot also measures: each computed pair alone (batch 1), a few batched calls (throughput),
+    and the memory of both; `flush_measurements` adds them to the run's record of this detector."""
 
     def __init__(self, run: Run, name: str):
         experiment = run.experiment
@@ -205,11 +359,24 @@ class DetectorSlot:
         self.choice = checkpoints.weights_for(
             experiment.owner, name, experiment.detector_weights.get(name, "auto"), learned=self.entry.learned
         )
+        self.input_size, self.input_size_source = resolve_input_size(self.entry, self.choice, experiment.input_size)
+        self.is_ensemble = self.entry.family == "ensemble"
+        # Classical detectors compute with NumPy/OpenCV on the CPU whatever the worker has.
+        self.device = inference_device() if self.entry.learned or self.is_ensemble else "cpu"
+        self.precision = expected_precision(self.entry.learned, self.device)
+        self.key_precision = self.precision  # fixed before loading, so a pass keys every pair alike
+        self.members = None
         self.weights_ref = self._expected_weights_ref()
         self.info = result_cache.lookup_info(self._info_key()) if self.weights_ref else None
         self.detector = None
+        self._computation = None
+        self._worker = None
+        self.pending_pairs, self.pending_samples = 0, []
+        self.throughput_timed, self.last_flush = 0, time.monotonic()
 
     def _expected_weights_ref(self) -> str | None:
+        if self.is_ensemble:
+            return None  # its members are known once it is built
         ref = self.choice.ref
         if ref == "none":
             return "none:None"
@@ -220,19 +387,34 @@ class DetectorSlot:
         return None  # "auto": ImageNet weights or none at all; only loading tells
 
     def _info_key(self) -> str:
-        return f"{self.name}|{self.weights_ref}|{self.run.experiment.input_size}|{inference_device()}"
+        return f"{self.name}|{self.weights_ref}|{self.input_size}|{self.device}"
+
+    @property
+    def meter_device(self) -> str:
+        """Where memory is measured: the GPU when the detector (or one of an ensemble's members) runs there."""
+        if self.device.startswith("cuda"):
+            return self.device
+        if self.device == "mixed":
+            return "cuda"
+        return "cpu"
 
     def load(self):
         if self.detector is not None:
             return self.detector
         experiment = self.run.experiment
         detector = model_cache.get_detector(
-            self.name, self.choice.weights, self.choice.ref, inference_device(), experiment.input_size, experiment.seed
+            self.name, self.choice.weights, self.choice.ref, self.device, self.input_size, experiment.seed
         )
         info = detector.info.as_dict()
         if info["weights"] == "random":
             info["weights_sha256"] = f"seed={experiment.seed}"  # seeded init: the seed identifies the weights
-        info["flops"] = _flops(detector, experiment.input_size)
+        info["flops"] = _flops(detector, self.input_size)
+        self.precision = precision_of(detector)
+        if self.is_ensemble:  # keyed only once built: its members, device and precision are its identity
+            self.members = _member_records(detector, experiment.seed)
+            self.device, self.key_precision = info["device"], self.precision
+            info["members"] = self.members
+            self._computation = None
         self.weights_ref = f"{info['weights']}:{info.get('weights_sha256')}"
         self.info = info
         result_cache.store_info(self._info_key(), info)
@@ -241,23 +423,124 @@ class DetectorSlot:
         self.detector = detector
         return detector
 
-    def cache_key(self, pair: ImagePair) -> str:
+    def computation(self, alignment: PairAlignment | None) -> dict:
+        """Everything besides the pair and the weights that this detector's result on it depends on."""
+        if self._computation is None:
+            experiment = self.run.experiment
+            options = {"input_size": self.input_size} if self.entry.learned else {}
+            self._computation = {
+                "code": code_version(),
+                "libraries": key_library_versions(),
+                "device": _device_record(self.device),
+                "precision": self.key_precision,
+                "input_size": self.input_size,
+                "threshold": experiment.threshold,
+                "options": {**options, "runtime": _runtime_options(self.entry.learned)},
+                "members": self.members,
+                "result_batch_size": measurement.LATENCY_BATCH_SIZE,
+            }
+        align = _alignment_record(self.run.experiment.align, alignment)
+        return result_cache.computation_record(**self._computation, alignment=align)
+
+    def cache_key(self, pair: ImagePair, alignment: PairAlignment | None = None) -> str:
         if self.weights_ref is None:
             self.load()
-        experiment = self.run.experiment
         return result_cache.result_cache_key(
-            owner_id=experiment.owner_id, pair=pair, detector=self.name, weights_ref=self.weights_ref,
-            settings_record=experiment.settings_record(),
+            owner_id=self.run.experiment.owner_id, pair=pair, detector=self.name, weights_ref=self.weights_ref,
+            computation=self.computation(alignment),
         )  # fmt: skip
+
+    def static_record(self) -> dict:
+        """What the run's record says about this detector whatever pairs it computes."""
+        from inference.memory import memory_device, memory_kind_for
+
+        return {
+            "input_size": self.input_size,
+            "input_size_source": self.input_size_source,
+            "device": self.device,
+            "precision": self.precision,
+            "memory_kind": memory_kind_for(self.meter_device),
+            "memory_device": memory_device(self.meter_device),
+            "latency_batch_size": measurement.LATENCY_BATCH_SIZE,
+        }
 
     def record(self) -> None:
         if self.info is None:
             self.load()
-        _record_weights(self.run.pk, self.name, self.info)
+        _record_detector(self.run.pk, self.name, {**self.info, **self.static_record()})
+
+    # ----------------------------------------------------------------------- measuring
+    def predict_timed(self, item: PairInputs):
+        """`(probability map, milliseconds, memory reading)` of one pair predicted alone (batch 1)."""
+        from inference.memory import measure_peak_memory
+        from inference.profiling import timed_call
+
+        detector = self.load()
+        with measure_peak_memory(self.meter_device) as memory:
+            prob, elapsed_ms = timed_call(lambda: detector.predict(item.a, item.b), self.device)
+        return prob, elapsed_ms, memory
+
+    def time_throughput(self, inputs: list, *, final: bool) -> None:
+        """Time `predict_batch` on this batch's inputs when a throughput sample is still wanted: batches
+        of BATCH_SIZE pairs (a smaller one only when it is the task's last and none was timed)."""
+        if self.throughput_timed >= THROUGHPUT_BATCHES:
+            return
+        if len(inputs) < BATCH_SIZE and not (final and self.throughput_timed == 0):
+            return
+        from inference.memory import measure_peak_memory
+        from inference.profiling import timed_call
+
+        detector = self.load()
+        pairs = [(item.a, item.b) for item in inputs]
+        warm_sizes = getattr(detector, "_diffplatform_batch_warm", set())
+        if len(pairs) not in warm_sizes:
+            detector.predict_batch(pairs)  # untimed: the first call at a new batch shape
+            detector._diffplatform_batch_warm = warm_sizes | {len(pairs)}
+        with measure_peak_memory(self.meter_device) as memory:
+            _, elapsed_ms = timed_call(lambda: detector.predict_batch(pairs), self.device)
+        self.pending_samples.append(
+            {"batch_size": len(pairs), "seconds": elapsed_ms / 1000, "peak_memory_mb": memory.peak_mb}
+        )
+        self.throughput_timed += 1
+
+    def worker(self) -> dict:
+        if self._worker is None:
+            self._worker = worker_record(self.device, self.precision)
+        return self._worker
+
+    def flush_measurements(self, *, force: bool = False) -> None:
+        """Add the pairs computed and throughput timed since the last flush to the run's record
+        (at most about once a second, and at the end of the task)."""
+        if not self.pending_pairs and not self.pending_samples:
+            return
+        if not force and time.monotonic() - self.last_flush < PERSIST_EVERY_S:
+            return
+        worker, pairs, samples = self.worker(), self.pending_pairs, self.pending_samples
+        _update_detector_record(
+            self.run.pk, self.name, lambda _env, record: measurement.add_to_record(record, worker, pairs, samples)
+        )
+        self.pending_pairs, self.pending_samples, self.last_flush = 0, [], time.monotonic()
+
+
+def _member_records(ensemble, seed: int) -> list[dict]:
+    """An ensemble's members as its identity: name, mixing weight, weights, input size, precision."""
+    records = []
+    for member, weight in zip(ensemble.members, ensemble.member_weights, strict=True):
+        info = member.info
+        records.append({
+            "name": info.name,
+            "weight": weight,
+            "weights": info.weights,
+            "weights_sha256": info.weights_sha256 if info.weights != "random" else f"seed={seed}",
+            "input_size": info.input_size,
+            "device": info.device,
+            "precision": precision_of(member),
+        })  # fmt: skip
+    return records
 
 
 def warm_up(detector) -> None:
-    """One untimed call on a small pair, so lazy initialisation is not counted as latency."""
+    """One untimed call on a small pair after loading, so lazy initialisation is not counted as latency."""
     blank = np.zeros((64, 64, 3), np.uint8)
     detector.predict(blank, blank)
     detector._diffplatform_warm = True
@@ -267,29 +550,39 @@ def run_detector(run_id: int, name: str) -> None:
     run = Run.objects.select_related("experiment__dataset", "experiment__owner").get(pk=run_id)
     if run.state != RunState.RUNNING:
         return
-    pairs = list(run.experiment.dataset.pairs.all())
+    pairs = list(scored_pairs(run.experiment))
     finished = set(run.results.filter(detector=name).values_list("pair_id", flat=True))
     todo = [p for p in pairs if p.pk not in finished]
     reporter = ProgressReporter(run.pk, name, len(pairs), len(finished))
     slot = DetectorSlot(run, name)
     slot.record()
     alignments = {a.pair_id: a for a in run.alignments.all()} if run.experiment.align else {}
-    for start in range(0, len(todo), BATCH_SIZE):
-        if Run.objects.filter(pk=run_id, cancel_requested=True).exists():
-            raise RunCancelled()
-        batch = todo[start : start + BATCH_SIZE]
-        process_batch(run, slot, batch, alignments)
-        reporter.advance(len(batch))
+    try:
+        for start in range(0, len(todo), BATCH_SIZE):
+            if Run.objects.filter(pk=run_id, cancel_requested=True).exists():
+                raise RunCancelled()
+            batch = todo[start : start + BATCH_SIZE]
+            process_batch(run, slot, batch, alignments, final=start + BATCH_SIZE >= len(todo))
+            slot.flush_measurements()
+            reporter.advance(len(batch))
+    except BaseException:
+        try:
+            slot.flush_measurements(force=True)  # what was stored was measured: keep its record
+        except Exception:
+            logger.warning("could not record the measurements of %s in run %s", name, run_id, exc_info=True)
+        raise
+    slot.flush_measurements(force=True)
     reporter.advance(0, stage="done")
 
 
-def process_batch(run: Run, slot: DetectorSlot, pairs: list[ImagePair], alignments: dict) -> None:
-    """Results for a batch: cache hits are linked, misses go through the model in one call."""
-    from inference.memory import measure_peak_memory
-
+def process_batch(
+    run: Run, slot: DetectorSlot, pairs: list[ImagePair], alignments: dict, *, final: bool = True
+) -> None:
+    """Results for a batch: cache hits are linked; each miss is predicted alone and timed (its latency),
+    and the misses together may be timed once more as a batch (throughput)."""
     misses = []
     for pair in pairs:
-        key = slot.cache_key(pair)
+        key = slot.cache_key(pair, alignments.get(pair.pk))
         cached = result_cache.lookup(key)
         if cached and storage.exists(cached["heatmap_key"]):
             _upsert_result(run, pair, slot.name, cached, from_cache=True)
@@ -297,13 +590,11 @@ def process_batch(run: Run, slot: DetectorSlot, pairs: list[ImagePair], alignmen
             misses.append((pair, key))
     if not misses:
         return
-    detector = slot.load()
+    slot.load()
     inputs = [load_pair_inputs(pair, alignments.get(pair.pk)) for pair, _ in misses]
-    started = time.perf_counter()
-    with measure_peak_memory(slot.info.get("device", "cpu")) as memory:
-        probs = detector.predict_batch([(item.a, item.b) for item in inputs])
-    latency_ms = (time.perf_counter() - started) * 1000 / len(misses)
-    for (pair, key), item, prob in zip(misses, inputs, probs, strict=True):
+    predicted = [slot.predict_timed(item) for item in inputs]
+    slot.time_throughput(inputs, final=final)
+    for (pair, key), item, (prob, latency_ms, memory) in zip(misses, inputs, predicted, strict=True):
         entry = build_result_entry(key, item, prob, run.experiment.threshold)
         entry.update(latency_ms=latency_ms, peak_memory_mb=memory.peak_mb, weights=slot.info["weights"])
         entry["metrics"]["memory_kind"] = memory.kind
@@ -312,6 +603,7 @@ def process_batch(run: Run, slot: DetectorSlot, pairs: list[ImagePair], alignmen
         except Exception:
             _discard_unreferenced(entry)
             raise
+        slot.pending_pairs += 1
         result_cache.store(key, entry)
 
 

@@ -3,8 +3,9 @@ the API and the command line.
 
 The leaderboard itself is built once when the run ends (`experiments.runs.aggregation`) and stored
 on the run; this module only reads it. `pooled_*` columns come from one confusion matrix over all
-pairs, `mean_*` columns average each pair's own value (with a 95% bootstrap interval where one was
-computed). Rows are ranked by pooled F1 (then median latency) unless a `LeaderboardState` sorts
+pairs, `mean_*` columns average each pair's own value over the pairs whose label has change (with a
+95% bootstrap interval where one was computed); `false_alarm_rate` and `no_change_fp_area` describe
+the pairs without change. Rows are ranked by pooled F1 (then median latency) unless a `LeaderboardState` sorts
 them otherwise; deltas compare each detector with the chosen baseline.
 """
 
@@ -41,6 +42,9 @@ COLUMNS = (
     Column("pooled_kappa", "Kappa (pooled)", ("pooled", "kappa"), True),
     Column("pooled_auroc", "AUROC (pooled)", ("pooled", "auroc"), True, on_page=True),
     Column("pooled_ap", "AP (pooled)", ("pooled", "ap"), True),
+    # proven bounds on |pooled value - exact value| (histogram grouping; inference.metrics.ranking_from_histograms)
+    Column("pooled_auroc_bound", "AUROC (pooled): error bound", ("pooled", "auroc_bound"), False, digits=5),
+    Column("pooled_ap_bound", "AP (pooled): error bound", ("pooled", "ap_bound"), False, digits=5),
     Column("pooled_oracle_f1", "Oracle F1 (pooled, threshold tuned on these pairs)", ("pooled", "best_f1"), True),
     Column("pooled_oracle_threshold", "Oracle threshold (tuned on these pairs)", ("pooled", "best_f1_threshold"), True),
     Column("mean_iou", "IoU (per-pair mean)", ("per_pair_mean", "iou"), True, ci="iou", on_page=True, delta=True),
@@ -50,13 +54,36 @@ COLUMNS = (
     Column("mean_auroc", "AUROC (per-pair mean)", ("per_pair_mean", "auroc"), True),
     Column("mean_object_f1", "Object F1 (per-pair mean)", ("per_pair_mean", "object_f1"), True),
     Column("mean_fp_area", "FP area (per-pair mean)", ("per_pair_mean", "fp_area"), False, ci="fp_area", on_page=True),
-    Column("latency_ms_p50", "Latency p50 (ms)", ("latency_ms_p50",), False, on_page=True, delta=True, digits=1),
-    Column("latency_ms_p95", "Latency p95 (ms)", ("latency_ms_p95",), False, on_page=True, digits=1),
-    Column("peak_memory_mb", "Peak memory (MB)", ("peak_memory_mb",), False, on_page=True, digits=1),
+    # pairs whose label has no change (the mean_* columns leave them out)
+    Column(
+        "false_alarm_rate",
+        "False-alarm rate (no-change pairs)",
+        ("no_change", "false_alarm_rate"),
+        False,
+        ci="false_alarm_rate",
+        on_page=True,
+    ),
+    Column(
+        "no_change_fp_area",
+        "FP area (no-change pairs, mean)",
+        ("no_change", "fp_area"),
+        False,
+        ci="no_change_fp_area",
+        on_page=True,
+    ),
+    # speed and memory: measured on the pairs computed in this run, never on cached results (n_timed)
+    Column(
+        "latency_ms_p50", "Latency p50 (ms, batch 1)", ("latency_ms_p50",), False, on_page=True, delta=True, digits=1
+    ),
+    Column("latency_ms_p95", "Latency p95 (ms, batch 1)", ("latency_ms_p95",), False, on_page=True, digits=1),
+    Column("n_timed", "Pairs timed (not from cache)", ("n_timed",), True, digits=0),
+    Column("throughput_pairs_per_s", "Throughput (pairs/s)", ("throughput_pairs_per_s",), True, on_page=True, digits=1),
+    Column("throughput_batch_size", "Throughput batch size", ("throughput_batch_size",), True, digits=0),
+    Column("peak_memory_mb", "Peak memory (MiB)", ("peak_memory_mb",), False, on_page=True, digits=1),
     Column("params", "Parameters", ("params",), False, on_page=True, digits=0),
 )
 BY_KEY = {c.key: c for c in COLUMNS}
-IDENTITY_FIELDS = ("rank", "detector", "family", "weights", "n_pairs")
+IDENTITY_FIELDS = ("rank", "detector", "family", "weights", "n_pairs", "n_changed_pairs", "n_no_change_pairs")
 TRAILING_FIELDS = ("memory_kind", "from_cache", "is_baseline")
 # The paired comparison of per-pair IoU with the baseline (see `inference.comparison.paired_comparison`).
 COMPARISON_FIELDS = ("n", "wins", "ties", "losses", "mean_difference", "wilcoxon_p", "wilcoxon_p_holm")
@@ -127,13 +154,14 @@ def _rank_key(row: dict):
 
 
 def _paired_to_baseline(run: Run, baseline: str, seed: int) -> dict[str, dict]:
-    """Paired IoU comparison of each detector against `baseline` (stored when it is the run's own)."""
+    """Paired IoU comparison of each detector against `baseline` on the pairs whose label has change
+    (stored when it is the run's own)."""
     leaderboard = run.leaderboard or {}
     if baseline == leaderboard.get("baseline"):
         return {r["detector"]: r.get("comparison") for r in leaderboard.get("detectors", []) if r.get("comparison")}
     from inference.comparison import compare_with_baseline
 
-    return compare_with_baseline(selectors.pair_ious(run), baseline, seed=seed)
+    return compare_with_baseline(selectors.pair_ious(run, changed_only=True), baseline, seed=seed)
 
 
 def leaderboard_table(run: Run, state: LeaderboardState | None = None) -> dict:
@@ -162,6 +190,8 @@ def leaderboard_table(run: Run, state: LeaderboardState | None = None) -> dict:
                 "weights": source.get("weights") or "",
                 "weights_sha256": source.get("weights_sha256") or "",
                 "n_pairs": source.get("n_pairs"),
+                "n_changed_pairs": source.get("n_changed_pairs"),
+                "n_no_change_pairs": source.get("n_no_change_pairs"),
                 "from_cache": source.get("from_cache", 0),
                 "memory_kind": source.get("memory_kind"),
                 "flops": source.get("flops"),
@@ -180,6 +210,9 @@ def leaderboard_table(run: Run, state: LeaderboardState | None = None) -> dict:
         "rows": rows,
         "columns": columns,
         "labelled": leaderboard.get("labelled", False),
+        "min_false_alarm_area": next(
+            ((r.get("no_change") or {}).get("min_false_alarm_area") for r in source_rows if r.get("no_change")), None
+        ),
         "baseline": state.baseline,
         "detector_link": state.sort_link("detector"),
         "rank_link": state.sort_link("rank"),
@@ -292,6 +325,7 @@ def category_table(run: Run) -> dict:
                 "pooled_iou": _dig(per_detector.get(name) or {}, ("pooled", "iou")),
                 "mean_iou": _dig(per_detector.get(name) or {}, ("per_pair_mean", "iou")),
                 "n_pairs": (per_detector.get(name) or {}).get("n_pairs", 0),
+                "n_changed_pairs": (per_detector.get(name) or {}).get("n_changed_pairs"),
             }
             for name in detectors
         ]

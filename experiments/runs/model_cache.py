@@ -9,8 +9,12 @@ _models: OrderedDict = OrderedDict()
 _lock = Lock()
 
 
-def get_detector(name: str, weights, weights_ref: str, device: str, input_size: int, seed: int = 0):
+def get_detector(name: str, weights, weights_ref: str, device: str, input_size: int | None, seed: int = 0):
     """A detector from the LRU keyed by (name, weights, device, input size, seed), created on a miss.
+
+    ``input_size`` is the size the engine resolved for a learned detector (override, checkpoint
+    meta or registry default); it is passed to the builder, so the network runs at exactly that
+    size. Classical detectors take none (``None``).
 
     Random initialisation is seeded, so "random" weights are the same network in every process
     for the same seed (and their results can be cached and compared honestly)."""
@@ -23,7 +27,7 @@ def get_detector(name: str, weights, weights_ref: str, device: str, input_size: 
         if key in _models:
             _models.move_to_end(key)
             return _models[key]
-    options = {"input_size": input_size} if catalogue_entry(name).learned else {}
+    options = {"input_size": input_size} if catalogue_entry(name).learned and input_size else {}
     seed_everything(seed)
     detector = create_detector(name, weights=weights, device=device, **options)
     with _lock:

@@ -1,4 +1,9 @@
-"""Results cache in Redis: identical work (same images, label, detector, weights, settings) is reused.
+"""Results cache in Redis: identical work is reused, and only identical work.
+
+The key is the sha256 of the owner, the pair's content (A, B and label hashes), the detector, its
+weights' identity and :func:`computation_record`: everything else that can change a result (code
+and library versions, device and precision, the alignment applied to the pair, input size,
+threshold, the detector's options, an ensemble's members and their weights).
 
 Entries point at content-addressed artefacts (`results/<key>/...`) that are never rewritten, so
 a hit costs one Redis read and one storage existence check.
@@ -9,20 +14,59 @@ import json
 
 from django.core.cache import cache
 
+from inference.evaluation import METRICS_VERSION
+
 TIMEOUT_S = 30 * 24 * 3600
 
 
-def result_cache_key(*, owner_id, pair, detector: str, weights_ref: str, settings_record: dict) -> str:
-    material = [
-        owner_id,
-        pair.a_sha256,
-        pair.b_sha256,
-        pair.label_sha256,
-        detector,
-        weights_ref,
-        sorted(settings_record.items()),
-    ]
-    return hashlib.sha256(json.dumps(material, default=str).encode()).hexdigest()
+def computation_record(
+    *,
+    code: str,
+    libraries: dict,
+    device: dict,
+    precision: str | None,
+    alignment: dict,
+    input_size: int | None,
+    threshold: float,
+    options: dict,
+    members: list | None = None,
+    result_batch_size: int = 1,
+) -> dict:
+    """Everything besides the inputs and the weights that a result depends on.
+
+    ``code``: ``environment.code_version()``; ``libraries``: torch, torchvision, numpy, opencv
+    versions; ``device``: ``{"type": "cpu"}`` or, on CUDA, ``{"type": "cuda", "gpu", "cuda",
+    "cudnn"}``; ``precision``: fp32, bf16 or fp16; ``alignment``: ``{"align": False}`` or the warp
+    applied to this pair (method, homography, ok); ``input_size``: the size the network ran at
+    (None for classical detectors); ``options``: what the detector is built with; ``members``: an
+    ensemble's members (name, mixing weight, weights identity, input size, precision);
+    ``result_batch_size``: the batch size the stored map was computed at."""
+    return {
+        "code": code,
+        "libraries": dict(libraries),
+        "device": dict(device),
+        "precision": precision,
+        "alignment": dict(alignment),
+        "input_size": input_size,
+        "threshold": float(threshold),
+        "options": dict(options),
+        "members": list(members) if members is not None else None,
+        "result_batch_size": result_batch_size,
+    }
+
+
+def result_cache_key(*, owner_id, pair, detector: str, weights_ref: str, computation: dict) -> str:
+    material = {
+        "owner": owner_id,
+        "a": pair.a_sha256,
+        "b": pair.b_sha256,
+        "label": pair.label_sha256,
+        "detector": detector,
+        "weights": weights_ref,
+        "computation": computation,
+        "metrics": METRICS_VERSION,  # what a stored per-pair figure means, even where no git commit is known
+    }
+    return hashlib.sha256(json.dumps(material, sort_keys=True, default=str).encode()).hexdigest()
 
 
 def lookup(key: str) -> dict | None:

@@ -3,7 +3,10 @@
 import csv
 import io
 
-RESULT_METRICS = ("iou", "f1", "precision", "recall", "oa", "kappa", "auroc", "ap", "changed_fraction", "fp_area")
+RESULT_METRICS = (
+    "iou", "f1", "precision", "recall", "oa", "kappa", "auroc", "ap", "changed_fraction", "fp_area",
+    "has_change", "false_alarm", "object_precision", "object_recall", "object_f1",
+)  # fmt: skip
 RESULT_COLUMNS = (
     "pair",
     "category",

@@ -70,13 +70,27 @@ def pair_alignment(run: Run, pair) -> PairAlignment | None:
     return run.alignments.filter(pair=pair).first()
 
 
-def pair_ious(run: Run) -> dict[str, dict[int, float]]:
-    """Per detector, each labelled pair's IoU: the inputs of paired comparisons."""
+def pair_ious(run: Run, *, changed_only: bool = False) -> dict[str, dict[int, float]]:
+    """Per detector, each labelled pair's IoU: the inputs of paired comparisons. With `changed_only`,
+    only pairs whose label has change (`inference.evaluation.has_change`), as the leaderboard compares."""
+    from inference.evaluation import has_change
+
     ious: dict[str, dict[int, float]] = {}
-    for detector, pair_id, iou in run.results.exclude(iou=None).values_list("detector", "pair_id", "iou"):
+    counts = ("metrics__tp", "metrics__fp", "metrics__fn", "metrics__tn")
+    for detector, pair_id, iou, *confusion in run.results.exclude(iou=None).values_list(
+        "detector", "pair_id", "iou", *counts
+    ):
+        if changed_only and not has_change(dict(zip(("tp", "fp", "fn", "tn"), confusion, strict=True))):
+            continue
         ious.setdefault(detector, {})[pair_id] = iou
     return ious
 
 
 def run_categories(run: Run) -> list[str]:
     return sorted(set(run.experiment.dataset.pairs.exclude(category="").values_list("category", flat=True)))
+
+
+def scored_pairs(experiment) -> QuerySet:
+    """The pairs a run of `experiment` scores: those of its splits, or every pair when it names none."""
+    pairs = experiment.dataset.pairs.order_by("pk")
+    return pairs.filter(split__in=experiment.splits) if experiment.splits else pairs

@@ -10,7 +10,14 @@ from experiments import outbox, storage
 from experiments.errors import InvalidState, ServiceError
 from experiments.lifecycle import run_transition
 from experiments.models import Dataset, Experiment, Run, RunState
-from experiments.runs.validation import check_detectors, check_input_size, check_threshold, check_weight_choices
+from experiments.runs.selectors import scored_pairs
+from experiments.runs.validation import (
+    check_detectors,
+    check_optional_input_size,
+    check_splits,
+    check_threshold,
+    check_weight_choices,
+)
 
 
 @transaction.atomic
@@ -22,7 +29,8 @@ def experiment_create(
     detectors,
     align: bool = False,
     threshold: float = 0.5,
-    input_size: int = 256,
+    input_size: int | None = None,
+    splits: list[str] | None = None,
     seed: int = 0,
     baseline_detector: str = "",
     detector_weights=None,
@@ -32,7 +40,8 @@ def experiment_create(
     names = check_detectors(detectors)
     weights = check_weight_choices(detector_weights, names)
     threshold = check_threshold(threshold)
-    input_size = check_input_size(input_size)
+    input_size = check_optional_input_size(input_size)
+    splits = check_splits(splits, dataset)
     if baseline_detector and baseline_detector not in names:
         raise ServiceError("The baseline must be one of the chosen detectors.", field="baseline_detector")
     return Experiment.objects.create(
@@ -43,6 +52,7 @@ def experiment_create(
         align=bool(align),
         threshold=threshold,
         input_size=input_size,
+        splits=splits,
         seed=int(seed),
         baseline_detector=baseline_detector or names[0],
         detector_weights=weights,
@@ -71,8 +81,13 @@ def _enqueue_on_commit(run_id: int) -> None:
 
 @transaction.atomic
 def run_start(*, experiment: Experiment, cloned_from: Run | None = None) -> Run:
-    pair_count = experiment.dataset.pairs.count()
+    pair_count = scored_pairs(experiment).count()
     if pair_count == 0:
+        if experiment.splits:
+            raise ServiceError(
+                f"The dataset has no pairs in split(s) {', '.join(experiment.splits)}; choose other splits.",
+                field="splits",
+            )
         raise ServiceError("The dataset has no image pairs yet; upload pairs before starting a run.")
     run = Run.objects.create(
         experiment=experiment,
@@ -122,6 +137,7 @@ def run_clone(*, run: Run) -> Run:
         align=source.align,
         threshold=source.threshold,
         input_size=source.input_size,
+        splits=source.splits,
         seed=source.seed,
         baseline_detector=source.baseline_detector,
         detector_weights={**source.detector_weights, **pinned},

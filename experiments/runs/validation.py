@@ -38,6 +38,30 @@ def check_input_size(value, *, field: str = "input_size") -> int:
     return size
 
 
+def check_optional_input_size(value, *, field: str = "input_size") -> int | None:
+    """None (or blank): every learned detector at its own size (checkpoint, else registry); else an override."""
+    return None if value in (None, "") else check_input_size(value, field=field)
+
+
+def check_splits(splits, dataset) -> list[str]:
+    """The splits a run scores. None: `test` when the dataset has test pairs, else every pair (`[]`)."""
+    from experiments.models import Split
+
+    if splits is None:
+        return ["test"] if dataset.pairs.filter(split=Split.TEST).exists() else []
+    if isinstance(splits, str) or not isinstance(splits, list | tuple):
+        raise ServiceError(
+            'Splits must be a list such as ["test"] or ["val", "test"] ([] for every pair).', field="splits"
+        )
+    known = [s for s in Split.values if s]
+    unknown = [s for s in splits if s not in known]
+    if unknown:
+        raise ServiceError(
+            f"Unknown split(s) {unknown}; use {', '.join(known)} (or none for every pair).", field="splits"
+        )
+    return [s for s in known if s in splits]
+
+
 def check_detectors(detectors, *, field: str = "detectors") -> list[str]:
     """Known detector names, de-duplicated in the order given."""
     if isinstance(detectors, str) or not isinstance(detectors, list | tuple) or not detectors:

@@ -96,23 +96,31 @@ def execute_training(job_id: int, listener=None) -> None:
     if result.cancelled:
         training_transition(job_id, RunState.CANCELLED)
         return
-    checkpoint = store_checkpoint(job, result)
+    checkpoint = store_checkpoint(job, result, trained_on={"train": _prints(train), "val": _prints(val)})
     training_transition(job_id, RunState.SUCCEEDED, checkpoint=checkpoint,
                progress={**job.progress, "stage": "done", "history": result.history})  # fmt: skip
 
 
-def store_checkpoint(job: TrainingJob, result):
+def _prints(pairs) -> list[str]:
+    return sorted(pair.fingerprint for pair in pairs)
+
+
+def store_checkpoint(job: TrainingJob, result, trained_on: dict):
+    """Register the trained weights; `trained_on` holds the fingerprints of the train and val pairs, so
+    a run that scores one of them can say so."""
     from inference.training import save_training_checkpoint
 
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / f"{job.detector}.pt"
-        save_training_checkpoint(result, path, detector=job.detector, dataset_name=job.dataset.name)
+        save_training_checkpoint(
+            result, path, detector=job.detector, dataset_name=job.dataset.name, trained_on=trained_on
+        )
         data = path.read_bytes()
     with transaction.atomic():
         return checkpoint_register(
             owner=job.owner, detector=job.detector, dataset=job.dataset, data=data,
             sha256=hashlib.sha256(data).hexdigest(), epochs=len(result.history),
-            val_metrics=result.val_metrics, config={**result.config, "training_job": job.pk},
+            val_metrics=result.val_metrics, config={**result.config, "training_job": job.pk, "trained_on": trained_on},
         )  # fmt: skip
 
 

@@ -31,8 +31,13 @@ class TrainingResult:
     extra: dict = field(default_factory=dict)
 
 
-def save_training_checkpoint(result: TrainingResult, path: str | Path, *, detector: str, dataset_name: str) -> str:
-    """Write ``result``'s best weights with training metadata; returns the file's SHA-256."""
+def save_training_checkpoint(
+    result: TrainingResult, path: str | Path, *, detector: str, dataset_name: str, trained_on: dict | None = None
+) -> str:
+    """Write ``result``'s best weights with training metadata; returns the file's SHA-256.
+
+    ``trained_on``: per split, the fingerprints of the pairs trained and validated on, kept in the
+    file so that wherever it is registered a run can tell when it scores one of them."""
     from inference.weights import save_checkpoint
 
     meta = {
@@ -47,4 +52,6 @@ def save_training_checkpoint(result: TrainingResult, path: str | Path, *, detect
         "history": json_safe(result.history),
         "config": json_safe(result.config),
     }
+    if trained_on is not None:
+        meta["trained_on"] = trained_on
     return save_checkpoint(path, result.state_dict, meta)

@@ -1,5 +1,6 @@
 // New experiment: the estimated cost of each chosen detector and of the whole run, from the
-// catalogue's CPU time per 256x256 pair, the dataset's pair count and the input size.
+// catalogue's CPU time per 256x256 pair, the dataset's pair count and each detector's input size
+// (its own, or the override).
 (function () {
   "use strict";
   const form = document.getElementById("experiment-form");
@@ -16,12 +17,13 @@
   function update() {
     const datasetSelect = form.querySelector("[name=dataset]");
     const pairs = datasetSelect ? data.datasets[datasetSelect.value] || 0 : 0;
-    const size = Number(form.querySelector("[name=input_size]").value) || 256;
-    const scale = (size / 256) ** 2;
+    const override = Number(form.querySelector("[name=input_size]").value) || 0;
     let total = 0;
     for (const row of form.querySelectorAll("tr[data-detector]")) {
       const name = row.dataset.detector;
-      const ms = (data.detectors[name] || 0) * pairs * scale;
+      const own = data.sizes[name];
+      const size = own ? override || own : 256; // classical detectors run at B's size: no scaling known
+      const ms = (data.detectors[name] || 0) * pairs * (size / 256) ** 2;
       const checked = row.querySelector("input[type=checkbox]").checked;
       row.querySelector("[data-cost-cell]").textContent = `${human(ms)} (${pairs} pairs)`;
       row.classList.toggle("muted", !checked);

@@ -161,3 +161,13 @@ def test_bad_result_filters_are_refused(api, finished_run):
 def test_media_of_another_user_answers_404(other_api, api, finished_run):
     url = api.get(f"/api/v1/runs/{finished_run.pk}/results/").json()["results"][0]["heatmap_url"]
     assert other_api.get(url).status_code == 404
+
+
+def test_the_api_takes_splits_and_a_null_input_size(api, labelled_dataset, no_queue):
+    body = {"dataset": labelled_dataset.pk, "detectors": ["absdiff"], "splits": [], "input_size": None}
+    experiment = api.post("/api/v1/experiments/", body, format="json").json()
+    assert experiment["splits"] == [] and experiment["input_size"] is None
+    run = api.post(f"/api/v1/experiments/{experiment['id']}/runs/").json()
+    assert run["progress_total"] == labelled_dataset.pairs.count()
+    refused = api.post("/api/v1/experiments/", {**body, "splits": ["holdout"]}, format="json")
+    assert refused.status_code == 400 and "splits" in error_of(refused)["fields"]

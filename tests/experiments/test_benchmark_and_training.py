@@ -74,6 +74,10 @@ def test_train_detector_registers_a_checkpoint_that_runs_then_use(user, monkeypa
     assert run.state == RunState.SUCCEEDED, run.error
     assert set(Result.objects.filter(run=run).values_list("weights", flat=True)) == {checkpoint.provenance}
     assert run.environment["weights_sha256"]["siamese-unet"] == checkpoint.sha256
+    trained_on = checkpoint.config["trained_on"]
+    assert set(trained_on["train"]) | set(trained_on["val"]) == {p.fingerprint for p in dataset.pairs.all()}
+    assert not set(trained_on["train"]) & set(trained_on["val"])
+    assert run.leaderboard["detectors"][0]["trained_on_pairs"] == 16  # every scored pair was a training pair
 
 
 @pytest.mark.django_db

@@ -152,11 +152,11 @@ def test_result_cache_key_depends_on_every_input(run_factory):
         "pair": pair,
         "detector": "absdiff",
         "weights_ref": "none:None",
-        "settings_record": {"t": 0.5},
+        "computation": {"t": 0.5},
     }
     key = result_cache.result_cache_key(**base)
     assert key == result_cache.result_cache_key(**base)
-    for change in ({"owner_id": 2}, {"detector": "ssim"}, {"weights_ref": "x"}, {"settings_record": {"t": 0.4}}):
+    for change in ({"owner_id": 2}, {"detector": "ssim"}, {"weights_ref": "x"}, {"computation": {"t": 0.4}}):
         assert result_cache.result_cache_key(**(base | change)) != key
 
 

@@ -21,11 +21,6 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def no_queue(monkeypatch):
-    monkeypatch.setattr("experiments.outbox.send_run", lambda run_id: None)
-
-
-@pytest.fixture
 def finished_run(user, make_pair_bytes, no_queue):
     pairs = [(f"p{i}", *make_pair_bytes(seed=i, box=(4 + 4 * i, 4, 20 + 4 * i, 30))) for i in range(3)]
     dataset = make_dataset(user, pairs=pairs)

@@ -16,8 +16,11 @@ from inference.metrics import (
     object_scores,
     pr_curve,
     pr_curve_from_histograms,
+    ranking_from_histograms,
+    ranking_histogram,
     score_histogram,
     scores,
+    threshold_histogram,
 )
 
 SEEDS = [0, 1, 2]
@@ -324,6 +327,121 @@ def test_pr_curve_recall_falls_as_threshold_rises():
     assert np.all(np.diff(recall) <= 0)
 
 
+# The stored histograms: 2 exact groups (p == 0, p == 1) around `bins` intervals, proven error bounds.
+
+
+def test_ranking_histogram_puts_each_score_in_its_stated_group():
+    bins = 8
+    prob = np.array([0.0, 1e-30, 0.124999, 0.125, 0.5, 0.999999, 1.0])
+    label = np.array([1, 0, 1, 0, 1, 0, 1], bool)
+
+    positive, negative = ranking_histogram(prob, label, bins=bins)
+
+    # by hand: 0 -> 0; 1e-30 and 0.124999 in (0, 1/8) -> 1; 0.125 in [1/8, 2/8) -> 2;
+    # 0.5 in [4/8, 5/8) -> 5; 0.999999 in [7/8, 1) -> 8; 1 -> 9
+    assert positive.tolist() == [1, 1, 0, 0, 0, 1, 0, 0, 0, 1]
+    assert negative.tolist() == [0, 1, 1, 0, 0, 0, 0, 0, 1, 0]
+    with pytest.raises(ValueError):
+        ranking_histogram(prob, label, bins=10)
+
+
+def ranking_cases():
+    """(name, prob, label) pooled over several seeded pairs: continuous, crowded into one group,
+    with many exact 0 and 1 scores, and a classical-map-like mass of low scores."""
+    rng = np.random.default_rng(7)
+    cases = []
+    labels = [rng.random((40, 30)) < d for d in (0.05, 0.3, 0.6)]
+    continuous = [np.clip(0.35 * lab + 0.65 * rng.random(lab.shape), 0, 1) for lab in labels]
+    cases.append(("continuous", continuous, labels))
+    crowded = [0.5 + (0.3 * lab + 0.7 * rng.random(lab.shape)) / 5000 for lab in labels]  # all in one group
+    cases.append(("crowded", crowded, labels))
+    saturated = [
+        np.where(rng.random(lab.shape) < 0.3, lab.astype(float), p) for lab, p in zip(labels, continuous, strict=True)
+    ]
+    cases.append(("exact 0 and 1", saturated, labels))
+    low = [np.clip((0.08 * lab + rng.gamma(1.0, 0.04, lab.shape)), 0, 1).astype(np.float32) for lab in labels]
+    cases.append(("low scores", low, labels))
+    return cases
+
+
+@pytest.mark.parametrize("bins", [16, 4096])
+@pytest.mark.parametrize("case", ranking_cases(), ids=lambda c: c[0])
+def test_pooled_auroc_and_ap_are_within_their_proven_bounds_of_sklearn(case, bins):
+    _, probs, labels = case
+    hists = [ranking_histogram(p, lab, bins=bins) for p, lab in zip(probs, labels, strict=True)]
+    positive, negative = sum(h[0] for h in hists), sum(h[1] for h in hists)
+    all_prob = np.concatenate([p.ravel() for p in probs])
+    all_label = np.concatenate([lab.ravel() for lab in labels])
+
+    pooled = ranking_from_histograms(positive, negative)
+
+    exact_auroc = sk.roc_auc_score(all_label, all_prob)
+    exact_ap = sk.average_precision_score(all_label, all_prob)
+    assert abs(pooled["auroc"] - exact_auroc) <= pooled["auroc_bound"] + 1e-12
+    assert abs(pooled["ap"] - exact_ap) <= pooled["ap_bound"] + 1e-12
+    assert pooled["auroc_bound"] <= 0.5 and pooled["ap_bound"] <= 1.0
+
+
+def test_the_bounds_are_tight_enough_to_matter():
+    """Continuous scores, the default groups: the bound is small; all scores inside one group: AUROC says
+    0.5 and its bound (0.5) admits the exact value; scores that are all exact 0 or 1: no error."""
+    cases = {name: (probs, labels) for name, probs, labels in ranking_cases()}
+    probs, labels = cases["continuous"]
+    hists = [ranking_histogram(p, lab) for p, lab in zip(probs, labels, strict=True)]
+    pooled = ranking_from_histograms(sum(h[0] for h in hists), sum(h[1] for h in hists))
+    assert pooled["auroc_bound"] < 5e-4 and pooled["ap_bound"] < 1e-3
+
+    probs, labels = cases["crowded"]
+    hists = [ranking_histogram(p, lab) for p, lab in zip(probs, labels, strict=True)]
+    pooled = ranking_from_histograms(sum(h[0] for h in hists), sum(h[1] for h in hists))
+    assert pooled["auroc"] == 0.5 and pooled["auroc_bound"] == 0.5
+
+    label = np.random.default_rng(3).random((30, 30)) < 0.4
+    prob = np.where(np.random.default_rng(4).random(label.shape) < 0.8, label, ~label).astype(float)
+    pooled = ranking_from_histograms(*ranking_histogram(prob, label))
+    assert pooled["auroc_bound"] == 0.0 and pooled["ap_bound"] == 0.0
+    assert pooled["auroc"] == pytest.approx(sk.roc_auc_score(label.ravel(), prob.ravel()), abs=1e-15)
+    assert pooled["ap"] == pytest.approx(sk.average_precision_score(label.ravel(), prob.ravel()), abs=1e-15)
+
+
+def test_legacy_rounded_histograms_get_a_bound_without_exact_groups():
+    prob, label = random_probs(5, 0.3, shape=(60, 60))
+
+    pooled = ranking_from_histograms(*score_histogram(prob, label, bins=256), exact_groups=())
+
+    assert abs(pooled["auroc"] - sk.roc_auc_score(label.ravel(), prob.ravel())) <= pooled["auroc_bound"]
+    assert abs(pooled["ap"] - sk.average_precision_score(label.ravel(), prob.ravel())) <= pooled["ap_bound"]
+
+
+def test_ranking_from_histograms_is_none_for_a_single_class():
+    prob, _ = random_probs(0, 0.3)
+    pooled = ranking_from_histograms(*ranking_histogram(prob, np.zeros(prob.shape, bool)))
+    assert pooled == {"auroc": None, "ap": None, "auroc_bound": None, "ap_bound": None}
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_best_f1_and_pr_curve_from_the_stored_histogram_are_exact_at_their_thresholds(seed):
+    bins = 64
+    prob, label = random_probs(seed, 0.3, shape=(50, 50))
+    prob[0, :5] = 0.0
+    prob[1, :5] = 1.0
+    positive, negative = ranking_histogram(prob, label, bins=bins)
+    positive, negative = threshold_histogram(positive), threshold_histogram(negative)
+    y = label.ravel()
+    grid = np.arange(bins + 1) / bins
+    f1_at = [sk.f1_score(y, (prob >= t).ravel(), zero_division=1.0) for t in grid]
+
+    threshold, f1 = best_f1_from_histograms(positive, negative)
+    thresholds, precision, recall = pr_curve_from_histograms(positive, negative)
+
+    assert f1 == pytest.approx(max(f1_at), abs=1e-12)
+    assert f1 == pytest.approx(sk.f1_score(y, (prob >= threshold).ravel()), abs=1e-12)
+    np.testing.assert_allclose(thresholds, grid)
+    for t, p, r in zip(thresholds, precision, recall, strict=True):
+        assert p == pytest.approx(sk.precision_score(y, (prob >= t).ravel(), zero_division=1.0), abs=1e-12)
+        assert r == pytest.approx(sk.recall_score(y, (prob >= t).ravel(), zero_division=1.0), abs=1e-12)
+
+
 # Object-level metrics on hand-built masks.
 
 
@@ -393,3 +511,38 @@ def test_object_false_alarms_on_empty_label_have_zero_precision():
     result = object_scores(pred, blank())
 
     assert (result["precision"], result["recall"], result["f1"]) == (0.0, 1.0, 0.0)
+
+
+def test_objects_outside_the_valid_area_count_on_neither_side():
+    """A perfect prediction inside the valid area has object recall 1, even when a labelled object
+    lies outside it (it scored 0.5 when only the prediction was cut to the valid area)."""
+    from scipy import ndimage
+
+    label = blank()
+    label[2:6, 2:6] = True  # inside the valid area
+    label[14:18, 14:18] = True  # outside it
+    valid = np.ones(label.shape, bool)
+    valid[12:, 12:] = False
+    pred = label.copy()  # a perfect prediction, cut to the valid area on both sides below
+
+    result = object_scores(pred, label, valid=valid)
+
+    assert ndimage.label(label & valid, structure=np.ones((3, 3)))[1] == 1  # reference object count
+    assert (result["matched"], result["predicted"], result["actual"]) == (1, 1, 1)
+    assert (result["precision"], result["recall"], result["f1"]) == (1.0, 1.0, 1.0)
+
+
+def test_pair_metrics_leave_label_objects_outside_the_valid_area_out():
+    from inference.evaluation import pair_metrics
+
+    label = blank()
+    label[2:6, 2:6] = True
+    label[14:18, 14:18] = True
+    valid = np.ones(label.shape, bool)
+    valid[12:, 12:] = False
+    prob = label.astype(np.float32)
+
+    result = pair_metrics(prob, prob >= 0.5, label, valid)
+
+    assert (result["object_precision"], result["object_recall"], result["object_f1"]) == (1.0, 1.0, 1.0)
+    assert (result["tp"], result["fn"]) == (16, 0)

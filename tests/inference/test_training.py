@@ -168,7 +168,7 @@ def test_it_rejects_classical_detectors_and_unknown_losses(pairs):
 
 
 def test_it_names_an_unknown_option_instead_of_ignoring_it(pairs):
-    with pytest.raises(TypeError, match="unknown training option.*epoch;"):
+    with pytest.raises(TypeError, match=r"unknown training option.*epoch;"):
         train_detector("siamese-unet", *pairs, epoch=1, size=SIZE)
 
 

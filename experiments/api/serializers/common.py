@@ -5,6 +5,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from experiments.errors import ServiceError
+from experiments.models import Split
 from experiments.runs.validation import (
     INPUT_SIZE_MAX,
     INPUT_SIZE_MIN,
@@ -67,6 +68,9 @@ class InputSize(serializers.IntegerField):
 
     def to_internal_value(self, data):
         return _by_the_rule(check_input_size, super().to_internal_value(data))
+
+
+SPLIT_CHOICES = [s for s in Split.values if s]
 
 
 # --------------------------------------------------------------------------- auth

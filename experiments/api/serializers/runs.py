@@ -2,7 +2,7 @@
 
 from rest_framework import serializers
 
-from experiments.api.serializers.common import InputSize, Threshold, absolute_media_url, page_url
+from experiments.api.serializers.common import SPLIT_CHOICES, InputSize, Threshold, absolute_media_url, page_url
 from experiments.runs import results
 from experiments.runs.selectors import FILTERABLE_METRICS, RESULT_ORDERINGS
 
@@ -13,7 +13,22 @@ class ExperimentInput(serializers.Serializer):
     detectors = serializers.ListField(child=serializers.CharField(max_length=100), min_length=1, max_length=20)
     align = serializers.BooleanField(required=False, default=False)
     threshold = Threshold(required=False, default=0.5)
-    input_size = InputSize(required=False, default=256)
+    input_size = InputSize(
+        required=False,
+        allow_null=True,
+        default=None,
+        help_text="an override for every learned detector; null (default): each detector at its own size "
+        "(its checkpoint's training size, else the registry's default)",
+    )
+    splits = serializers.ListField(
+        child=serializers.ChoiceField(choices=SPLIT_CHOICES),
+        required=False,
+        allow_null=True,
+        default=None,
+        max_length=3,
+        help_text='the dataset splits to score, e.g. ["test"]; [] scores every pair; null (default): '
+        '["test"] when the dataset has test pairs, else every pair',
+    )
     seed = serializers.IntegerField(required=False, default=0, min_value=-(2**31), max_value=2**31 - 1)
     baseline_detector = serializers.CharField(required=False, allow_blank=True, default="", max_length=100)
     detector_weights = serializers.DictField(
@@ -31,7 +46,8 @@ class ExperimentOutput(serializers.Serializer):
     detectors = serializers.ListField(child=serializers.CharField())
     align = serializers.BooleanField()
     threshold = serializers.FloatField()
-    input_size = serializers.IntegerField()
+    input_size = serializers.IntegerField(allow_null=True, help_text="the override, or null: each detector's own")
+    splits = serializers.ListField(child=serializers.CharField(), help_text="scored splits; [] = every pair")
     seed = serializers.IntegerField()
     baseline_detector = serializers.CharField()
     detector_weights = serializers.DictField(child=serializers.CharField())

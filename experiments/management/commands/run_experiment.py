@@ -21,11 +21,28 @@ class Command(BaseCommand):
         parser.add_argument("--user", default="", help="owner of the dataset (default: the only owner of that name)")
         parser.add_argument("--align", action="store_true", help="warp A onto B before detection")
         parser.add_argument("--threshold", type=float, default=0.5)
-        parser.add_argument("--input-size", type=int, default=256)
+        parser.add_argument(
+            "--input-size",
+            type=int,
+            default=None,
+            help="override for every learned detector (default: each detector's own size)",
+        )
+        parser.add_argument(
+            "--splits",
+            default=None,
+            help='comma-separated splits to score, e.g. "test" or "val,test"; "all" for every pair '
+            "(default: test when the dataset has test pairs, else every pair)",
+        )
         parser.add_argument("--seed", type=int, default=0)
         parser.add_argument("--baseline", default="")
         parser.add_argument("--wait", action="store_true", help="follow progress, then print the leaderboard")
         parser.add_argument("--timeout", type=float, default=3600.0, help="seconds to wait at most")
+
+    @staticmethod
+    def _splits(text):
+        if text is None:
+            return None
+        return [] if text.strip() == "all" else [s.strip() for s in text.split(",") if s.strip()]
 
     def handle(self, *args, **options):
         dataset = self._dataset(options["dataset"], options["user"])
@@ -34,6 +51,7 @@ class Command(BaseCommand):
             run = run_services.experiment_start(
                 owner=dataset.owner, dataset=dataset, name="", detectors=detectors, align=options["align"],
                 threshold=options["threshold"], input_size=options["input_size"], seed=options["seed"],
+                splits=self._splits(options["splits"]),
                 baseline_detector=options["baseline"],
             )  # fmt: skip
         except ServiceError as exc:

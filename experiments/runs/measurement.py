@@ -1,0 +1,81 @@
+"""What a run measured per detector (speed, memory, where it ran) and how a leaderboard row sums it up.
+
+The engine (`experiments.runs.engine`) measures; this module keeps the per-detector record in
+`Run.environment["detector_info"][name]` and turns it, with the detector's results, into the
+leaderboard row's measurement fields. It imports no torch.
+
+- Latency: each computed pair is predicted alone (batch 1), warm (one untimed call after loading),
+  inputs already decoded, bracketed by a CUDA synchronise; its milliseconds are that pair's
+  `Result.latency_ms`. The row's p50/p95 are over the pairs computed in this run (`n_timed`):
+  results served from the result cache keep the figures of the run that computed them but are
+  left out of every latency, memory and throughput figure.
+- Throughput: pairs per second of `predict_batch` on a batch of the run's own decoded inputs at
+  `throughput_batch_size` (the engine's batch size unless no batch of that many pairs was computed),
+  timed on up to a few batches per detector task after one untimed batched warm-up; the row gives
+  sum(pairs) / sum(seconds) over those timed batches.
+- Memory: `inference.memory` (one meter); `memory_kind` and `memory_device` say which figure.
+"""
+
+from inference.comparison import percentile
+
+LATENCY_BATCH_SIZE = 1
+
+
+def add_to_record(record: dict, worker: dict, pairs: int, samples: list[dict]) -> dict:
+    """Count `pairs` computed by `worker` and add throughput `samples` to a detector's record.
+
+    `workers` lists every worker that computed pairs of this detector in this run, with how many;
+    `worker` is the one that computed the most (the only one, unless a retried or redelivered
+    task ran elsewhere)."""
+    record.setdefault("throughput_samples", []).extend(samples)
+    if pairs <= 0:  # nothing stored (the batch failed after its timing): no worker to credit
+        return record
+    workers = record.setdefault("workers", [])
+    for known in workers:
+        if {k: v for k, v in known.items() if k != "pairs"} == worker:
+            known["pairs"] += pairs
+            break
+    else:
+        workers.append({**worker, "pairs": pairs})
+    busiest = max(workers, key=lambda w: w["pairs"])
+    record["worker"] = {k: v for k, v in busiest.items() if k != "pairs"}
+    return record
+
+
+def throughput(samples: list[dict]) -> dict:
+    """Pairs/s of the timed batches at the largest batch size timed (smaller ones are left out)."""
+    if not samples:
+        return {"throughput_pairs_per_s": None, "throughput_batch_size": None, "throughput_batches": 0,
+                "throughput_peak_memory_mb": None}  # fmt: skip
+    size = max(s["batch_size"] for s in samples)
+    chosen = [s for s in samples if s["batch_size"] == size]
+    seconds = sum(s["seconds"] for s in chosen)
+    memories = [s["peak_memory_mb"] for s in chosen if s.get("peak_memory_mb") is not None]
+    return {
+        "throughput_pairs_per_s": size * len(chosen) / seconds if seconds > 0 else None,
+        "throughput_batch_size": size,
+        "throughput_batches": len(chosen),
+        "throughput_peak_memory_mb": max(memories) if memories else None,
+    }
+
+
+def measurement_fields(results, record: dict) -> dict:
+    """The leaderboard row's latency, memory, throughput, hardware and input-size fields."""
+    timed = [r for r in results if not r.from_cache and r.latency_ms is not None]
+    latencies = [r.latency_ms for r in timed]
+    memories = [r.peak_memory_mb for r in timed if r.peak_memory_mb is not None]
+    return {
+        "n_timed": len(timed),
+        "latency_batch_size": LATENCY_BATCH_SIZE,
+        "latency_ms_p50": percentile(latencies, 50),
+        "latency_ms_p95": percentile(latencies, 95),
+        "peak_memory_mb": max(memories) if memories else None,
+        "memory_kind": record.get("memory_kind") if memories else None,
+        "memory_device": record.get("memory_device") if memories else None,
+        **throughput(record.get("throughput_samples") or []),
+        "input_size": record.get("input_size"),
+        "input_size_source": record.get("input_size_source"),
+        "precision": record.get("precision"),
+        "device": record.get("device"),
+        "worker": record.get("worker") if timed else None,
+    }
