@@ -18,6 +18,10 @@ from experiments.runs.results import csv_text
 from inference.numbers import finite_or_none
 
 # Okabe-Ito, colour-blind safe; detectors take colours in the experiment's order.
+MEMORY_KINDS = {
+    "cpu_peak_rss": "peak process RSS during inference, weights included (CPU)",
+    "cuda_peak_allocated": "peak CUDA memory allocated, weights included (GPU)",
+}
 OKABE_ITO = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000")
 
 
@@ -84,7 +88,10 @@ COLUMNS = (
 )
 BY_KEY = {c.key: c for c in COLUMNS}
 IDENTITY_FIELDS = ("rank", "detector", "family", "weights", "n_pairs", "n_changed_pairs", "n_no_change_pairs")
-TRAILING_FIELDS = ("memory_kind", "from_cache", "is_baseline")
+TRAILING_FIELDS = (
+    "input_size", "input_size_source", "precision", "memory_kind", "memory_device", "from_cache",
+    "trained_on_pairs", "is_baseline",
+)  # fmt: skip
 # The paired comparison of per-pair IoU with the baseline (see `inference.comparison.paired_comparison`).
 COMPARISON_FIELDS = ("n", "wins", "ties", "losses", "mean_difference", "wilcoxon_p", "wilcoxon_p_holm")
 DEFAULT_SORT = "rank"
@@ -194,6 +201,14 @@ def leaderboard_table(run: Run, state: LeaderboardState | None = None) -> dict:
                 "n_no_change_pairs": source.get("n_no_change_pairs"),
                 "from_cache": source.get("from_cache", 0),
                 "memory_kind": source.get("memory_kind"),
+                "memory_device": source.get("memory_device"),
+                "memory_label": MEMORY_KINDS.get(source.get("memory_kind"), source.get("memory_kind") or ""),
+                "n_timed": source.get("n_timed"),
+                "input_size": source.get("input_size"),
+                "input_size_source": source.get("input_size_source"),
+                "precision": source.get("precision"),
+                "trained_on_pairs": source.get("trained_on_pairs"),
+                "worker": source.get("worker"),
                 "flops": source.get("flops"),
                 "cells": cells,
                 "comparison": comparisons.get(source["detector"]),

@@ -2,10 +2,12 @@ import io
 
 import pytest
 from django.core.management import CommandError, call_command
+from django.test import Client
 
 from experiments.models import Dataset, ModelCheckpoint, Result, RunState, TrainingJob
 from experiments.runs import engine
 from experiments.runs import services as run_services
+from experiments.runs.leaderboard import leaderboard_json
 from inference.synthetic import CATEGORIES, NO_CHANGE_CATEGORIES
 
 
@@ -78,6 +80,13 @@ def test_train_detector_registers_a_checkpoint_that_runs_then_use(user, monkeypa
     assert set(trained_on["train"]) | set(trained_on["val"]) == {p.fingerprint for p in dataset.pairs.all()}
     assert not set(trained_on["train"]) & set(trained_on["val"])
     assert run.leaderboard["detectors"][0]["trained_on_pairs"] == 16  # every scored pair was a training pair
+    client = Client()
+    client.force_login(user)
+    page = client.get(f"/runs/{run.pk}/").content.decode()
+    assert "scored on 16 pairs it was trained on" in page and "64 px (override)" in page
+    assert "Workers</dt>" in page and "nothing computed in this run" not in page
+    board = leaderboard_json(run)
+    assert board["rows"][0]["trained_on_pairs"] == 16 and board["rows"][0]["input_size_source"] == "override"
 
 
 @pytest.mark.django_db
