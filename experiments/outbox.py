@@ -18,6 +18,7 @@ from django.conf import settings
 from kombu.exceptions import OperationalError as BrokerError
 from redis.exceptions import RedisError
 
+from experiments.checkpoints.weights import ensemble_members
 from experiments.models import Run, RunState, TrainingJob
 from inference.catalogue import catalogue_entry
 
@@ -34,11 +35,21 @@ def _task(name: str, *args, queue: str):
     return current_app.signature(name, args=args, immutable=True, queue=queue)
 
 
+def detector_queue(experiment, name: str) -> str:
+    """Where a detector of `experiment` runs: the catalogue's queue (learned: `gpu`, else `cpu`); an
+    ensemble runs where its members run, on `gpu` when any of its resolved members is learned."""
+    entry = catalogue_entry(name)
+    if entry.family != "ensemble":
+        return entry.queue
+    return "gpu" if any(catalogue_entry(member).learned for member, _ in ensemble_members(experiment)) else "cpu"
+
+
 def send_run(run_id: int) -> None:
     """A run's canvas: prepare (cpu) -> one task per detector on its queue, in a chord -> finish (cpu)."""
-    run = Run.objects.select_related("experiment").get(pk=run_id)
+    run = Run.objects.select_related("experiment__owner").get(pk=run_id)
+    experiment = run.experiment
     detector_tasks = [
-        _task(TASK_RUN_DETECTOR, run_id, name, queue=catalogue_entry(name).queue) for name in run.experiment.detectors
+        _task(TASK_RUN_DETECTOR, run_id, name, queue=detector_queue(experiment, name)) for name in experiment.detectors
     ]
     finish = _task(TASK_FINISH_RUN, run_id, queue="cpu")
     chain(_task(TASK_PREPARE_RUN, run_id, queue="cpu"), chord(detector_tasks, finish)).apply_async()

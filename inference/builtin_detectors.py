@@ -19,6 +19,10 @@ RESNET50_FILES = ("resnet50-11ad3fa6.pth", "resnet50-0676ba61.pth")
 VGG16_FILES = ("vgg16-397923af.pth",)
 MOBILENET_V3_LARGE_FILES = ("mobilenet_v3_large-5c1a4163.pth", "mobilenet_v3_large-8738ca79.pth")
 
+# The ensemble's default members besides every learned detector that has a trained checkpoint
+# (`inference.detectors.ensemble`, and `experiments.checkpoints.weights.ensemble_members` in the platform).
+ENSEMBLE_CLASSICAL_MEMBERS = ("absdiff", "ssim")
+
 _CLASSICAL = "inference.detectors.classical"
 _SIAMESE = "inference.detectors.siamese"
 
@@ -109,8 +113,11 @@ BUILTIN_SPECS: tuple[DetectorSpec, ...] = (
     DetectorSpec(
         name="ensemble",
         family="ensemble",
-        learned=False,
-        description="Mean of the member detectors' maps.",
+        learned=False,  # the platform queues it by its resolved members (experiments.outbox)
+        description=(
+            "Weighted mean of the member detectors' maps (default members: absdiff, ssim and every learned"
+            " detector with a trained checkpoint)."
+        ),
         relative_cost=10,
         params=0,
         builder="inference.detectors.ensemble:build_ensemble",

@@ -52,3 +52,32 @@ def weights_for(user, detector: str, choice: str = "auto", learned: bool = True)
     if checkpoint is not None:
         return WeightsChoice(local_checkpoint_path(checkpoint), checkpoint.provenance)
     return WeightsChoice("auto", "auto")
+
+
+def ensemble_members(experiment) -> list[tuple[str, str]]:
+    """The members of `experiment`'s ensemble as ``(detector, weights choice)``, in order; torch-free
+    and cheap: the outbox queues the ensemble by them, the engine builds it from them.
+
+    Each member has the choice it has alone in the same run: ``experiment.detector_weights[member]``
+    when the member is also among the experiment's detectors, else ``"auto"``. The members are the
+    classical ``ENSEMBLE_CLASSICAL_MEMBERS`` and every learned detector whose choice resolves to a
+    trained platform checkpoint for the experiment's owner (pinned, or under ``"auto"`` the one
+    `selectors.newest_checkpoint` picks); a learned detector with only random or ImageNet-backbone
+    weights never joins. An experiment cannot name members or mixing weights (validation accepts
+    only a weights choice per detector), and the ensemble's own choice does not change them."""
+    from inference.builtin_detectors import ENSEMBLE_CLASSICAL_MEMBERS
+    from inference.catalogue import catalogue_entries
+
+    def choice_of(name: str) -> str:
+        return str(experiment.detector_weights.get(name, "auto")) if name in experiment.detectors else "auto"
+
+    members = [(name, "auto") for name in ENSEMBLE_CLASSICAL_MEMBERS]  # classical: no weights to choose
+    for name, entry in catalogue_entries().items():
+        if not entry.learned or entry.family == "ensemble":
+            continue
+        choice = choice_of(name)
+        if choice.startswith("checkpoint:") or (
+            choice == "auto" and selectors.newest_checkpoint(experiment.owner, name) is not None
+        ):
+            members.append((name, choice))
+    return members

@@ -274,6 +274,43 @@ def resolve_input_size(entry, choice, override: int | None) -> tuple[int | None,
     return DEFAULT_INPUT_SIZE, "default"
 
 
+def weights_and_input_size(experiment, name: str, choice: str):
+    """`(WeightsChoice, input size, its source)` of detector `name` under weights `choice` in
+    `experiment`: the one rule for a detector alone and for an ensemble's member."""
+    entry = catalogue_entry(name)
+    weights = checkpoints.weights_for(experiment.owner, name, choice, learned=entry.learned)
+    return (weights, *resolve_input_size(entry, weights, experiment.input_size))
+
+
+@dataclass(frozen=True)
+class EnsembleMember:
+    """One member of a run's ensemble, resolved as that detector would be alone in the same run."""
+
+    name: str
+    learned: bool
+    choice: checkpoints.WeightsChoice
+    input_size: int | None
+    input_size_source: str | None
+
+    def build_options(self) -> dict:
+        """The member as `inference.detectors.ensemble.build_ensemble` takes it."""
+        return {"name": self.name, "weights": self.choice.weights, "input_size": self.input_size}
+
+
+def ensemble_member_plan(experiment) -> list[EnsembleMember]:
+    """The members of `experiment`'s ensemble (`experiments.checkpoints.weights.ensemble_members`)
+    with their weights and input sizes. A learned member whose checkpoint is gone by now is left
+    out rather than run with ImageNet or random weights."""
+    plan = []
+    for name, choice in checkpoints.ensemble_members(experiment):
+        weights, size, source = weights_and_input_size(experiment, name, choice)
+        learned = catalogue_entry(name).learned
+        if learned and not weights.ref.startswith("checkpoint:"):
+            continue
+        plan.append(EnsembleMember(name, learned, weights, size, source))
+    return plan
+
+
 # --------------------------------------------------------------------------- device and precision
 def expected_precision(learned: bool, device: str) -> str:
     """What a detector built with default runtime options computes in: mixed precision (bf16 where
@@ -348,6 +385,7 @@ class DetectorSlot:
     The cache key needs the weights' identity; for classical, seeded-random and checkpoint weights
     it is known without loading the model, so a fully cached pass never loads it at all. An
     ensemble is always built first: its members (and their weights) are part of its identity.
+    Its members are resolved as each would be alone in the run (`ensemble_member_plan`).
 
     The slot also measures: each computed pair alone (batch 1), a few batched calls (throughput),
     and the memory of both; `flush_measurements` adds them to the run's record of this detector."""
@@ -356,11 +394,13 @@ class DetectorSlot:
         experiment = run.experiment
         self.run, self.name = run, name
         self.entry = catalogue_entry(name)
-        self.choice = checkpoints.weights_for(
-            experiment.owner, name, experiment.detector_weights.get(name, "auto"), learned=self.entry.learned
+        self.choice, self.input_size, self.input_size_source = weights_and_input_size(
+            experiment, name, experiment.detector_weights.get(name, "auto")
         )
-        self.input_size, self.input_size_source = resolve_input_size(self.entry, self.choice, experiment.input_size)
         self.is_ensemble = self.entry.family == "ensemble"
+        # An ensemble's members, each with the weights and input size it has alone in this run.
+        self.member_plan = ensemble_member_plan(experiment) if self.is_ensemble else []
+        self.learned = self.entry.learned or any(member.learned for member in self.member_plan)
         # Classical detectors compute with NumPy/OpenCV on the CPU whatever the worker has.
         self.device = inference_device() if self.entry.learned or self.is_ensemble else "cpu"
         self.precision = expected_precision(self.entry.learned, self.device)
@@ -402,9 +442,11 @@ class DetectorSlot:
         if self.detector is not None:
             return self.detector
         experiment = self.run.experiment
+        options = {"members": [member.build_options() for member in self.member_plan]} if self.is_ensemble else None
         detector = model_cache.get_detector(
-            self.name, self.choice.weights, self.choice.ref, self.device, self.input_size, experiment.seed
-        )
+            self.name, self.choice.weights, self.choice.ref, self.device, self.input_size, experiment.seed,
+            options=options,
+        )  # fmt: skip
         info = detector.info.as_dict()
         if info["weights"] == "random":
             info["weights_sha256"] = f"seed={experiment.seed}"  # seeded init: the seed identifies the weights
@@ -413,7 +455,10 @@ class DetectorSlot:
         if self.is_ensemble:  # keyed only once built: its members, device and precision are its identity
             self.members = _member_records(detector, experiment.seed)
             self.device, self.key_precision = info["device"], self.precision
-            info["members"] = self.members
+            info["members"] = _member_details(detector, self.members, self.member_plan)
+            info["extra"] = {k: v for k, v in info["extra"].items() if k != "members"}  # said in info["members"]
+            flops = [m["flops"] for m in info["members"] if m["flops"] is not None]
+            info["flops"] = sum(flops) if flops else None
             self._computation = None
         self.weights_ref = f"{info['weights']}:{info.get('weights_sha256')}"
         self.info = info
@@ -428,6 +473,7 @@ class DetectorSlot:
         if self._computation is None:
             experiment = self.run.experiment
             options = {"input_size": self.input_size} if self.entry.learned else {}
+            # an ensemble's members' input sizes and weights are in "members"; its learned members' runtime here
             self._computation = {
                 "code": code_version(),
                 "libraries": key_library_versions(),
@@ -435,7 +481,7 @@ class DetectorSlot:
                 "precision": self.key_precision,
                 "input_size": self.input_size,
                 "threshold": experiment.threshold,
-                "options": {**options, "runtime": _runtime_options(self.entry.learned)},
+                "options": {**options, "runtime": _runtime_options(self.learned)},
                 "members": self.members,
                 "result_batch_size": measurement.LATENCY_BATCH_SIZE,
             }
@@ -537,6 +583,19 @@ def _member_records(ensemble, seed: int) -> list[dict]:
             "precision": precision_of(member),
         })  # fmt: skip
     return records
+
+
+def _member_details(ensemble, records: list[dict], plan: list[EnsembleMember]) -> list[dict]:
+    """The run's record of an ensemble's members: their identity (`_member_records`) with where each
+    input size comes from (as for a detector alone) and each member's FLOPs at that size."""
+    details = []
+    for member, record, planned in zip(ensemble.members, records, plan, strict=True):
+        details.append({
+            **record,
+            "input_size_source": planned.input_size_source,
+            "flops": _flops(member, member.info.input_size if member.info.learned else None),
+        })  # fmt: skip
+    return details
 
 
 def warm_up(detector) -> None:

@@ -14,6 +14,9 @@ leaderboard row's measurement fields. It imports no torch.
   timed on up to a few batches per detector task after one untimed batched warm-up; the row gives
   sum(pairs) / sum(seconds) over those timed batches.
 - Memory: `inference.memory` (one meter); `memory_kind` and `memory_device` say which figure.
+- An ensemble: `members` lists each member as the engine built it (name, mixing weight, weights
+  provenance and sha256, input size and its source, device, precision, FLOPs); the row carries it
+  as it is (`None` for other detectors).
 """
 
 from inference.comparison import percentile
@@ -60,7 +63,8 @@ def throughput(samples: list[dict]) -> dict:
 
 
 def measurement_fields(results, record: dict) -> dict:
-    """The leaderboard row's latency, memory, throughput, hardware and input-size fields."""
+    """The leaderboard row's latency, memory, throughput, hardware and input-size fields (and an
+    ensemble's members)."""
     timed = [r for r in results if not r.from_cache and r.latency_ms is not None]
     latencies = [r.latency_ms for r in timed]
     memories = [r.peak_memory_mb for r in timed if r.peak_memory_mb is not None]
@@ -78,4 +82,5 @@ def measurement_fields(results, record: dict) -> dict:
         "precision": record.get("precision"),
         "device": record.get("device"),
         "worker": record.get("worker") if timed else None,
+        "members": record.get("members"),
     }

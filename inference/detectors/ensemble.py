@@ -1,22 +1,32 @@
 """Ensemble: a weighted mean of member detectors' probability maps.
 
 ``create_detector("ensemble", members=["absdiff", "ssim"], member_weights=[2, 1])``.
+A member is a detector name, or a mapping with ``"name"`` and that member's own options for
+``create_detector`` (``"weights"``: a checkpoint path, ``"auto"`` or ``None``; ``"input_size"``;
+...), so each member can be built exactly as it would be alone:
+``members=[{"name": "siamese-unet", "weights": "unet.pt", "input_size": 256}, "absdiff"]``.
+The platform builds its ensembles this way (`experiments.runs.engine.ensemble_member_plan`).
+
 Without ``members`` the ensemble takes the classical detectors plus every learned detector
 for which a *trained* checkpoint resolves under ``weights="auto"`` (the platform resolver or
 an explicit path): a learned member with only an ImageNet backbone has a random decoder and
-would add noise, so it joins only when named. ``weights`` is passed on to learned members.
+would add noise, so it joins only when named. ``weights`` is passed on to learned members
+that do not name their own.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+from inference.builtin_detectors import ENSEMBLE_CLASSICAL_MEMBERS
 from inference.detectors.base import Detector, DetectorInfo, Pair
 from inference.registry import create_detector, get_spec, list_detectors
 
-DEFAULT_CLASSICAL_MEMBERS = ("absdiff", "ssim")
+DEFAULT_CLASSICAL_MEMBERS = ENSEMBLE_CLASSICAL_MEMBERS
+
+Member = str | Mapping
 
 
 class EnsembleDetector(Detector):
@@ -40,7 +50,7 @@ class EnsembleDetector(Detector):
             family="ensemble",
             learned=any(m.info.learned for m in self.members),
             params=sum(m.info.params for m in self.members),
-            input_size=None,
+            input_size=None,  # each member runs at its own size: see extra["members"]
             mean=None,
             std=None,
             weights=provenances.pop() if len(provenances) == 1 else "mixed",
@@ -48,7 +58,13 @@ class EnsembleDetector(Detector):
             device=devices.pop() if len(devices) == 1 else "mixed",
             extra={
                 "members": [
-                    {"name": m.info.name, "weight": w, "weights": m.info.weights}
+                    {
+                        "name": m.info.name,
+                        "weight": w,
+                        "weights": m.info.weights,
+                        "weights_sha256": m.info.weights_sha256,
+                        "input_size": m.info.input_size,
+                    }
                     for m, w in zip(self.members, self.member_weights, strict=True)
                 ]
             },
@@ -83,19 +99,33 @@ def default_members(weights) -> list[str]:
     return members
 
 
+def _member_call(member: Member, weights) -> tuple[str, dict]:
+    """``(name, create_detector options)`` of one member: a name takes the ensemble's ``weights``."""
+    if isinstance(member, str):
+        return member, {"weights": weights}
+    options = dict(member)
+    name = options.pop("name", None)
+    if not isinstance(name, str):
+        raise ValueError(f"an ensemble member given as a mapping needs a 'name', got {member!r}")
+    options.setdefault("weights", weights)
+    if options.get("input_size") is None:
+        options.pop("input_size", None)  # the member's own default (checkpoint meta, else registry)
+    return name, options
+
+
 def build_ensemble(
     *,
     name,
     weights="auto",
     device="auto",
-    members: Sequence[str] | None = None,
+    members: Sequence[Member] | None = None,
     member_weights: Sequence[float] | None = None,
 ):
     """Weighted mean of member maps (default: absdiff + ssim + trained learned detectors)."""
     if weights not in ("auto", "random", None):
         raise ValueError("an ensemble takes weights='auto' or None; give members their own files")
-    names = list(members) if members is not None else default_members(weights)
-    if name in names:
+    calls = [_member_call(m, weights) for m in (list(members) if members is not None else default_members(weights))]
+    if any(member == name for member, _ in calls):
         raise ValueError("an ensemble cannot contain itself")
-    detectors = [create_detector(member, weights=weights, device=device) for member in names]
+    detectors = [create_detector(member, device=device, **options) for member, options in calls]
     return EnsembleDetector(name, detectors, member_weights or [1.0] * len(detectors))
