@@ -209,6 +209,7 @@ def leaderboard_table(run: Run, state: LeaderboardState | None = None) -> dict:
                 "precision": source.get("precision"),
                 "trained_on_pairs": source.get("trained_on_pairs"),
                 "worker": source.get("worker"),
+                "members": source.get("members"),
                 "flops": source.get("flops"),
                 "cells": cells,
                 "comparison": comparisons.get(source["detector"]),
