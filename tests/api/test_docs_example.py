@@ -37,3 +37,29 @@ def test_the_documented_client_runs_end_to_end(user, make_pair_bytes, tmp_path, 
     assert all(row["n_pairs"] == 2 and row["pooled_iou"] is not None for row in rows)
     printed = capsys.readouterr().out
     assert "run succeeded" in printed and "absdiff" in printed
+
+
+ENGINE_DOC = DOC.parent / "engine.md"
+
+
+def test_the_documented_leaderboard_check_reproduces_the_figures(user, make_pair_bytes, daphne_server, no_queue):  # noqa: F811
+    """docs/engine.md's script, using only the REST API, against a run with and without change."""
+    from experiments.runs import services as run_services
+    from tests.factories import make_dataset, run_in_process
+
+    pairs = [(f"p{i}", *make_pair_bytes(seed=i, box=(4 + 3 * i, 6, 20 + 2 * i, 30))) for i in range(6)]
+    pairs.append(("quiet", *make_pair_bytes(seed=9, box=(0, 0, 0, 0))))  # no change: B equals A, empty label
+    dataset = make_dataset(user, pairs=pairs)
+    run = run_in_process(
+        run_services.experiment_start(
+            owner=user, dataset=dataset, name="check", detectors=["absdiff", "ssim"], threshold=0.3
+        )
+    )
+    section = ENGINE_DOC.read_text().split("### Checking the numbers from outside", 1)[1]
+    code = re.findall(r"```python\n(.*?)```", section, flags=re.DOTALL)[0]
+    namespace = {"BASE_URL": daphne_server, "TOKEN": Token.objects.create(user=user).key, "RUN_ID": run.pk}
+    exec(compile(code, str(ENGINE_DOC), "exec"), namespace)
+    checked = namespace["checked"]
+    assert len(checked) == 7  # pooled IoU, F1, mean IoU for two detectors and one paired test
+    for figure, (ours, theirs) in checked.items():
+        assert ours == pytest.approx(theirs, abs=1e-6), figure
