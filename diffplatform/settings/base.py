@@ -3,7 +3,7 @@
 from pathlib import Path
 
 from diffplatform.embedded_redis import embedded_redis_url
-from diffplatform.settings.env import database_from_env, env, positive_int, redis_url_from_env
+from diffplatform.settings.env import database_from_env, env, positive_int, redis_url_from_env, visibility_timeout
 
 BASE_DIR = Path(__file__).resolve().parents[2]
 VAR_DIR = Path(env.str("DIFFPLATFORM_VAR_DIR", default=str(BASE_DIR / "var")))
@@ -173,10 +173,14 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_TIME_LIMIT = positive_int("CELERY_TASK_TIME_LIMIT", 4 * 3600)
 CELERY_TASK_SOFT_TIME_LIMIT = positive_int("CELERY_TASK_SOFT_TIME_LIMIT", 4 * 3600 - 60)
 CELERY_TASK_DEFAULT_QUEUE = "cpu"
+# A worker process whose resident memory passes this (KiB) is replaced after its current task
+# (prefork pool), so a leak or a fragmented heap cannot grow without bound. Default 4 GiB.
+CELERY_WORKER_MAX_MEMORY_PER_CHILD = positive_int("CELERY_WORKER_MAX_MEMORY_PER_CHILD", 4 * 1024 * 1024)
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BROKER_TRANSPORT_OPTIONS = {
-    # An unacknowledged task (its worker died) is handed out again after this many seconds.
-    "visibility_timeout": positive_int("CELERY_VISIBILITY_TIMEOUT", 3600),
+    # An unacknowledged task (its worker died) is handed out again after this many seconds: above the
+    # hard time limit (default: limit + 15 min), so a task still running is never handed out twice.
+    "visibility_timeout": visibility_timeout(CELERY_TASK_TIME_LIMIT),
     "global_keyprefix": f"{KEY_NAMESPACE}:celery:",
     "socket_connect_timeout": 2,
 }
@@ -189,7 +193,17 @@ CELERY_RESULT_BACKEND_TRANSPORT_OPTIONS = {
 CELERY_BROKER_CONNECTION_TIMEOUT = 2
 CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 1, "interval_start": 0, "interval_step": 0.5, "interval_max": 1}
 OUTBOX_INTERVAL_S = env.float("OUTBOX_INTERVAL_S", default=10.0)
+# A running training job's worker beats every 30 s; with no beat for this long its worker is taken
+# as dead and the job is failed (checked by every worker at start-up and every interval below).
+TRAINING_HEARTBEAT_TIMEOUT_S = positive_int("TRAINING_HEARTBEAT_TIMEOUT_S", 300)
+TRAINING_STALE_CHECK_INTERVAL_S = positive_int("TRAINING_STALE_CHECK_INTERVAL_S", 60)
 CELERY_RESULT_EXPIRES = 24 * 3600
+
+# --- Health (`/healthz/`, diffplatform/health.py): database, Redis, broker, live workers per queue.
+HEALTH_WORKER_QUEUES = env.list("HEALTH_WORKER_QUEUES", default=["cpu", "gpu"])
+HEALTH_CHECK_TIMEOUT_S = env.float("HEALTH_CHECK_TIMEOUT_S", default=1.0)
+HEALTH_WORKER_TIMEOUT_S = env.float("HEALTH_WORKER_TIMEOUT_S", default=1.0)
+HEALTH_CACHE_S = env.float("HEALTH_CACHE_S", default=5.0)
 
 # --- REST framework
 REST_FRAMEWORK = {
@@ -223,6 +237,8 @@ SPECTACULAR_SETTINGS = {
     "SCHEMA_PATH_PREFIX": "/api/v1",
     "COMPONENT_SPLIT_REQUEST": True,
     "PATH_CONVERTER_OVERRIDES": {"id": {"type": "integer", "minimum": 0, "maximum": 2**63 - 1}},
+    # a pair's split may be empty (unassigned); the splits a run scores name real splits only
+    "ENUM_NAME_OVERRIDES": {"ScoredSplitEnum": "experiments.api.serializers.common.SPLIT_CHOICES"},
     # Swagger UI from the drf-spectacular-sidecar package: served from here, works offline.
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
