@@ -1,12 +1,8 @@
 from django.contrib import admin
-from django.http import JsonResponse
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
-
-def healthz(request):
-    return JsonResponse({"status": "ok"})
-
+from diffplatform.health import healthz
 
 urlpatterns = [
     path("healthz/", healthz, name="healthz"),

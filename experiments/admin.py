@@ -1,5 +1,9 @@
 from django.contrib import admin, messages
+from django.db.models import Count
+from django.urls import reverse
+from django.utils.html import format_html
 
+from experiments.datasets import services as dataset_services
 from experiments.errors import ServiceError
 from experiments.models import (
     BatchJob,
@@ -16,49 +20,81 @@ from experiments.runs import services as run_services
 from experiments.training import services as training_services
 
 
-class ImagePairInline(admin.TabularInline):
-    model = ImagePair
-    extra = 0
-    fields = ("name", "category", "split", "b_width", "b_height", "label")
-    readonly_fields = fields
-    show_change_link = True
+def related_link(model: str, field: str, obj, count: int, noun: str):
+    """A count of related rows and a link to their filtered list (instead of an unbounded inline)."""
+    url = reverse(f"admin:experiments_{model}_changelist") + f"?{field}={obj.pk}"
+    return format_html('<a href="{}">{} {}</a>', url, count, noun)
+
+
+class ServiceDeleteMixin:
+    """ "Delete" (one object or the "delete selected" action) goes through the domain's service, so
+    the objects' files leave storage too; a refusal (e.g. objects still in use) is shown as a message."""
+
+    delete_service = None  # function(obj)
+
+    def delete_model(self, request, obj):
+        try:
+            type(self).delete_service(obj)
+        except ServiceError as exc:
+            self.message_user(request, f"{obj}: {exc.message}", messages.ERROR)
+
+    def delete_queryset(self, request, queryset):
+        for obj in queryset:
+            self.delete_model(request, obj)
 
 
 @admin.register(Dataset)
-class DatasetAdmin(admin.ModelAdmin):
+class DatasetAdmin(ServiceDeleteMixin, admin.ModelAdmin):
     list_display = ("name", "owner", "pair_count", "created_at")
     list_filter = ("created_at",)
+    list_select_related = ("owner",)
     search_fields = ("name", "description", "owner__username")
-    inlines = [ImagePairInline]
+    raw_id_fields = ("owner",)
+    readonly_fields = ("pair_list",)
+
+    @staticmethod
+    def delete_service(dataset):
+        dataset_services.dataset_delete(dataset=dataset)
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).annotate(_pair_count=Count("pairs"))
+
+    @admin.display(description="pairs", ordering="_pair_count")
+    def pair_count(self, obj):
+        return obj._pair_count
 
     @admin.display(description="pairs")
-    def pair_count(self, obj):
-        return obj.pairs.count()
+    def pair_list(self, obj):
+        return related_link("imagepair", "dataset__id__exact", obj, obj._pair_count, "pairs")
 
 
 @admin.register(ImagePair)
 class ImagePairAdmin(admin.ModelAdmin):
     list_display = ("name", "dataset", "category", "split", "b_width", "b_height", "has_label")
-    list_filter = ("category", "split", "dataset")
+    list_filter = ("category", "split")
+    list_select_related = ("dataset",)
     search_fields = ("name", "a_sha256", "b_sha256", "dataset__name")
+    raw_id_fields = ("dataset",)
     readonly_fields = ("a_sha256", "b_sha256", "label_sha256", "image_a", "image_b", "label")
 
 
-class RunInline(admin.TabularInline):
-    model = Run
-    extra = 0
-    fields = ("state", "progress_done", "progress_total", "created_at", "finished_at")
-    readonly_fields = fields
-    show_change_link = True
-
-
 @admin.register(Experiment)
-class ExperimentAdmin(admin.ModelAdmin):
+class ExperimentAdmin(ServiceDeleteMixin, admin.ModelAdmin):
     list_display = ("name", "owner", "dataset", "detector_list", "align", "threshold", "created_at")
     list_filter = ("align", "created_at")
+    list_select_related = ("owner", "dataset")
     search_fields = ("name", "owner__username", "dataset__name")
-    inlines = [RunInline]
+    raw_id_fields = ("owner", "dataset")
+    readonly_fields = ("run_list",)
     actions = ["start_new_run"]
+
+    @staticmethod
+    def delete_service(experiment):
+        run_services.experiment_delete(experiment=experiment)
+
+    @admin.display(description="runs")
+    def run_list(self, obj):
+        return related_link("run", "experiment__id__exact", obj, obj.runs.count(), "runs")
 
     @admin.display(description="detectors")
     def detector_list(self, obj):
@@ -73,21 +109,14 @@ class ExperimentAdmin(admin.ModelAdmin):
                 self.message_user(request, f"{experiment}: {exc.message}", messages.ERROR)
 
 
-class ResultInline(admin.TabularInline):
-    model = Result
-    extra = 0
-    fields = ("detector", "pair", "iou", "f1", "latency_ms", "from_cache")
-    readonly_fields = fields
-    can_delete = False
-
-
 @admin.register(Run)
 class RunAdmin(admin.ModelAdmin):
     list_display = ("id", "experiment", "state", "progress_done", "progress_total", "created_at", "finished_at")
     list_filter = ("state", "created_at")
+    list_select_related = ("experiment",)
     search_fields = ("experiment__name", "experiment__owner__username", "error")
-    readonly_fields = ("environment", "leaderboard", "progress", "error")
-    inlines = [ResultInline]
+    raw_id_fields = ("experiment", "cloned_from")
+    readonly_fields = ("environment", "leaderboard", "progress", "error", "result_list")
     actions = ["cancel_runs", "retry_runs", "clone_runs"]
 
     def _apply(self, request, queryset, action):
@@ -96,6 +125,10 @@ class RunAdmin(admin.ModelAdmin):
                 action(run=run)
             except ServiceError as exc:
                 self.message_user(request, f"Run {run.pk}: {exc.message}", messages.ERROR)
+
+    @admin.display(description="results")
+    def result_list(self, obj):
+        return related_link("result", "run__id__exact", obj, obj.results.count(), "results")
 
     @admin.action(description="Cancel selected runs")
     def cancel_runs(self, request, queryset):
@@ -114,13 +147,17 @@ class RunAdmin(admin.ModelAdmin):
 class ResultAdmin(admin.ModelAdmin):
     list_display = ("run", "pair", "detector", "iou", "f1", "latency_ms", "peak_memory_mb", "from_cache")
     list_filter = ("detector", "from_cache")
+    list_select_related = ("run__experiment", "pair")
     search_fields = ("pair__name", "detector")
+    raw_id_fields = ("run", "pair")
 
 
 @admin.register(ModelCheckpoint)
 class ModelCheckpointAdmin(admin.ModelAdmin):
     list_display = ("detector", "sha256", "dataset", "epochs", "is_public", "created_at")
     list_filter = ("detector", "is_public")
+    list_select_related = ("dataset",)
+    raw_id_fields = ("owner", "dataset")
     search_fields = ("sha256", "detector")
 
 
@@ -128,13 +165,17 @@ class ModelCheckpointAdmin(admin.ModelAdmin):
 class PairAlignmentAdmin(admin.ModelAdmin):
     list_display = ("run", "pair", "method", "ok", "inliers", "reprojection_error")
     list_filter = ("method", "ok")
+    list_select_related = ("run", "pair")
+    raw_id_fields = ("run", "pair")
 
 
 @admin.register(TrainingJob)
 class TrainingJobAdmin(admin.ModelAdmin):
     list_display = ("id", "detector", "dataset", "owner", "state", "created_at", "finished_at", "checkpoint")
     list_filter = ("state", "detector")
+    list_select_related = ("dataset", "owner", "checkpoint")
     search_fields = ("detector", "dataset__name", "owner__username", "error")
+    raw_id_fields = ("owner", "dataset", "checkpoint")
     readonly_fields = ("progress", "config", "error")
     actions = ["cancel_jobs"]
 
@@ -150,4 +191,6 @@ class TrainingJobAdmin(admin.ModelAdmin):
 @admin.register(BatchJob)
 class BatchJobAdmin(admin.ModelAdmin):
     list_display = ("id", "owner", "idempotency_key", "run", "created_at")
+    list_select_related = ("owner", "run__experiment")
+    raw_id_fields = ("owner", "run")
     search_fields = ("idempotency_key", "owner__username")

@@ -8,9 +8,17 @@ os.environ.setdefault("EMBEDDED_REDIS_DB", "1")
 # sessions side by side never take each other's tasks or events.
 os.environ.setdefault("DIFFPLATFORM_KEY_NAMESPACE", f"diffplatform-test-{os.getpid()}")
 
-from diffplatform.settings.base import *  # noqa: F403
-from diffplatform.settings.base import DATABASES, VAR_DIR
-from diffplatform.settings.env import env
+# Tests deliberately use a visibility timeout far below the time limit (their tasks take seconds, and
+# the SIGKILL tests need abandoned tasks back quickly); base settings would refuse it, so they are
+# read without it and it is applied below.
+_visibility_env = os.environ.pop("CELERY_VISIBILITY_TIMEOUT", None)
+try:
+    from diffplatform.settings.base import *  # noqa: F403
+    from diffplatform.settings.base import DATABASES, VAR_DIR
+    from diffplatform.settings.env import env
+finally:
+    if _visibility_env is not None:
+        os.environ["CELERY_VISIBILITY_TIMEOUT"] = _visibility_env
 
 DEBUG = False
 SECRET_KEY = env.str("SECRET_KEY", default="test-only-not-secret")
@@ -33,3 +41,6 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
 if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
     # Worker and server processes write at the same time as the tests: wait for locks.
     DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = 30
+
+# Servers started by tests often run without workers; tests that check workers name the queues.
+HEALTH_WORKER_QUEUES = env.list("HEALTH_WORKER_QUEUES", default=[])

@@ -667,13 +667,30 @@ def process_batch(
 
 
 def _discard_unreferenced(entry: dict) -> None:
-    """The database refused the row: remove the pictures just written unless a stored result uses them."""
+    """The database refused the row: remove the pictures just written, but only when nothing else can
+    point at them. They are content-addressed (`results/<cache key>/...`) and so shared: another run's
+    Result or a result-cache entry may use the same files. Kept when a Result references any of the
+    keys, when the result cache holds an entry for the cache key, or when either check fails."""
+    from django.core.cache import caches
+    from django.db.models import Q
+
     keys = [entry[name] for name in ("heatmap_key", "mask_key", "error_map_key") if entry.get(name)]
+    if not keys:
+        return
+    parts = keys[0].split("/")
+    cache_key = parts[1] if len(parts) > 2 and parts[0] == "results" else None
     try:
-        if Result.objects.filter(heatmap_key=entry["heatmap_key"]).exists():
+        if Result.objects.filter(Q(heatmap_key__in=keys) | Q(mask_key__in=keys) | Q(error_map_key__in=keys)).exists():
             return
+        if cache_key is None or result_cache.lookup(cache_key) is not None:
+            return
+        # The cache fails open (a miss while Redis is down): only a miss from a Redis that answers is one.
+        backend = caches["default"]
+        if hasattr(backend, "_cache"):
+            backend._cache.get_client(None).ping()
     except Exception:
-        logger.warning("could not check references of %s", entry["heatmap_key"], exc_info=True)
+        logger.warning("could not check references of %s; the files are kept", keys[0], exc_info=True)
+        return
     storage.delete_keys(keys)
 
 

@@ -1,20 +1,28 @@
 """Training a detector inside a Celery worker, with live progress and a registered checkpoint."""
 
 import hashlib
+import logging
 import tempfile
+import threading
 import time
 from pathlib import Path
 
-from django.db import transaction
+from django.conf import settings
+from django.db import connection, transaction
 
 from experiments import storage
 from experiments.checkpoints.services import checkpoint_register
+from experiments.errors import InvalidState
 from experiments.lifecycle import training_transition
 from experiments.live import progress
 from experiments.models import RunState, TrainingJob
 from inference.training_config import OPTION_NAMES, training_config
 
+logger = logging.getLogger(__name__)
 PERSIST_EVERY_S = 1.0
+# A running job's worker writes `progress["heartbeat_at"]` (Unix time) this often, even when the
+# training itself reports nothing (loading pairs, a long epoch, saving the checkpoint).
+HEARTBEAT_EVERY_S = 30.0
 VAL_FRACTION = 0.2
 HISTORY_FIELDS = ("epoch", "train_loss", "val_loss", "val_f1", "val_iou", "seconds")
 
@@ -54,18 +62,30 @@ class TrainingReporter:
         self.history: list[dict] = []
         self.last_cancel_check = 0.0
         self.cancelled = False
+        self.state: dict = {}
+        self.lock = threading.Lock()
 
     def __call__(self, update: dict) -> None:
         epoch_done = update.get("stage") == "epoch"
         if epoch_done:
             self.history.append({k: update.get(k) for k in HISTORY_FIELDS})
-        state = {**update, "history": self.history}
-        if epoch_done or time.monotonic() - self.last_persist >= PERSIST_EVERY_S:
-            TrainingJob.objects.filter(pk=self.job_id).update(progress=state)
-            self.last_persist = time.monotonic()
+        with self.lock:
+            self.state = {**update, "history": self.history}
+            if epoch_done or time.monotonic() - self.last_persist >= PERSIST_EVERY_S:
+                self._persist()
         progress.publish_training_progress(self.job_id, update)
         if self.listener is not None:
             self.listener(update)
+
+    def _persist(self) -> None:
+        state = {**self.state, "heartbeat_at": time.time()}
+        TrainingJob.objects.filter(pk=self.job_id, state=RunState.RUNNING).update(progress=state)
+        self.last_persist = time.monotonic()
+
+    def beat(self) -> None:
+        """Say that this job's worker is alive: the last progress, with a fresh heartbeat."""
+        with self.lock:
+            self._persist()
 
     def should_stop(self) -> bool:
         if time.monotonic() - self.last_cancel_check >= 1.0:
@@ -84,21 +104,89 @@ def execute_training(job_id: int, listener=None) -> None:
         return
     if job.state != RunState.QUEUED:
         return  # a redelivered task for a job already taken
-    job = training_transition(job_id, RunState.RUNNING)
+    job = training_transition(job_id, RunState.RUNNING, progress={**job.progress, "heartbeat_at": time.time()})
     config = training_config({k: v for k, v in job.config.items() if k in OPTION_NAMES})
     train, val = split_pairs(list(job.dataset.pairs.exclude(label="")), config.seed)
     reporter = TrainingReporter(job_id, listener)
-    reporter({"stage": "loading", "pairs_train": len(train), "pairs_val": len(val)})
-    result = train_detector(
-        job.detector, _load_triples(train), _load_triples(val),
-        on_progress=reporter, should_stop=reporter.should_stop, **config.as_dict(),
-    )  # fmt: skip
-    if result.cancelled:
-        training_transition(job_id, RunState.CANCELLED)
-        return
-    checkpoint = store_checkpoint(job, result, trained_on={"train": _prints(train), "val": _prints(val)})
+    stop_heartbeat = _start_heartbeat(reporter)
+    try:
+        reporter({"stage": "loading", "pairs_train": len(train), "pairs_val": len(val)})
+        result = train_detector(
+            job.detector, _load_triples(train), _load_triples(val),
+            on_progress=reporter, should_stop=reporter.should_stop, **config.as_dict(),
+        )  # fmt: skip
+        if result.cancelled:
+            training_transition(job_id, RunState.CANCELLED)
+            return
+        checkpoint = store_checkpoint(job, result, trained_on={"train": _prints(train), "val": _prints(val)})
+    finally:
+        stop_heartbeat()
     training_transition(job_id, RunState.SUCCEEDED, checkpoint=checkpoint,
                progress={**job.progress, "stage": "done", "history": result.history})  # fmt: skip
+
+
+def _start_heartbeat(reporter: TrainingReporter, every_s: float = HEARTBEAT_EVERY_S):
+    """A daemon thread that beats for `reporter`'s job until the returned function is called."""
+    stop = threading.Event()
+
+    def loop():
+        try:
+            while not stop.wait(every_s):
+                try:
+                    reporter.beat()
+                except Exception:
+                    logger.warning("heartbeat of training job %s failed", reporter.job_id, exc_info=True)
+        finally:
+            connection.close()  # this thread's own database connection
+
+    thread = threading.Thread(target=loop, name=f"training-heartbeat-{reporter.job_id}", daemon=True)
+    thread.start()
+
+    def stop_beating():
+        stop.set()
+        thread.join(5)
+
+    return stop_beating
+
+
+def stale_message(silent_s: float) -> str:
+    return f"the worker training this job stopped (no heartbeat for {int(silent_s)} s); start it again"
+
+
+def fail_stale_training(stale_after_s: float | None = None) -> list[int]:
+    """Fail `running` training jobs whose worker stopped: no heartbeat (or, before the first one, no
+    start) for more than `stale_after_s` (default `TRAINING_HEARTBEAT_TIMEOUT_S`). Returns their ids.
+
+    A worker killed mid-job (SIGKILL, out of memory, a lost machine) leaves its job `running`; its
+    redelivered task skips a job already taken, so without this the job would stay `running` forever."""
+    limit = settings.TRAINING_HEARTBEAT_TIMEOUT_S if stale_after_s is None else stale_after_s
+    failed = []
+    for job_id in TrainingJob.objects.filter(state=RunState.RUNNING).values_list("pk", flat=True):
+        with transaction.atomic():
+            job = TrainingJob.objects.select_for_update().filter(pk=job_id, state=RunState.RUNNING).first()
+            if job is None:
+                continue
+            silent_s = _silent_for(job)
+            if silent_s is None or silent_s <= limit:
+                continue
+            try:
+                training_transition(job_id, RunState.FAILED, error=stale_message(silent_s))
+            except InvalidState:
+                continue
+        logger.warning("training job %s failed: no heartbeat for %d s", job_id, silent_s)
+        failed.append(job_id)
+    return failed
+
+
+def _silent_for(job: TrainingJob) -> float | None:
+    beat = job.progress.get("heartbeat_at") if isinstance(job.progress, dict) else None
+    if isinstance(beat, (int, float)) and not isinstance(beat, bool):
+        last = float(beat)
+    elif job.started_at is not None:
+        last = job.started_at.timestamp()
+    else:
+        return None
+    return max(0.0, time.time() - last)
 
 
 def _prints(pairs) -> list[str]:

@@ -1,8 +1,12 @@
 """The Celery task of a training job: takes an id, calls the training engine, retries transient failures."""
 
 import logging
+import threading
 
 from celery import shared_task
+from celery.signals import worker_ready
+from django.conf import settings
+from django.db import connection
 
 from experiments import outbox
 from experiments.runs.tasks import TASK_OPTIONS, TRANSIENT_ERRORS
@@ -20,3 +24,34 @@ def train_detector_job(self, job_id: int) -> None:
     except Exception as exc:
         logger.exception("training job %s failed", job_id)
         engine.fail_training(job_id, f"{type(exc).__name__}: {exc}")
+
+
+def check_stale_training() -> list[int]:
+    try:
+        return engine.fail_stale_training()
+    except Exception:
+        logger.warning("the check for training jobs whose worker stopped failed", exc_info=True)
+        return []
+
+
+def start_stale_training_check(interval_s: float | None = None) -> threading.Thread:
+    """A daemon thread in each worker that fails training jobs whose worker stopped beating."""
+    interval = interval_s or settings.TRAINING_STALE_CHECK_INTERVAL_S
+    stop = threading.Event()
+
+    def loop():
+        while not stop.wait(interval):
+            check_stale_training()
+            connection.close()
+
+    thread = threading.Thread(target=loop, name="stale-training-check", daemon=True)
+    thread.start()
+    return thread
+
+
+@worker_ready.connect
+def check_stale_training_while_running(**kwargs) -> None:
+    """On start-up and every `TRAINING_STALE_CHECK_INTERVAL_S`, each worker fails the training jobs
+    whose worker died (no heartbeat for `TRAINING_HEARTBEAT_TIMEOUT_S`)."""
+    check_stale_training()
+    start_stale_training_check()
