@@ -9,11 +9,12 @@ from django.utils import timezone
 
 from experiments.errors import InvalidState
 from experiments.live import progress
-from experiments.models import Run, RunState, TrainingJob
+from experiments.models import FINISHED_RUN_STATES, Run, RunState, TrainingJob
 
 ALLOWED_TRANSITIONS = {
     RunState.QUEUED: {RunState.RUNNING, RunState.CANCELLED, RunState.FAILED},
-    RunState.RUNNING: {RunState.SUCCEEDED, RunState.FAILED, RunState.CANCELLED},
+    RunState.RUNNING: {RunState.SUCCEEDED, RunState.PARTIAL, RunState.FAILED, RunState.CANCELLED},
+    RunState.PARTIAL: {RunState.QUEUED},  # retry: the failed detectors run again, finished results are kept
     RunState.FAILED: {RunState.QUEUED},
     RunState.CANCELLED: {RunState.QUEUED},
     RunState.SUCCEEDED: set(),
@@ -30,7 +31,7 @@ def work_transition(model, object_id: int, new_state: str, **fields):
         now = timezone.now()
         if new_state == RunState.RUNNING and work.started_at is None:
             work.started_at = now
-        if new_state in (RunState.SUCCEEDED, RunState.FAILED, RunState.CANCELLED):
+        if new_state in FINISHED_RUN_STATES:
             work.finished_at = now
         for name, value in fields.items():
             setattr(work, name, value)

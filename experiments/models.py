@@ -113,12 +113,17 @@ class RunState(models.TextChoices):
     QUEUED = "queued"
     RUNNING = "running"
     SUCCEEDED = "succeeded"
+    PARTIAL = "partial"  # a run only: some detectors finished, others failed (each with its reason)
     FAILED = "failed"
     CANCELLED = "cancelled"
 
 
 ACTIVE_RUN_STATES = (RunState.QUEUED, RunState.RUNNING)
-FINISHED_RUN_STATES = (RunState.SUCCEEDED, RunState.FAILED, RunState.CANCELLED)
+FINISHED_RUN_STATES = (RunState.SUCCEEDED, RunState.PARTIAL, RunState.FAILED, RunState.CANCELLED)
+# A leaderboard exists: every detector finished, or some did (the failed ones are rows with their reason).
+LEADERBOARD_RUN_STATES = (RunState.SUCCEEDED, RunState.PARTIAL)
+# Retry queues these again; results already stored are kept and skipped.
+RETRYABLE_RUN_STATES = (RunState.PARTIAL, RunState.FAILED, RunState.CANCELLED)
 
 
 class QueuedWork(models.Model):

@@ -117,7 +117,7 @@ class BatchArchiveView(ApiView):
         summary="The finished batch's zip",
         description=(
             "`masks/<detector>/<pair>.png`, `heatmaps/...`, `error-maps/...` (labelled pairs), `metrics.csv` (one "
-            "row per pair and detector) and `leaderboard.csv`. Built on first request; 409 until the run succeeded."
+            "row per pair and detector) and `leaderboard.csv`. Built on first request; 409 until the run succeeded (or ended partial)."
         ),
         responses={(200, "application/zip"): OpenApiTypes.BINARY, **error_responses(404, 409)},
     )

@@ -14,7 +14,7 @@ from experiments.api import serializers as s
 from experiments.api.base import PAGE_PARAMETERS, ApiView, CSVRenderer, api_datasets, paged
 from experiments.api.errors import ApiError, error_responses
 from experiments.live import tickets as ws_tickets
-from experiments.models import RunState
+from experiments.models import LEADERBOARD_RUN_STATES
 from experiments.runs import leaderboard
 from experiments.runs import selectors as run_selectors
 from experiments.runs import services as run_services
@@ -175,7 +175,11 @@ class RunLeaderboardView(ApiView):
     @extend_schema(
         tags=["runs"],
         summary="The run's leaderboard",
-        description="JSON, or CSV with `?format=csv` (one ranked row per detector). 409 until the run succeeded.",
+        description=(
+            "JSON, or CSV with `?format=csv` (one ranked row per detector). 409 until the run succeeded, or ended "
+            "`partial`: then the detectors that finished are ranked and each failed one is a row with its reason "
+            "in `failed` (its figures empty)."
+        ),
         responses={
             (200, "application/json"): s.LeaderboardOutput,
             (200, "text/csv"): OpenApiTypes.STR,
@@ -184,8 +188,11 @@ class RunLeaderboardView(ApiView):
     )
     def get(self, request, pk):
         run = visible_run(request, pk)
-        if run.state != RunState.SUCCEEDED:
-            raise ApiError(f"The run is {run.state}; its leaderboard is ready once it has succeeded.", status_code=409)
+        if run.state not in LEADERBOARD_RUN_STATES:
+            raise ApiError(
+                f"The run is {run.state}; its leaderboard is ready once it has succeeded (or partly succeeded).",
+                status_code=409,
+            )
         if request.accepted_renderer.format == "csv":
             response = HttpResponse(leaderboard.leaderboard_csv(run), content_type="text/csv; charset=utf-8")
             response["Content-Disposition"] = f'attachment; filename="run-{run.pk}-leaderboard.csv"'

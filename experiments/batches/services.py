@@ -22,7 +22,7 @@ from experiments import storage
 from experiments.datasets import ingest
 from experiments.datasets.services import dataset_create
 from experiments.errors import InvalidState, ServiceError
-from experiments.models import BatchJob, RunState
+from experiments.models import LEADERBOARD_RUN_STATES, BatchJob
 from experiments.runs import selectors
 from experiments.runs.leaderboard import leaderboard_csv
 from experiments.runs.results import results_csv
@@ -162,9 +162,9 @@ def archive_name(job: BatchJob) -> str:
 
 
 def batch_archive(job: BatchJob) -> str:
-    """The storage key of the job's result zip, built now if needed. 409 unless the run succeeded."""
+    """The storage key of the job's result zip, built now if needed. 409 unless the run succeeded (or partly: the detectors that finished)."""
     run = job.run
-    if run is None or run.state != RunState.SUCCEEDED:
+    if run is None or run.state not in LEADERBOARD_RUN_STATES:
         state = run.state if run is not None else "being created"
         raise InvalidState(f"The batch is {state}; its archive is ready once it has succeeded.")
     if job.archive_key and storage.exists(job.archive_key):

@@ -5,6 +5,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_http_methods
 
 from experiments.checkpoints import selectors as checkpoint_selectors
+from experiments.checkpoints.availability import detector_availability
 from experiments.datasets import selectors as dataset_selectors
 from experiments.errors import ServiceError
 from experiments.pages.forms import ExperimentForm
@@ -54,14 +55,20 @@ def experiment_create(request):
             else:
                 return redirect("experiments:run_detail", pk=run.pk)
         status = 400
-    detector_rows = [
-        {
+    detector_rows = []
+    for entry in catalogue_entries().values():
+        availability = detector_availability(request.user, entry.name)
+        weights_field = form[f"weights_{entry.name}"]
+        # Unavailable with "auto": the checkbox is disabled until an explicit weights choice is picked.
+        auto = (weights_field.value() or "auto") == "auto"
+        detector_rows.append({
             "entry": entry,
             "checked": entry.name in (form["detectors"].value() or []),
-            "weights_field": form[f"weights_{entry.name}"],
-        }
-        for entry in catalogue_entries().values()
-    ]
+            "weights_field": weights_field,
+            "available": availability.available,
+            "unavailable_reason": availability.reason,
+            "disabled": not availability.available and auto,
+        })  # fmt: skip
     cost_data = {
         "datasets": {str(d.pk): d.pair_count for d in datasets},
         "detectors": {e.name: e.relative_cost for e in catalogue_entries().values()},

@@ -218,10 +218,16 @@ def _compact_histograms(result):
     return result
 
 
-def build_leaderboard(run: Run) -> dict:
+def build_leaderboard(run: Run, failed: dict[str, str] | None = None) -> dict:
+    """The run's leaderboard from the detectors that finished; each detector in `failed`
+    ({name: reason}) is a row `{"detector": name, "failed": reason}` and its results are left out."""
     experiment = run.experiment
     seed = experiment.seed
-    results = [_compact_histograms(r) for r in run.results.select_related("pair").iterator(chunk_size=200)]
+    failed = failed or {}
+    results = [
+        _compact_histograms(r)
+        for r in run.results.exclude(detector__in=list(failed)).select_related("pair").iterator(chunk_size=200)
+    ]
     by_detector, by_category = defaultdict(list), defaultdict(lambda: defaultdict(list))
     for result in results:
         by_detector[result.detector].append(result)
@@ -232,6 +238,9 @@ def build_leaderboard(run: Run) -> dict:
     trained_on = trained_pairs_scored(run)
     rows = []
     for name in experiment.detectors:
+        if name in failed:
+            rows.append({"detector": name, "failed": failed[name]})
+            continue
         row = detector_row(name, by_detector.get(name, []), infos.get(name, {}), seed)
         row["comparison"] = comparisons.get(name)
         row["trained_on_pairs"] = trained_on.get(name)

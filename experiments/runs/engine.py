@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Count
 
 from experiments import storage
 from experiments.checkpoints import weights as checkpoints
@@ -737,6 +738,9 @@ def _finish_cancelled(run: Run) -> None:
 
 
 def finish_run(run_id: int) -> None:
+    """The leaderboard of the detectors that finished. Ends `succeeded` when every detector did,
+    `partial` when some did and others failed (each failed one a row with its reason, and `error`
+    listing them), `failed` when none did."""
     from experiments.runs.aggregation import build_leaderboard
 
     run = Run.objects.select_related("experiment").get(pk=run_id)
@@ -745,15 +749,73 @@ def finish_run(run_id: int) -> None:
         return
     if run.state != RunState.RUNNING:
         return
-    expected = run.progress_total
-    stored = run.results.count()
-    if stored != expected:
-        run_transition(run.pk, RunState.FAILED, error=f"Only {stored} of {expected} results were produced.")
+    detectors = run.experiment.detectors
+    failed = failed_detectors(run)
+    expected = run.progress_total // max(len(detectors), 1)  # pairs per detector
+    stored = dict(run.results.filter(detector__in=detectors).values_list("detector").annotate(n=Count("pk")).order_by())
+    for name in detectors:
+        if name not in failed and stored.get(name, 0) != expected:
+            failed[name] = f"Only {stored.get(name, 0)} of {expected} results were produced."
+    finished = [name for name in detectors if name not in failed]
+    done = sum(stored.get(name, 0) for name in detectors)
+    if not finished:
+        run_transition(run.pk, RunState.FAILED, error=failure_summary(failed)[:5000], progress_done=done)
         return
-    run_transition(run.pk, RunState.SUCCEEDED, leaderboard=build_leaderboard(run), progress_done=stored)
+    leaderboard = build_leaderboard(run, failed=failed)
+    if failed:
+        run_transition(
+            run.pk, RunState.PARTIAL, leaderboard=leaderboard, error=failure_summary(failed)[:5000], progress_done=done
+        )
+        return
+    run_transition(run.pk, RunState.SUCCEEDED, leaderboard=leaderboard, progress_done=done)
+
+
+def failed_detectors(run: Run) -> dict[str, str]:
+    """{detector: reason} of the run's detectors whose task failed (recorded by `fail_detector`)."""
+    entries = (run.progress or {}).get("detectors", {})
+    return {
+        name: entries[name]["failed"]
+        for name in run.experiment.detectors
+        if isinstance(entries.get(name), dict) and entries[name].get("failed")
+    }
+
+
+def failure_summary(failed: dict[str, str]) -> str:
+    return "Failed detectors: " + "; ".join(f"{name}: {reason}" for name, reason in failed.items())
+
+
+def fail_detector(run_id: int, detector: str, message: str) -> None:
+    """One detector's task failed (not transiently): record it with its reason, under the run's row
+    lock, and let the other detectors go on; `finish_run` ends the run `partial` (or `failed` when no
+    detector finished). A cancel request still cancels the whole run; when every detector of the run
+    has failed, the run fails at once."""
+    run = Run.objects.select_related("experiment").get(pk=run_id)
+    if run.cancel_requested:
+        _finish_cancelled(run)
+        return
+    if run.state not in (RunState.QUEUED, RunState.RUNNING):
+        return
+    with transaction.atomic():
+        run = Run.objects.select_for_update().select_related("experiment").get(pk=run_id)
+        detectors = run.progress.setdefault("detectors", {})
+        entry = detectors.get(detector) if isinstance(detectors.get(detector), dict) else {}
+        detectors[detector] = {
+            **entry,
+            "done": entry.get("done", 0),
+            "total": entry.get("total", run.progress_total // max(len(run.experiment.detectors), 1)),
+            "stage": "failed",
+            "failed": message[:2000],
+            "eta_s": None,
+        }
+        run.save(update_fields=["progress"])
+        failed = failed_detectors(run)
+    publish_run_progress(run_id, {"detector": detector, **detectors[detector]})
+    if set(failed) >= set(run.experiment.detectors):
+        run_transition(run_id, RunState.FAILED, error=failure_summary(failed)[:5000])
 
 
 def fail_run(run_id: int, message: str) -> None:
+    """The whole run fails (preparing or finishing it failed), or is cancelled when that was asked."""
     run = Run.objects.get(pk=run_id)
     if run.cancel_requested:
         _finish_cancelled(run)

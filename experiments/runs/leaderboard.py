@@ -90,7 +90,7 @@ BY_KEY = {c.key: c for c in COLUMNS}
 IDENTITY_FIELDS = ("rank", "detector", "family", "weights", "n_pairs", "n_changed_pairs", "n_no_change_pairs")
 TRAILING_FIELDS = (
     "input_size", "input_size_source", "precision", "memory_kind", "memory_device", "from_cache",
-    "trained_on_pairs", "is_baseline",
+    "trained_on_pairs", "is_baseline", "failed",
 )  # fmt: skip
 # The paired comparison of per-pair IoU with the baseline (see `inference.comparison.paired_comparison`).
 COMPARISON_FIELDS = ("n", "wins", "ties", "losses", "mean_difference", "wilcoxon_p", "wilcoxon_p_holm")
@@ -175,7 +175,10 @@ def leaderboard_table(run: Run, state: LeaderboardState | None = None) -> dict:
     """Rows (one per detector, every column with its value, interval and delta to the baseline), sorted per `state`."""
     state = state or LeaderboardState.default(run)
     leaderboard = run.leaderboard or {}
-    source_rows = sorted(leaderboard.get("detectors", []), key=_rank_key)
+    stored = leaderboard.get("detectors", [])
+    # A detector that failed in a partial run: a row with its reason, no figures, after the ranked ones.
+    failed_rows = [r for r in stored if r.get("failed")]
+    source_rows = sorted((r for r in stored if not r.get("failed")), key=_rank_key)
     colours = detector_colours(run.experiment.detectors)
     base_row = next((r for r in source_rows if r["detector"] == state.baseline), {})
     comparisons = _paired_to_baseline(run, state.baseline, run.experiment.seed) if source_rows else {}
@@ -214,9 +217,10 @@ def leaderboard_table(run: Run, state: LeaderboardState | None = None) -> dict:
                 "cells": cells,
                 "comparison": comparisons.get(source["detector"]),
                 "is_baseline": is_baseline,
+                "failed": None,
             }
         )
-    rows = _sorted(rows, state)
+    rows = _sorted(rows, state) + [_failed_row(source, state, colours) for source in failed_rows]
     columns = [
         {"key": c.key, "label": c.label, "higher_is_better": c.higher_is_better, "digits": c.digits,
          "link": state.sort_link(c.key), "active": c.key == state.sort}
@@ -232,6 +236,28 @@ def leaderboard_table(run: Run, state: LeaderboardState | None = None) -> dict:
         "baseline": state.baseline,
         "detector_link": state.sort_link("detector"),
         "rank_link": state.sort_link("rank"),
+    }
+
+
+def _failed_row(source: dict, state: LeaderboardState, colours: dict) -> dict:
+    """The table row of a detector that failed: its name and reason, every figure empty."""
+    name = source["detector"]
+    row = dict.fromkeys((
+        "rank", "family", "n_pairs", "n_changed_pairs", "n_no_change_pairs", "memory_kind", "memory_device",
+        "n_timed", "input_size", "input_size_source", "precision", "trained_on_pairs", "worker", "members",
+        "flops", "comparison",
+    ))  # fmt: skip
+    cells = {column.key: {"value": None, "ci": None, "delta": None} for column in COLUMNS}
+    return row | {
+        "detector": name,
+        "colour": colours.get(name, OKABE_ITO[-1]),
+        "weights": "",
+        "weights_sha256": "",
+        "from_cache": 0,
+        "memory_label": "",
+        "cells": cells,
+        "is_baseline": name == state.baseline,
+        "failed": source["failed"],
     }
 
 
@@ -317,6 +343,9 @@ def leaderboard_text(run: Run) -> str:
     header = f"{'detector':<24}" + "".join(f"{key:>16}" for key in TEXT_COLUMNS) + "  mean_iou 95% CI    weights"
     lines = [header, "-" * len(header)]
     for r in records:
+        if r["failed"]:
+            lines.append(f"{r['detector']:<24}  failed: {r['failed']}")
+            continue
         ci = f"[{r['mean_iou_ci_low']:.3f}, {r['mean_iou_ci_high']:.3f}]" if r["mean_iou_ci_low"] is not None else ""
         cells = "".join(f"{_text(r[key], BY_KEY[key].digits):>16}" for key in TEXT_COLUMNS)
         lines.append(f"{r['detector']:<24}{cells}  {ci:<18}{r['weights'] or ''}")

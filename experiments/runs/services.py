@@ -9,9 +9,10 @@ from django.db import transaction
 from experiments import outbox, storage
 from experiments.errors import InvalidState, ServiceError
 from experiments.lifecycle import run_transition
-from experiments.models import Dataset, Experiment, Run, RunState
+from experiments.models import RETRYABLE_RUN_STATES, Dataset, Experiment, Run, RunState
 from experiments.runs.selectors import scored_pairs
 from experiments.runs.validation import (
+    check_available,
     check_detectors,
     check_optional_input_size,
     check_splits,
@@ -39,6 +40,7 @@ def experiment_create(
         raise ServiceError("Dataset not found.", field="dataset", status=404)
     names = check_detectors(detectors)
     weights = check_weight_choices(detector_weights, names)
+    check_available(owner, names, weights)
     threshold = check_threshold(threshold)
     input_size = check_optional_input_size(input_size)
     splits = check_splits(splits, dataset)
@@ -112,10 +114,16 @@ def run_cancel(*, run: Run) -> Run:
 
 @transaction.atomic
 def run_retry(*, run: Run) -> Run:
-    """Queue a failed or cancelled run again; results already stored are kept and skipped."""
-    if run.state not in (RunState.FAILED, RunState.CANCELLED):
-        raise InvalidState(f"Only failed or cancelled runs can be retried; this one is {run.state}.")
-    run = run_transition(run.pk, RunState.QUEUED, cancel_requested=False, error="", finished_at=None)
+    """Queue a partial, failed or cancelled run again; results already stored are kept and skipped, so
+    in a partial run only the detectors that failed compute anything (their failure marks are cleared)."""
+    if run.state not in RETRYABLE_RUN_STATES:
+        raise InvalidState(f"Only partial, failed or cancelled runs can be retried; this one is {run.state}.")
+    progress = dict(run.progress or {})
+    progress["detectors"] = {
+        name: {key: value for key, value in entry.items() if key != "failed"} if isinstance(entry, dict) else entry
+        for name, entry in (progress.get("detectors") or {}).items()
+    }
+    run = run_transition(run.pk, RunState.QUEUED, cancel_requested=False, error="", finished_at=None, progress=progress)
     _enqueue_on_commit(run.pk)
     return run
 

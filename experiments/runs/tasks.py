@@ -3,6 +3,10 @@
 A run is a canvas (see `experiments.outbox.send_run`): `prepare` (cpu: state, environment,
 alignment) -> one `detector` task per detector (learned ones on `gpu`, classical on `cpu`) in a
 chord -> `finish` (leaderboard).
+
+A detector task that fails for good fails only its detector (`engine.fail_detector`, with the
+reason): the others go on, and `finish` ends the run `partial` (or `failed` when none finished).
+Preparing or finishing failing fails the whole run; a cancel request cancels the whole run.
 """
 
 import logging
@@ -45,8 +49,9 @@ def run_detector(self, run_id: int, detector: str) -> None:
         engine.fail_run(run_id, "cancelled")
     except TRANSIENT_ERRORS:
         raise
-    except Exception as exc:  # noqa: BLE001
-        _fail(run_id, exc)
+    except Exception as exc:  # anything else fails this detector only, with its reason
+        logger.exception("detector %s of run %s failed", detector, run_id)
+        engine.fail_detector(run_id, detector, f"{type(exc).__name__}: {exc}")
 
 
 @shared_task(name=outbox.TASK_FINISH_RUN, **TASK_OPTIONS)

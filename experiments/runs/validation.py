@@ -86,3 +86,14 @@ def check_weight_choices(detector_weights, detectors: list[str]) -> dict:
         if not (choice in ("auto", "random") or str(choice).startswith("checkpoint:")):
             raise ServiceError(f"Weights {choice!r} for {name}: {WEIGHT_CHOICES_HELP}.", field="detector_weights")
     return dict(detector_weights or {})
+
+
+def check_available(owner, detectors: list[str], detector_weights: dict, *, field: str = "detectors") -> None:
+    """Refuse a detector that would run with weights "auto" but has nothing to load (the reason says
+    what fixes it); an explicit "random" or "checkpoint:<sha256>" choice is allowed."""
+    from experiments.checkpoints.availability import unavailable_with_auto
+
+    refused = unavailable_with_auto(owner, detectors, detector_weights)
+    if refused:
+        reasons = "; ".join(f"{name} is unavailable: {reason}" for name, reason in refused.items())
+        raise ServiceError(f'{reasons}. (Or choose its weights explicitly, e.g. "random".)', field=field)

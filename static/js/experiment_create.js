@@ -14,7 +14,19 @@
     return `${(ms / 60000).toFixed(1)} min`;
   }
 
+  // A detector unavailable with weights "auto" (nothing to load) can be chosen only with explicit weights.
+  function syncUnavailable() {
+    for (const row of form.querySelectorAll("tr[data-unavailable]")) {
+      const box = row.querySelector("input[type=checkbox]");
+      const weights = row.querySelector("select");
+      const auto = !weights || (weights.value || "auto") === "auto";
+      box.disabled = auto;
+      if (auto) box.checked = false;
+    }
+  }
+
   function update() {
+    syncUnavailable();
     const datasetSelect = form.querySelector("[name=dataset]");
     const pairs = datasetSelect ? data.datasets[datasetSelect.value] || 0 : 0;
     const override = Number(form.querySelector("[name=input_size]").value) || 0;

@@ -5,7 +5,7 @@
   "use strict";
   const root = document.getElementById("run");
   if (!root) return;
-  const finished = new Set(["succeeded", "failed", "cancelled"]);
+  const finished = new Set(["succeeded", "partial", "failed", "cancelled"]);
   const rates = new Map(); // detector -> {rate, left}
   let lastSeq = -1;
   let retries = 0;
@@ -58,9 +58,12 @@
     bar.value = info.done || 0;
     const rate = info.pairs_per_s ? ` · ${info.pairs_per_s.toFixed(2)} pairs/s` : "";
     const eta = info.eta_s != null && info.done < info.total ? ` · ${formatEta(info.eta_s)}` : "";
-    row.querySelector(".text").textContent = `${info.done}/${info.total}${rate}${eta} · ${info.stage || ""}`;
+    const why = info.failed ? `: ${info.failed}` : "";
+    row.querySelector(".text").textContent = `${info.done}/${info.total}${rate}${eta} · ${info.stage || ""}${why}`;
+    row.classList.toggle("failed", Boolean(info.failed));
     rates.set(name, { rate: info.pairs_per_s || 0, left: Math.max(0, (info.total || 0) - (info.done || 0)) });
     if (info.stage === "done" && !row.dataset.logged) { row.dataset.logged = "1"; log(`${name} done`); }
+    if (info.failed && row.dataset.logged !== "failed") { row.dataset.logged = "failed"; log(`${name} failed: ${info.failed}`); }
     updateRate();
   }
 
@@ -93,7 +96,7 @@
   function showActions() {
     const show = (id, on) => { const el = document.getElementById(id); if (el) el.hidden = !on; };
     show("cancel-form", !finished.has(state));
-    show("retry-form", state === "failed" || state === "cancelled");
+    show("retry-form", state === "partial" || state === "failed" || state === "cancelled");
   }
 
   function loadResults() {

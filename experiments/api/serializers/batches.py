@@ -46,7 +46,9 @@ class BatchInput(serializers.Serializer):
 
 class BatchOutput(serializers.Serializer):
     id = serializers.IntegerField()
-    state = serializers.CharField(help_text="creating, queued, running, succeeded, failed or cancelled")
+    state = serializers.CharField(
+        help_text="creating, queued, running, succeeded, partial (some detectors failed), failed or cancelled"
+    )
     done = serializers.IntegerField()
     total = serializers.IntegerField()
     error = serializers.CharField()

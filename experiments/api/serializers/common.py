@@ -100,6 +100,11 @@ class DetectorOutput(serializers.Serializer):
     )
     weights_available = serializers.BooleanField(help_text="whether a run can use trained weights for you now")
     sync_diff = serializers.BooleanField(help_text="usable with POST /api/v1/diff/")
+    available = serializers.BooleanField(
+        help_text='whether a run with weights "auto" can load trained or ImageNet-pretrained weights for you now '
+        "(classical detectors always can)"
+    )
+    unavailable_reason = serializers.CharField(help_text="why not, and the command that fixes it; empty when available")
 
 
 def max_upload_bytes() -> int:

@@ -57,7 +57,10 @@ class ExperimentOutput(serializers.Serializer):
 class RunOutput(serializers.Serializer):
     id = serializers.IntegerField()
     experiment = serializers.IntegerField(source="experiment_id")
-    state = serializers.CharField()
+    state = serializers.CharField(
+        help_text="queued, running, succeeded, partial (some detectors finished, others failed: "
+        "`progress.detectors.<name>.failed` and `error` say why), failed or cancelled"
+    )
     progress_done = serializers.IntegerField()
     progress_total = serializers.IntegerField()
     progress = serializers.DictField()

@@ -7,7 +7,7 @@ from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
 from experiments.errors import ServiceError
-from experiments.models import Dataset, Run
+from experiments.models import LEADERBOARD_RUN_STATES, Dataset, Run, RunState
 from experiments.runs import services as run_services
 from experiments.runs.leaderboard import leaderboard_text
 
@@ -60,9 +60,11 @@ class Command(BaseCommand):
         if not options["wait"]:
             return
         run = self._follow(run, options["timeout"])
-        if run.state != "succeeded":
+        if run.state not in LEADERBOARD_RUN_STATES:
             raise CommandError(f"Run {run.pk} {run.state}: {run.error}")
         self.stdout.write(leaderboard_text(run))
+        if run.state == RunState.PARTIAL:  # the finished detectors' table, then a non-zero exit with the reasons
+            raise CommandError(f"Run {run.pk} partial: {run.error}")
 
     def _dataset(self, ref: str, username: str) -> Dataset:
         datasets = Dataset.objects.all()
