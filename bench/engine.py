@@ -140,7 +140,7 @@ def main():
 
         from experiments.datasets.benchmark import synthetic_dataset_create
         from experiments.runs import services
-        from experiments.runs.engine import load_pair_images
+        from experiments.runs.pair_inputs import load_pair_images
 
         user = get_user_model().objects.create_user("bench", password="bench-bench-bench")
         dataset = synthetic_dataset_create(owner=user, name="bench", pairs=args.pairs, size=args.size, seed=0)

@@ -10,7 +10,7 @@ from experiments import outbox, storage
 from experiments.checkpoints import services as checkpoint_services
 from experiments.checkpoints.weights import weights_for
 from experiments.models import Result
-from experiments.runs import engine, model_cache
+from experiments.runs import detector_setup, detector_slot, model_cache, pair_inputs
 from experiments.runs import services as run_services
 from inference import create_detector
 from inference.evaluation import pair_metrics
@@ -118,15 +118,15 @@ def test_a_trained_checkpoint_joins_the_ensemble_with_its_provenance_and_input_s
 def test_a_member_takes_the_runs_weights_choice_and_input_size_override(user, unet_checkpoint, dataset_of):
     dataset = dataset_of(user)
     override = start(user, dataset, ["ensemble", UNET], input_size=32).experiment
-    (unet,) = [m for m in engine.ensemble_member_plan(override) if m.learned]
+    (unet,) = [m for m in detector_setup.ensemble_member_plan(override) if m.learned]
     assert (unet.name, unet.choice.ref, unet.input_size, unet.input_size_source) == (
         UNET, unet_checkpoint.provenance, 32, "override"
     )  # fmt: skip
-    alone = engine.DetectorSlot(start(user, dataset, ["ensemble", UNET], input_size=32), UNET)
+    alone = detector_slot.DetectorSlot(start(user, dataset, ["ensemble", UNET], input_size=32), UNET)
     assert (alone.choice, alone.input_size) == (unet.choice, unet.input_size)
 
     random_unet = start(user, dataset, ["ensemble", UNET], detector_weights={UNET: "random"})
-    assert [m.name for m in engine.ensemble_member_plan(random_unet.experiment)] == ["absdiff", "ssim"]
+    assert [m.name for m in detector_setup.ensemble_member_plan(random_unet.experiment)] == ["absdiff", "ssim"]
     assert queues(random_unet) == {"ensemble": "cpu", UNET: "gpu"}  # never a member with random weights
 
 
@@ -151,7 +151,7 @@ def test_the_ensemble_map_is_the_weighted_mean_of_its_members_maps_alone(user, u
     assert [m["weight"] for m in members] == pytest.approx(weights.tolist())
     threshold = run.experiment.threshold
     for pair in run.experiment.dataset.pairs.all():
-        item = engine.load_pair_inputs(pair, None)
+        item = pair_inputs.load_pair_inputs(pair, None)
         maps = {name: detector.predict(item.a, item.b) for name, detector in alone.items()}
         for name, prob in maps.items():  # each member computed here is what the run stored for it alone
             stored = Result.objects.get(run=run, pair=pair, detector=name)

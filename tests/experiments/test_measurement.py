@@ -11,7 +11,7 @@ from django.core.cache import cache
 
 from experiments.checkpoints import services as checkpoint_services
 from experiments.models import PairAlignment, Result, Run, RunState
-from experiments.runs import engine, model_cache, result_cache
+from experiments.runs import detector_setup, detector_slot, engine, model_cache, result_cache, run_records
 from experiments.runs import services as run_services
 from experiments.runs.environment import dataset_manifest_hash
 from experiments.runs.selectors import scored_pairs
@@ -120,9 +120,12 @@ def test_the_registry_size_is_used_when_a_checkpoint_meta_says_nothing(user):
     from inference.catalogue import catalogue_entry
 
     entry = catalogue_entry("siamese-unet")
-    assert engine.resolve_input_size(entry, WeightsChoice(None, "random"), None) == (entry.input_size, "registry")
-    assert engine.resolve_input_size(entry, WeightsChoice(None, "random"), 96) == (96, "override")
-    assert engine.resolve_input_size(catalogue_entry("ssim"), WeightsChoice("auto", "none"), 96) == (None, None)
+    assert detector_setup.resolve_input_size(entry, WeightsChoice(None, "random"), None) == (
+        entry.input_size,
+        "registry",
+    )
+    assert detector_setup.resolve_input_size(entry, WeightsChoice(None, "random"), 96) == (96, "override")
+    assert detector_setup.resolve_input_size(catalogue_entry("ssim"), WeightsChoice("auto", "none"), 96) == (None, None)
 
 
 # --------------------------------------------------------------------------- latency and throughput
@@ -189,7 +192,7 @@ def test_throughput_is_timed_on_a_few_full_batches_only(user, pairs_of_sizes, sl
     run = run_in_process(start(user, pairs_of_sizes([24] * 10), ["absdiff"]))  # batches of 3, 3, 3, 1
 
     row = rows(run)["absdiff"]
-    assert row["throughput_batch_size"] == 3 and row["throughput_batches"] == engine.THROUGHPUT_BATCHES == 2
+    assert row["throughput_batch_size"] == 3 and row["throughput_batches"] == detector_slot.THROUGHPUT_BATCHES == 2
     assert sleepy[0].batched_calls == [3, 3, 3]  # warm-up + two timed batches; later batches are not re-run
     samples = run.environment["detector_info"]["absdiff"]["throughput_samples"]
     assert row["throughput_pairs_per_s"] == pytest.approx(6 / sum(s["seconds"] for s in samples))
@@ -299,8 +302,8 @@ def test_each_detector_records_the_worker_that_computed_it(user, pairs_of_sizes,
 def test_a_detector_record_update_keeps_the_other_detectors_records(user, pairs_of_sizes):
     run = start(user, pairs_of_sizes([32]), ["absdiff", "ssim"])
     assert engine.prepare_run(run.pk)
-    engine._update_detector_record(run.pk, "absdiff", lambda env, record: record.update(mark="a"))
-    engine._update_detector_record(run.pk, "ssim", lambda env, record: record.update(mark="b"))
+    run_records.update_detector_record(run.pk, "absdiff", lambda env, record: record.update(mark="a"))
+    run_records.update_detector_record(run.pk, "ssim", lambda env, record: record.update(mark="b"))
     info = Run.objects.get(pk=run.pk).environment["detector_info"]
     assert (info["absdiff"]["mark"], info["ssim"]["mark"]) == ("a", "b")
 
@@ -376,9 +379,9 @@ def test_the_engine_keys_an_ensemble_by_its_members_and_a_pair_by_its_alignment(
     model_cache.clear()
     run = start(user, pairs_of_sizes([32]), ["ensemble", "absdiff"], align=True)
     pair = run.experiment.dataset.pairs.get()
-    slot = engine.DetectorSlot(run, "ensemble")
+    slot = detector_slot.DetectorSlot(run, "ensemble")
     key = slot.cache_key(pair)
-    assert key == engine.DetectorSlot(run, "ensemble").cache_key(pair)  # the same inputs: the same key
+    assert key == detector_slot.DetectorSlot(run, "ensemble").cache_key(pair)  # the same inputs: the same key
     computation = slot.computation(None)
     assert [(m["name"], m["weight"]) for m in computation["members"]] == [("absdiff", 0.5), ("ssim", 0.5)]
     assert computation["code"] and computation["libraries"]["opencv"] and computation["threshold"] == 0.5

@@ -1,0 +1,258 @@
+"""One detector in one run inside a worker: resolved weights and size, the loaded model (from the
+per-process cache), its cache keys, and the record of what it ran as."""
+
+import logging
+import time
+
+import numpy as np
+
+from experiments.models import ImagePair, PairAlignment, Run
+from experiments.runs import measurement, model_cache, result_cache
+from experiments.runs.detector_setup import (
+    EnsembleMember,
+    alignment_record,
+    device_record,
+    ensemble_member_plan,
+    expected_precision,
+    flops_of,
+    inference_device,
+    precision_of,
+    runtime_options,
+    weights_and_input_size,
+)
+from experiments.runs.environment import code_version, key_library_versions, worker_record
+from experiments.runs.pair_inputs import PairInputs
+from experiments.runs.run_records import PERSIST_EVERY_S, record_detector, update_detector_record
+from inference.catalogue import catalogue_entry
+
+logger = logging.getLogger(__name__)
+
+
+THROUGHPUT_BATCHES = 2  # batched calls timed per detector task (after one untimed batched warm-up)
+
+
+class DetectorSlot:
+    """One detector of a run, loaded only when a pair misses the result cache.
+
+    The cache key needs the weights' identity; for classical, seeded-random and checkpoint weights
+    it is known without loading the model, so a fully cached pass never loads it at all. An
+    ensemble is always built first: its members (and their weights) are part of its identity.
+    Its members are resolved as each would be alone in the run (`ensemble_member_plan`).
+
+    The slot also measures: each computed pair alone (batch 1), a few batched calls (throughput),
+    and the memory of both; `flush_measurements` adds them to the run's record of this detector."""
+
+    def __init__(self, run: Run, name: str, batch_size: int = 8):
+        experiment = run.experiment
+        self.run, self.name = run, name
+        self.batch_size = batch_size  # the engine's batch: the size throughput is timed at
+        self.entry = catalogue_entry(name)
+        self.choice, self.input_size, self.input_size_source = weights_and_input_size(
+            experiment, name, experiment.detector_weights.get(name, "auto")
+        )
+        self.is_ensemble = self.entry.family == "ensemble"
+        # An ensemble's members, each with the weights and input size it has alone in this run.
+        self.member_plan = ensemble_member_plan(experiment) if self.is_ensemble else []
+        self.learned = self.entry.learned or any(member.learned for member in self.member_plan)
+        # Classical detectors compute with NumPy/OpenCV on the CPU whatever the worker has.
+        self.device = inference_device() if self.entry.learned or self.is_ensemble else "cpu"
+        self.precision = expected_precision(self.entry.learned, self.device)
+        self.key_precision = self.precision  # fixed before loading, so a pass keys every pair alike
+        self.members = None
+        self.weights_ref = self._expected_weights_ref()
+        self.info = result_cache.lookup_info(self._info_key()) if self.weights_ref else None
+        self.detector = None
+        self._computation = None
+        self._worker = None
+        self.pending_pairs, self.pending_samples = 0, []
+        self.throughput_timed, self.last_flush = 0, time.monotonic()
+
+    def _expected_weights_ref(self) -> str | None:
+        if self.is_ensemble:
+            return None  # its members are known once it is built
+        ref = self.choice.ref
+        if ref == "none":
+            return "none:None"
+        if ref == "random":
+            return f"random:seed={self.run.experiment.seed}"
+        if ref.startswith("checkpoint:"):
+            return f"{ref}:{ref.split(':', 1)[1]}"
+        return None  # "auto": ImageNet weights or none at all; only loading tells
+
+    def _info_key(self) -> str:
+        return f"{self.name}|{self.weights_ref}|{self.input_size}|{self.device}"
+
+    @property
+    def meter_device(self) -> str:
+        """Where memory is measured: the GPU when the detector (or one of an ensemble's members) runs there."""
+        if self.device.startswith("cuda"):
+            return self.device
+        if self.device == "mixed":
+            return "cuda"
+        return "cpu"
+
+    def load(self):
+        if self.detector is not None:
+            return self.detector
+        experiment = self.run.experiment
+        options = {"members": [member.build_options() for member in self.member_plan]} if self.is_ensemble else None
+        detector = model_cache.get_detector(
+            self.name, self.choice.weights, self.choice.ref, self.device, self.input_size, experiment.seed,
+            options=options,
+        )  # fmt: skip
+        info = detector.info.as_dict()
+        if info["weights"] == "random":
+            info["weights_sha256"] = f"seed={experiment.seed}"  # seeded init: the seed identifies the weights
+        info["flops"] = flops_of(detector, self.input_size)
+        self.precision = precision_of(detector)
+        if self.is_ensemble:  # keyed only once built: its members, device and precision are its identity
+            self.members = _member_records(detector, experiment.seed)
+            self.device, self.key_precision = info["device"], self.precision
+            info["members"] = _member_details(detector, self.members, self.member_plan)
+            info["extra"] = {k: v for k, v in info["extra"].items() if k != "members"}  # said in info["members"]
+            flops = [m["flops"] for m in info["members"] if m["flops"] is not None]
+            info["flops"] = sum(flops) if flops else None
+            self._computation = None
+        self.weights_ref = f"{info['weights']}:{info.get('weights_sha256')}"
+        self.info = info
+        result_cache.store_info(self._info_key(), info)
+        if not getattr(detector, "_diffplatform_warm", False):
+            warm_up(detector)
+        self.detector = detector
+        return detector
+
+    def computation(self, alignment: PairAlignment | None) -> dict:
+        """Everything besides the pair and the weights that this detector's result on it depends on."""
+        if self._computation is None:
+            experiment = self.run.experiment
+            options = {"input_size": self.input_size} if self.entry.learned else {}
+            # an ensemble's members' input sizes and weights are in "members"; its learned members' runtime here
+            self._computation = {
+                "code": code_version(),
+                "libraries": key_library_versions(),
+                "device": device_record(self.device),
+                "precision": self.key_precision,
+                "input_size": self.input_size,
+                "threshold": experiment.threshold,
+                "options": {**options, "runtime": runtime_options(self.learned)},
+                "members": self.members,
+                "result_batch_size": measurement.LATENCY_BATCH_SIZE,
+            }
+        align = alignment_record(self.run.experiment.align, alignment)
+        return result_cache.computation_record(**self._computation, alignment=align)
+
+    def cache_key(self, pair: ImagePair, alignment: PairAlignment | None = None) -> str:
+        if self.weights_ref is None:
+            self.load()
+        return result_cache.result_cache_key(
+            owner_id=self.run.experiment.owner_id, pair=pair, detector=self.name, weights_ref=self.weights_ref,
+            computation=self.computation(alignment),
+        )  # fmt: skip
+
+    def static_record(self) -> dict:
+        """What the run's record says about this detector whatever pairs it computes."""
+        from inference.memory import memory_device, memory_kind_for
+
+        return {
+            "input_size": self.input_size,
+            "input_size_source": self.input_size_source,
+            "device": self.device,
+            "precision": self.precision,
+            "memory_kind": memory_kind_for(self.meter_device),
+            "memory_device": memory_device(self.meter_device),
+            "latency_batch_size": measurement.LATENCY_BATCH_SIZE,
+        }
+
+    def record(self) -> None:
+        if self.info is None:
+            self.load()
+        record_detector(self.run.pk, self.name, {**self.info, **self.static_record()})
+
+    # ----------------------------------------------------------------------- measuring
+    def predict_timed(self, item: PairInputs):
+        """`(probability map, milliseconds, memory reading)` of one pair predicted alone (batch 1)."""
+        from inference.memory import measure_peak_memory
+        from inference.profiling import timed_call
+
+        detector = self.load()
+        with measure_peak_memory(self.meter_device) as memory:
+            prob, elapsed_ms = timed_call(lambda: detector.predict(item.a, item.b), self.device)
+        return prob, elapsed_ms, memory
+
+    def time_throughput(self, inputs: list, *, final: bool) -> None:
+        """Time `predict_batch` on this batch's inputs when a throughput sample is still wanted: batches
+        of `batch_size` pairs (a smaller one only when it is the task's last and none was timed)."""
+        if self.throughput_timed >= THROUGHPUT_BATCHES:
+            return
+        if len(inputs) < self.batch_size and not (final and self.throughput_timed == 0):
+            return
+        from inference.memory import measure_peak_memory
+        from inference.profiling import timed_call
+
+        detector = self.load()
+        pairs = [(item.a, item.b) for item in inputs]
+        warm_sizes = getattr(detector, "_diffplatform_batch_warm", set())
+        if len(pairs) not in warm_sizes:
+            detector.predict_batch(pairs)  # untimed: the first call at a new batch shape
+            detector._diffplatform_batch_warm = warm_sizes | {len(pairs)}
+        with measure_peak_memory(self.meter_device) as memory:
+            _, elapsed_ms = timed_call(lambda: detector.predict_batch(pairs), self.device)
+        self.pending_samples.append(
+            {"batch_size": len(pairs), "seconds": elapsed_ms / 1000, "peak_memory_mb": memory.peak_mb}
+        )
+        self.throughput_timed += 1
+
+    def worker(self) -> dict:
+        if self._worker is None:
+            self._worker = worker_record(self.device, self.precision)
+        return self._worker
+
+    def flush_measurements(self, *, force: bool = False) -> None:
+        """Add the pairs computed and throughput timed since the last flush to the run's record
+        (at most about once a second, and at the end of the task)."""
+        if not self.pending_pairs and not self.pending_samples:
+            return
+        if not force and time.monotonic() - self.last_flush < PERSIST_EVERY_S:
+            return
+        worker, pairs, samples = self.worker(), self.pending_pairs, self.pending_samples
+        update_detector_record(
+            self.run.pk, self.name, lambda _env, record: measurement.add_to_record(record, worker, pairs, samples)
+        )
+        self.pending_pairs, self.pending_samples, self.last_flush = 0, [], time.monotonic()
+
+
+def _member_records(ensemble, seed: int) -> list[dict]:
+    """An ensemble's members as its identity: name, mixing weight, weights, input size, precision."""
+    records = []
+    for member, weight in zip(ensemble.members, ensemble.member_weights, strict=True):
+        info = member.info
+        records.append({
+            "name": info.name,
+            "weight": weight,
+            "weights": info.weights,
+            "weights_sha256": info.weights_sha256 if info.weights != "random" else f"seed={seed}",
+            "input_size": info.input_size,
+            "device": info.device,
+            "precision": precision_of(member),
+        })  # fmt: skip
+    return records
+
+
+def _member_details(ensemble, records: list[dict], plan: list[EnsembleMember]) -> list[dict]:
+    """The run's record of an ensemble's members: their identity (`_member_records`) with where each
+    input size comes from (as for a detector alone) and each member's FLOPs at that size."""
+    details = []
+    for member, record, planned in zip(ensemble.members, records, plan, strict=True):
+        details.append({
+            **record,
+            "input_size_source": planned.input_size_source,
+            "flops": flops_of(member, member.info.input_size if member.info.learned else None),
+        })  # fmt: skip
+    return details
+
+
+def warm_up(detector) -> None:
+    """One untimed call on a small pair after loading, so lazy initialisation is not counted as latency."""
+    blank = np.zeros((64, 64, 3), np.uint8)
+    detector.predict(blank, blank)
+    detector._diffplatform_warm = True
