@@ -152,13 +152,7 @@ def score_histogram(
     """Per-level counts of changed and unchanged pixels; add them up across pairs to pool."""
     if bins < 2:
         raise ValueError(f"bins must be at least 2, got {bins}")
-    prob = _as_prob(prob)
-    label = _as_mask(label, "label")
-    _check_same_shape(prob, label, "prob", "label")
-    if valid is not None:
-        valid = _as_mask(valid, "valid")
-        _check_same_shape(valid, label, "valid", "label")
-        prob, label = prob[valid], label[valid]
+    prob, label = _scored_pixels(prob, label, valid)
     levels = np.rint(prob.astype(np.float64).ravel() * (bins - 1)).astype(np.int64)
     label = label.ravel()
     positive_hist = np.bincount(levels[label], minlength=bins)
@@ -182,13 +176,7 @@ def ranking_histogram(
     """
     if bins < 1 or bins & (bins - 1):
         raise ValueError(f"bins must be a power of two, got {bins}")
-    prob = _as_prob(prob)
-    label = _as_mask(label, "label")
-    _check_same_shape(prob, label, "prob", "label")
-    if valid is not None:
-        valid = _as_mask(valid, "valid")
-        _check_same_shape(valid, label, "valid", "label")
-        prob, label = prob[valid], label[valid]
+    prob, label = _scored_pixels(prob, label, valid)
     prob = prob.astype(np.float64).ravel()
     levels = 1 + np.minimum(np.floor(prob * bins), bins - 1).astype(np.int64)
     levels[prob == 0.0] = 0
@@ -360,6 +348,18 @@ def _as_prob(prob: np.ndarray) -> np.ndarray:
     if prob.size and (np.isnan(prob).any() or prob.min() < 0.0 or prob.max() > 1.0):
         raise ValueError("prob must hold probabilities in [0, 1] without NaN")
     return prob
+
+
+def _scored_pixels(prob, label, valid) -> tuple[np.ndarray, np.ndarray]:
+    """Checked probabilities and labels, restricted to the valid pixels when a valid mask is given."""
+    prob = _as_prob(prob)
+    label = _as_mask(label, "label")
+    _check_same_shape(prob, label, "prob", "label")
+    if valid is not None:
+        valid = _as_mask(valid, "valid")
+        _check_same_shape(valid, label, "valid", "label")
+        prob, label = prob[valid], label[valid]
+    return prob, label
 
 
 def _check_same_shape(x: np.ndarray, y: np.ndarray, x_name: str, y_name: str) -> None:
