@@ -19,6 +19,7 @@ from kombu.exceptions import OperationalError as BrokerError
 from redis.exceptions import RedisError
 
 from experiments.checkpoints.weights import ensemble_members
+from experiments.detectors import detector_entry
 from experiments.models import Run, RunState, TrainingJob
 from inference.catalogue import catalogue_entry
 
@@ -38,7 +39,7 @@ def _task(name: str, *args, queue: str):
 def detector_queue(experiment, name: str) -> str:
     """Where a detector of `experiment` runs: the catalogue's queue (learned: `gpu`, else `cpu`); an
     ensemble runs where its members run, on `gpu` when any of its resolved members is learned."""
-    entry = catalogue_entry(name)
+    entry = detector_entry(experiment.owner, name, experiment.dataset)
     if entry.family != "ensemble":
         return entry.queue
     return "gpu" if any(catalogue_entry(member).learned for member, _ in ensemble_members(experiment)) else "cpu"

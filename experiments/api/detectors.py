@@ -8,14 +8,17 @@ from experiments.api.base import ApiView
 from experiments.api.errors import error_responses
 from experiments.checkpoints import selectors as checkpoint_selectors
 from experiments.checkpoints.availability import detector_availability
-from inference.catalogue import CatalogueEntry, catalogue_entries
+from experiments.detectors import BROUGHT_IN_FAMILIES, detector_entries
+from inference.catalogue import CatalogueEntry
 
 SYNC_DIFF_DETECTORS = ("absdiff", "ssim")  # cheap enough to run inside a request (POST /api/v1/diff/)
 
 
 def detector_record(user, entry: CatalogueEntry) -> dict:
     """The catalogue entry (params and input size included), with what a run would use for `user`."""
-    if not entry.learned:
+    if entry.family in BROUGHT_IN_FAMILIES:
+        weights, available = "brought in", True
+    elif not entry.learned:
         weights, available = "none", True
     else:
         checkpoint = checkpoint_selectors.newest_checkpoint(user, entry.name)
@@ -46,5 +49,5 @@ class DetectorListView(ApiView):
         responses={200: s.DetectorOutput(many=True), **error_responses()},
     )
     def get(self, request):
-        records = [detector_record(request.user, entry) for entry in catalogue_entries().values()]
+        records = [detector_record(request.user, entry) for entry in detector_entries(request.user).values()]
         return Response(s.DetectorOutput(records, many=True).data)

@@ -111,7 +111,7 @@ def batch_create(
     align: bool = False,
 ) -> tuple[BatchJob, bool]:
     """The job and whether it was created now (False: an idempotent replay of an earlier one)."""
-    names = check_detectors(detectors)
+    names = check_detectors(detectors, owner=owner)
     options = {"threshold": check_threshold(threshold), "align": bool(align)}
     digest = payload_digest(files, names, options)
     key = (idempotency_key or "").strip()

@@ -11,7 +11,8 @@ fixes it. Torch-free: the ImageNet file is looked for by name in `torch_hub_chec
 from dataclasses import dataclass
 
 from experiments.checkpoints import selectors
-from inference.catalogue import catalogue_entry, torch_hub_checkpoints_dir
+from experiments.detectors import BROUGHT_IN_FAMILIES, detector_entry
+from inference.catalogue import torch_hub_checkpoints_dir
 from inference.registry import get_spec
 
 TRAIN_COMMAND = "python manage.py train_detector {name} --dataset <name>"
@@ -25,8 +26,8 @@ class Availability:
 
 def detector_availability(user, name: str) -> Availability:
     """Whether `name` with weights "auto" would load trained or pretrained weights for `user`."""
-    entry = catalogue_entry(name)
-    if not entry.learned or entry.family == "ensemble":
+    entry = detector_entry(user, name)
+    if not entry.learned or entry.family in ("ensemble", *BROUGHT_IN_FAMILIES):  # brought in: listed once ready
         return Availability(True)
     owner = user if getattr(user, "is_authenticated", False) else None
     if selectors.newest_checkpoint(owner, name) is not None:

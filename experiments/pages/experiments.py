@@ -7,13 +7,13 @@ from django.views.decorators.http import require_http_methods
 from experiments.checkpoints import selectors as checkpoint_selectors
 from experiments.checkpoints.availability import detector_availability
 from experiments.datasets import selectors as dataset_selectors
+from experiments.detectors import BROUGHT_IN_FAMILIES, detector_entries
 from experiments.errors import ServiceError
 from experiments.pages.forms import ExperimentForm
 from experiments.runs import services as run_services
-from inference.catalogue import catalogue_entries
 
 
-def _weight_choices(user) -> dict[str, list[tuple[str, str]]]:
+def _weight_choices(user, entries) -> dict[str, list[tuple[str, str]]]:
     """Per detector, the weights a user may pick, each labelled with its provenance."""
     checkpoints = {}
     for checkpoint in checkpoint_selectors.checkpoints_visible_to(user).select_related("dataset"):
@@ -22,8 +22,10 @@ def _weight_choices(user) -> dict[str, list[tuple[str, str]]]:
         label += f" on {checkpoint.dataset.name})" if checkpoint.dataset else ")"
         checkpoints.setdefault(checkpoint.detector, []).append((checkpoint.provenance, label))
     choices = {}
-    for name, entry in sorted(catalogue_entries().items()):
-        if entry.learned:
+    for name, entry in sorted(entries.items()):
+        if entry.family in BROUGHT_IN_FAMILIES:
+            choices[name] = [("auto", "its own (uploaded)")]
+        elif entry.learned:
             choices[name] = [
                 ("auto", "auto: your newest checkpoint, else a shipped one, else ImageNet backbone"),
                 ("random", "untrained (random init)"),
@@ -38,11 +40,14 @@ def _weight_choices(user) -> dict[str, list[tuple[str, str]]]:
 @require_http_methods(["GET", "POST"])
 def experiment_create(request):
     datasets = dataset_selectors.datasets_listed_for(request.user)
-    weight_choices = _weight_choices(request.user)
+    entries = detector_entries(request.user)
+    weight_choices = _weight_choices(request.user, entries)
     initial = {"dataset": request.GET.get("dataset")}
     if request.GET.getlist("detectors"):
         initial["detectors"] = request.GET.getlist("detectors")
-    form = ExperimentForm(request.POST or None, datasets=datasets, weight_choices=weight_choices, initial=initial)
+    form = ExperimentForm(
+        request.POST or None, datasets=datasets, weight_choices=weight_choices, entries=entries, initial=initial
+    )
     status = 200
     if request.method == "POST":
         if form.is_valid():
@@ -56,7 +61,7 @@ def experiment_create(request):
                 return redirect("experiments:run_detail", pk=run.pk)
         status = 400
     detector_rows = []
-    for entry in catalogue_entries().values():
+    for entry in entries.values():
         availability = detector_availability(request.user, entry.name)
         weights_field = form[f"weights_{entry.name}"]
         # Unavailable with "auto": the checkbox is disabled until an explicit weights choice is picked.
@@ -71,8 +76,8 @@ def experiment_create(request):
         })  # fmt: skip
     cost_data = {
         "datasets": {str(d.pk): d.pair_count for d in datasets},
-        "detectors": {e.name: e.relative_cost for e in catalogue_entries().values()},
-        "sizes": {e.name: e.input_size for e in catalogue_entries().values()},
+        "detectors": {e.name: e.relative_cost for e in entries.values()},
+        "sizes": {e.name: e.input_size for e in entries.values()},
     }
     return render(
         request,

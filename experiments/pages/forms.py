@@ -51,8 +51,10 @@ class BulkUploadForm(forms.Form):
         return cleaned
 
 
-def detector_choices():
-    return [(name, f"{name} ({entry.family})") for name, entry in sorted(catalogue_entries().items())]
+def detector_choices(entries=None):
+    """Every detector a user can name (`experiments.detectors.detector_entries`); the registry's alone by default."""
+    entries = catalogue_entries() if entries is None else entries
+    return [(name, f"{name} ({entry.family})") for name, entry in sorted(entries.items())]
 
 
 SPLIT_CHOICES = [
@@ -97,9 +99,12 @@ class ExperimentForm(forms.Form):
         choices=lambda: [("", "first chosen")] + [(n, n) for n in catalogue_names()], required=False
     )
 
-    def __init__(self, *args, datasets=(), weight_choices=None, **kwargs):
+    def __init__(self, *args, datasets=(), weight_choices=None, entries=None, **kwargs):
         super().__init__(*args, **kwargs)
         self.fields["dataset"].choices = [(d.pk, d.name) for d in datasets]
+        if entries is not None:  # the user's own: their ONNX models and uploaded predictions too
+            self.fields["detectors"].choices = detector_choices(entries)
+            self.fields["baseline_detector"].choices = [("", "first chosen")] + [(n, n) for n in sorted(entries)]
         self.weight_fields = []
         for name, choices in (weight_choices or {}).items():
             field_name = f"weights_{name}"

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from django.conf import settings
 
 from experiments.checkpoints import weights as checkpoints
+from experiments.detectors import detector_entry
 from experiments.models import PairAlignment
 from inference.catalogue import catalogue_entry
 
@@ -92,7 +93,7 @@ def resolve_input_size(entry, choice, override: int | None) -> tuple[int | None,
 def weights_and_input_size(experiment, name: str, choice: str):
     """`(WeightsChoice, input size, its source)` of detector `name` under weights `choice` in
     `experiment`: the one rule for a detector alone and for an ensemble's member."""
-    entry = catalogue_entry(name)
+    entry = detector_entry(experiment.owner, name, experiment.dataset)
     weights = checkpoints.weights_for(experiment.owner, name, choice, learned=entry.learned)
     return (weights, *resolve_input_size(entry, weights, experiment.input_size))
 

@@ -6,6 +6,7 @@ import time
 
 import numpy as np
 
+from experiments.detectors import detector_entry
 from experiments.models import ImagePair, PairAlignment, Run
 from experiments.runs import measurement, model_cache, result_cache
 from experiments.runs.detector_setup import (
@@ -23,7 +24,6 @@ from experiments.runs.detector_setup import (
 from experiments.runs.environment import code_version, key_library_versions, worker_record
 from experiments.runs.pair_inputs import PairInputs
 from experiments.runs.run_records import PERSIST_EVERY_S, record_detector, update_detector_record
-from inference.catalogue import catalogue_entry
 
 logger = logging.getLogger(__name__)
 
@@ -46,7 +46,7 @@ class DetectorSlot:
         experiment = run.experiment
         self.run, self.name = run, name
         self.batch_size = batch_size  # the engine's batch: the size throughput is timed at
-        self.entry = catalogue_entry(name)
+        self.entry = detector_entry(experiment.owner, name, experiment.dataset)
         self.choice, self.input_size, self.input_size_source = weights_and_input_size(
             experiment, name, experiment.detector_weights.get(name, "auto")
         )

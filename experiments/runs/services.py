@@ -38,7 +38,7 @@ def experiment_create(
 ) -> Experiment:
     if dataset.owner_id != owner.pk and not owner.is_staff:
         raise ServiceError("Dataset not found.", field="dataset", status=404)
-    names = check_detectors(detectors)
+    names = check_detectors(detectors, owner=owner, dataset=dataset)
     weights = check_weight_choices(detector_weights, names)
     check_available(owner, names, weights)
     threshold = check_threshold(threshold)

@@ -4,8 +4,8 @@ Services, forms and serializers all call these, so the API, the pages and the CL
 refuse exactly the same values with the same message.
 """
 
+from experiments.detectors import detector_entry
 from experiments.errors import ServiceError
-from inference.catalogue import catalogue_entry
 
 THRESHOLD_MIN, THRESHOLD_MAX = 0.0, 1.0  # exclusive: at 0 every pixel is change, at 1 none is
 INPUT_SIZE_MIN, INPUT_SIZE_MAX = 32, 1024
@@ -62,14 +62,15 @@ def check_splits(splits, dataset) -> list[str]:
     return [s for s in known if s in splits]
 
 
-def check_detectors(detectors, *, field: str = "detectors") -> list[str]:
-    """Known detector names, de-duplicated in the order given."""
+def check_detectors(detectors, *, owner=None, dataset=None, field: str = "detectors") -> list[str]:
+    """Known detector names, de-duplicated in the order given: the registry's, `owner`'s ready ONNX
+    models and the predictions uploaded for `dataset` (`experiments.detectors`)."""
     if isinstance(detectors, str) or not isinstance(detectors, list | tuple) or not detectors:
         raise ServiceError("Choose at least one detector.", field=field)
     names = []
     for name in detectors:
         try:
-            catalogue_entry(str(name))
+            detector_entry(owner, str(name), dataset)
         except KeyError as exc:
             raise ServiceError(str(exc.args[0]), field=field) from None
         if str(name) not in names:

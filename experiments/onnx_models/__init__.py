@@ -1,0 +1,1 @@
+"""Researchers' own models as ONNX files: upload, validation on a worker, detector `onnx:<name>`."""

@@ -1,0 +1,43 @@
+"""Reads of uploaded ONNX models: the owner's, and the ready ones as detector entries."""
+
+from experiments.models import UploadedModel
+from inference.catalogue import CatalogueEntry
+
+
+def models_of(owner):
+    if not getattr(owner, "is_authenticated", False):
+        return UploadedModel.objects.none()
+    return UploadedModel.objects.filter(owner=owner)
+
+
+def ready_model(owner, name: str) -> UploadedModel:
+    """The owner's ready model called `name`; KeyError saying why when there is none."""
+    model = models_of(owner).filter(name=name).first()
+    if model is None:
+        raise KeyError(f"unknown detector 'onnx:{name}': you have no uploaded model called {name!r}")
+    if model.state != UploadedModel.State.READY:
+        why = f": {model.reason}" if model.reason else ""
+        raise KeyError(f"model 'onnx:{name}' is {model.state}, not ready{why}")
+    return model
+
+
+def entry_of(model: UploadedModel) -> CatalogueEntry:
+    size = f"at {model.input_size} px" if model.input_size else "at B's size"
+    return CatalogueEntry(
+        name=model.detector_name,
+        family="onnx",
+        learned=True,
+        description=f"your ONNX model ({model.inputs} inputs, {model.output} out, {size}; sha256 {model.sha256[:12]})",
+        relative_cost=(model.probe or {}).get("probe_ms"),
+        input_size=model.input_size,
+        params=(model.probe or {}).get("params"),
+    )
+
+
+def onnx_entry(owner, name: str) -> CatalogueEntry:
+    return entry_of(ready_model(owner, name))
+
+
+def onnx_entries(owner) -> dict[str, CatalogueEntry]:
+    ready = models_of(owner).filter(state=UploadedModel.State.READY).order_by("name")
+    return {model.detector_name: entry_of(model) for model in ready}

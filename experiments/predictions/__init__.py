@@ -1,0 +1,1 @@
+"""Predictions made elsewhere, uploaded per dataset and scored as detector `external:<name>`."""
