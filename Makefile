@@ -39,11 +39,11 @@ run: demo
 worker: install
 	$(PY) -m celery -A diffplatform worker -Q cpu,gpu --concurrency 1 --loglevel INFO
 
-## browser: Debian's Chromium for the browser tests (never a downloaded browser)
+## browser: Debian's Chromium and nginx for the browser and deployment tests (never a downloaded browser)
 browser:
-	@command -v chromium >/dev/null || { \
-	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq chromium; \
-	  else sudo apt-get update -qq && sudo apt-get install -y -qq chromium; fi; }
+	@{ command -v chromium && { command -v nginx || test -x /usr/sbin/nginx; }; } >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq chromium nginx; \
+	  else sudo apt-get update -qq && sudo apt-get install -y -qq chromium nginx; fi; }
 
 test: install-dev browser
 	$(PY) -m pytest

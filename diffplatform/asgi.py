@@ -14,6 +14,29 @@ from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E40
 from experiments.live.routing import websocket_urlpatterns  # noqa: E402
 from experiments.live.tickets import TicketAuthMiddleware  # noqa: E402
 
+
+def _django_parses_request_bodies() -> None:
+    """Twisted (under daphne) parses every multipart body before Django does, only to throw the result
+    away, and answers a bare 400 (no JSON, no Content-Type) to one it cannot parse, such as a form with
+    no fields. Django's own parser is the one that counts: turn Twisted's off."""
+    try:
+        from daphne.http_protocol import WebRequest
+    except ImportError:  # served by another ASGI server
+        return
+    if getattr(WebRequest, "_django_parses_bodies", False):
+        return
+    init = WebRequest.__init__
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("parsePOSTFormSubmission", False)
+        init(self, *args, **kwargs)
+
+    WebRequest.__init__ = __init__
+    WebRequest._django_parses_bodies = True
+
+
+_django_parses_request_bodies()
+
 application = ProtocolTypeRouter(
     {
         "http": django_asgi_app,

@@ -10,4 +10,6 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "diffplatform.settings.local")
 app = Celery("diffplatform")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.conf.task_queues = tuple(Queue(name, Exchange(name), routing_key=name) for name in ("cpu", "gpu"))
-app.autodiscover_tasks(["experiments.runs", "experiments.training"])
+app.autodiscover_tasks(
+    ["experiments.runs", "experiments.training", "experiments.onnx_models", "experiments.notifications"]
+)

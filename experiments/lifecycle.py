@@ -42,10 +42,17 @@ def work_transition(model, object_id: int, new_state: str, **fields):
 def run_transition(run_id: int, new_state: str, **fields) -> Run:
     run = work_transition(Run, run_id, new_state, **fields)
     progress.publish_run_state(run)
+    if run.is_finished:
+        from experiments.notifications import webhooks
+
+        progress.publish_finished("run", run)
+        webhooks.queue_run_finished(run)
     return run
 
 
 def training_transition(job_id: int, new_state: str, **fields) -> TrainingJob:
     job = work_transition(TrainingJob, job_id, new_state, **fields)
     progress.publish_training_state(job)
+    if job.is_finished:
+        progress.publish_finished("training", job)
     return job

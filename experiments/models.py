@@ -103,6 +103,9 @@ class Experiment(models.Model):
         default=dict, blank=True, help_text='per detector: "auto", "random" or "checkpoint:<sha256>"'
     )
     baseline_detector = models.CharField(max_length=100, blank=True)
+    webhook_url = models.URLField(
+        max_length=500, blank=True, help_text="POSTed a signed event when each of its runs finishes"
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -394,3 +397,42 @@ class PairPrediction(models.Model):
 
     def __str__(self):
         return f"{self.prediction_set} on {self.pair}"
+
+
+class WebhookSecret(models.Model):
+    """The key a user's webhook deliveries are signed with (HMAC-SHA256); shown once, rotatable."""
+
+    owner = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="webhook_secret")
+    secret = models.CharField(max_length=128)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self):
+        return f"webhook secret of {self.owner}"
+
+
+class WebhookDelivery(models.Model):
+    """One signed POST of an event (a run finished) to an experiment's webhook URL, retried with back-off."""
+
+    class State(models.TextChoices):
+        PENDING = "pending"
+        DELIVERED = "delivered"
+        FAILED = "failed"  # gave up after the last attempt, or refused (loopback/private address)
+
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="webhook_deliveries")
+    run = models.ForeignKey(Run, null=True, blank=True, on_delete=models.CASCADE, related_name="webhook_deliveries")
+    url = models.URLField(max_length=500)
+    event = models.CharField(max_length=50)
+    payload = models.JSONField()
+    state = models.CharField(max_length=10, choices=State.choices, default=State.PENDING, db_index=True)
+    attempts = models.PositiveIntegerField(default=0)
+    last_status = models.PositiveIntegerField(null=True, blank=True)
+    last_error = models.TextField(blank=True)
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self):
+        return f"{self.event} to {self.url} ({self.state})"

@@ -30,6 +30,8 @@ TASK_PREPARE_RUN = "experiments.runs.prepare"
 TASK_RUN_DETECTOR = "experiments.runs.detector"
 TASK_FINISH_RUN = "experiments.runs.finish"
 TASK_TRAIN = "experiments.training.train"
+TASK_DELIVER_WEBHOOK = "experiments.notifications.deliver"
+TASK_VALIDATE_MODEL = "experiments.onnx_models.validate"
 
 
 def _task(name: str, *args, queue: str):
@@ -58,6 +60,27 @@ def send_run(run_id: int) -> None:
 
 def send_training(job_id: int) -> None:
     _task(TASK_TRAIN, job_id, queue="gpu").apply_async()
+
+
+def send_model_validation(model_id: int) -> None:
+    """Validate an uploaded ONNX model on a `cpu` worker (its probe runs on the CPU). While the broker
+    is down the model stays `validating` (nothing marks it pending): its owner deletes and re-uploads it."""
+    try:
+        _task(TASK_VALIDATE_MODEL, model_id, queue="cpu").apply_async()
+    except Exception as exc:
+        if not _caused_by_outage(exc):
+            raise
+        logger.warning("broker unavailable: uploaded model %s was not queued for validation", model_id, exc_info=True)
+
+
+def send_webhook(delivery_id: int, countdown: float = 0) -> None:
+    """One delivery attempt on a `cpu` worker, after `countdown` seconds (the retry back-off)."""
+    try:
+        _task(TASK_DELIVER_WEBHOOK, delivery_id, queue="cpu").apply_async(countdown=countdown or None)
+    except Exception as exc:
+        if not _caused_by_outage(exc):
+            raise
+        logger.warning("broker unavailable: webhook delivery %s not queued", delivery_id, exc_info=True)
 
 
 def _caused_by_outage(exc: BaseException) -> bool:

@@ -5,6 +5,9 @@ can check permissions from the key alone: `datasets/<id>/...`, `runs/<id>/...`,
 `checkpoints/<id>/...`.
 """
 
+import json
+from functools import lru_cache
+
 from django.conf import settings
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
@@ -82,7 +85,20 @@ def local_path(key: str):
 
 
 def presigned_url(key: str) -> str:
-    return default_storage.url(key)
+    """A short-lived URL for `key`, signed for `AWS_S3_PUBLIC_URL` (where browsers reach the store)
+    when that is set, else for the endpoint the server uses."""
+    public_url = settings.AWS_S3_PUBLIC_URL
+    if not public_url:
+        return default_storage.url(key)
+    return _public_signer(public_url, json.dumps(settings.STORAGES["default"]["OPTIONS"], sort_keys=True)).url(key)
+
+
+@lru_cache(maxsize=4)
+def _public_signer(public_url: str, options_json: str):
+    # Signing is local (no request is made), so a storage pointed at the public address only signs.
+    from storages.backends.s3 import S3Storage
+
+    return S3Storage(**{**json.loads(options_json), "endpoint_url": public_url})
 
 
 def media_url(key: str) -> str:

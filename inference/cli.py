@@ -2,7 +2,8 @@
 
 ``diff`` runs one detector on one pair and writes heatmap.png, mask.png, overlay.png (and
 error_map.png when a label is given) into ``--out``; it prints a JSON summary with the
-detector's metadata, the latency and, with ``--label``, the metrics.
+detector's metadata, the latency, whether a learned detector tiled the pair (``--scaling``) and,
+with ``--label``, the metrics.
 
 Detector plug-ins listed in ``DIFFPLATFORM_DETECTOR_MODULES`` (comma-separated modules) are
 listed and usable like the built-ins.
@@ -18,6 +19,7 @@ import time
 from pathlib import Path
 
 from inference.numbers import json_safe
+from inference.tiling import AUTO_TILE_FACTOR, SCALING_MODES
 
 EXIT_USAGE = 2
 
@@ -42,6 +44,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="auto | imagenet | random | PATH to a checkpoint (default: auto)",
     )
     diff.add_argument("--device", default="auto", help="auto | cpu | cuda[:N]")
+    diff.add_argument(
+        "--scaling",
+        choices=SCALING_MODES,
+        default="auto",
+        help="learned detectors: resize the pair to the input size, or tile B's frame at it "
+        f"(auto, the default: tile when B's longer side is more than {AUTO_TILE_FACTOR}x the input size)",
+    )
     diff.add_argument("--align", action="store_true", help="warp A onto B before comparing")
     diff.add_argument("--label", type=Path, help="change mask in B's frame (255/1 = changed)")
     diff.add_argument("--threshold", type=float, default=0.5, help="mask = probability >= this")
@@ -91,7 +100,9 @@ def diff_command(args: argparse.Namespace) -> int:
 
     try:
         a, b = load_image(args.a), load_image(args.b)
-        detector = create_detector(args.detector, weights=weights_argument(args.weights), device=args.device)
+        detector = create_detector(
+            args.detector, weights=weights_argument(args.weights), device=args.device, scaling=args.scaling
+        )
         label = _load_label(args.label, b) if args.label else None
     except (ImageError, UnknownDetectorError, WeightsUnavailable, WeightsError, ValueError, ImportError) as err:
         print(f"error: {err}", file=sys.stderr)
@@ -123,6 +134,9 @@ def run_diff(detector, a, b, *, label, align: bool, threshold: float) -> dict:
         alignment = align_pair(a, b)
         a, valid = alignment.warped_a, alignment.valid_mask
         summary["alignment"] = alignment.as_dict()
+    scaling = getattr(detector, "scaling", None)  # learned detectors: was this pair tiled or resized?
+    if scaling is not None:
+        summary["tiled"] = scaling.tiles(b.shape[0], b.shape[1], detector.input_size)
     started = time.perf_counter()
     prob = detector.predict(a, b)  # the first call pays for lazy set-up (threads, caches, allocations)
     summary["cold_latency_ms"] = (time.perf_counter() - started) * 1000.0

@@ -55,10 +55,7 @@ def pair_metrics(prob: np.ndarray, mask: np.ndarray, label: np.ndarray | None, v
     conf = metrics.confusion(mask, label, valid)
     result.update(tp=conf.tp, fp=conf.fp, fn=conf.fn, tn=conf.tn)
     result.update(metrics.scores(conf))
-    result["auroc"] = finite_or_none(metrics.auroc(prob_v, label_v))
-    result["ap"] = finite_or_none(metrics.average_precision(prob_v, label_v))
-    threshold, best_f1 = metrics.best_f1_threshold(prob_v, label_v)
-    result["best_f1_threshold"], result["best_f1"] = finite_or_none(threshold), finite_or_none(best_f1)
+    result.update({key: finite_or_none(value) for key, value in metrics.ranking_scores(prob_v, label_v).items()})
     objects = metrics.object_scores(mask, label, valid=valid)
     result.update(object_precision=objects["precision"], object_recall=objects["recall"], object_f1=objects["f1"])
     result["fp_area"] = conf.fp / valid_count if valid_count else 0.0

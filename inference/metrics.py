@@ -134,6 +134,24 @@ def best_f1_threshold(prob: np.ndarray, label: np.ndarray) -> tuple[float, float
     return float(levels[index]), f1
 
 
+def ranking_scores(prob: np.ndarray, label: np.ndarray) -> dict:
+    """``auroc``, ``ap``, ``best_f1_threshold`` and ``best_f1`` of one map, exactly as :func:`auroc`,
+    :func:`average_precision` and :func:`best_f1_threshold` give them, from one sort of its scores
+    (the engine computes them for every pair; each alone sorts the pixels again)."""
+    levels, positives, negatives = _tied_counts(prob, label)
+    if positives.sum() == 0:
+        threshold, best = float(np.nextafter(levels[0], np.inf)), 1.0
+    else:
+        index, best = _best_f1_index(positives, negatives)
+        threshold = float(levels[index])
+    return {
+        "auroc": _auroc_from_counts(positives, negatives),
+        "ap": _ap_from_counts(positives, negatives),
+        "best_f1_threshold": threshold,
+        "best_f1": best,
+    }
+
+
 def pr_curve(prob: np.ndarray, label: np.ndarray, n: int = 101) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``(thresholds, precision, recall)`` at ``n`` evenly spaced thresholds in [0, 1], for plots.
 

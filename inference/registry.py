@@ -161,10 +161,18 @@ def create_detector(name: str, weights="auto", device="auto", **options):
     cache, else ``WeightsUnavailable``), ``"imagenet"``, a checkpoint path, or ``None`` for
     random initialisation. Classical detectors ignore ``weights``. ``device``: ``"auto"``,
     ``"cpu"``, ``"cuda"``... Extra ``options`` go to the builder (e.g. ``input_size``, and for
-    the ensemble ``members`` / ``member_weights``).
+    the ensemble ``members`` / ``member_weights``). ``scaling`` (``"auto"`` | ``"resize"`` |
+    ``"tile"``, or an ``inference.tiling.Scaling``) says how learned detectors, and an ensemble's
+    learned members, fit a pair to their input size; other detectors ignore it.
     """
     spec = get_spec(name)
-    return spec.resolve_builder()(name=name, weights=weights, device=device, **options)
+    scaling = options.pop("scaling", None)
+    if scaling is not None:
+        from inference.tiling import Scaling
+
+        scaling = Scaling.of(scaling)  # refused before anything is built
+    detector = spec.resolve_builder()(name=name, weights=weights, device=device, **options)
+    return detector if scaling is None else detector.set_scaling(scaling)
 
 
 def detector_info(name: str):

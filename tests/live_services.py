@@ -162,7 +162,7 @@ def start_daphne(env, tmp_path) -> tuple[ManagedProcess, str]:
     def healthy():
         try:
             return requests.get(f"{base}/healthz/", timeout=1).status_code == 200
-        except requests.ConnectionError:
+        except (requests.ConnectionError, requests.Timeout):  # a loaded machine: not ready yet
             return False
 
     try:

@@ -1,6 +1,7 @@
 """Settings shared by every environment. Everything variable comes from the environment."""
 
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from diffplatform.embedded_redis import embedded_redis_url
 from diffplatform.settings.env import database_from_env, env, positive_int, redis_url_from_env, visibility_timeout
@@ -93,6 +94,9 @@ MEDIA_ROOT = Path(env.str("MEDIA_ROOT", default=str(VAR_DIR / "media")))
 MEDIA_URL = "/media/"
 AWS_STORAGE_BUCKET_NAME = env.str("AWS_STORAGE_BUCKET_NAME", default="")
 MEDIA_X_ACCEL_REDIRECT = env.bool("MEDIA_X_ACCEL_REDIRECT", default=False)
+# The address browsers reach the S3 store at (e.g. nginx proxying the bucket, deploy/nginx.conf):
+# presigned media URLs are signed for it instead of AWS_S3_ENDPOINT_URL, which only servers reach.
+AWS_S3_PUBLIC_URL = env.str("AWS_S3_PUBLIC_URL", default="").rstrip("/")
 if AWS_STORAGE_BUCKET_NAME:
     _media_storage = {
         "BACKEND": "storages.backends.s3.S3Storage",
@@ -126,6 +130,10 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = MAX_UPLOAD_MB * 1024 * 1024
 FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
 DATA_UPLOAD_MAX_NUMBER_FILES = 3000  # drag-and-drop of many loose A/B/label files at once
 MAX_IMAGE_PIXELS = positive_int("MAX_IMAGE_PIXELS", 50_000_000)
+
+# --- Uploaded ONNX models (docs/models.md): largest file accepted, time limit of the probe run
+ONNX_MAX_MB = positive_int("ONNX_MAX_MB", 200)
+ONNX_PROBE_SECONDS = env.float("ONNX_PROBE_SECONDS", default=10.0)
 
 # --- Redis: Celery broker, channel layer and result cache.
 # Every key this deployment puts in Redis starts with this, so that several deployments (or test
@@ -246,13 +254,16 @@ SPECTACULAR_SETTINGS = {
 }
 
 # --- Content Security Policy (django-csp 4): no inline scripts, everything served from here.
+# Media redirect to presigned URLs: on AWS_S3_PUBLIC_URL's origin when it is another one.
+_public = urlsplit(AWS_S3_PUBLIC_URL)
+_MEDIA_ORIGINS = [f"{_public.scheme}://{_public.netloc}"] if AWS_STORAGE_BUCKET_NAME and _public.netloc else []
 CONTENT_SECURITY_POLICY = {
     "DIRECTIVES": {
         "default-src": ["'self'"],
-        "img-src": ["'self'", "data:", "blob:", *env.list("CSP_EXTRA_IMG_SRC", default=[])],
+        "img-src": ["'self'", "data:", "blob:", *_MEDIA_ORIGINS, *env.list("CSP_EXTRA_IMG_SRC", default=[])],
         "style-src": ["'self'", "'unsafe-inline'"],
         "script-src": ["'self'"],
-        "connect-src": ["'self'", "ws:", "wss:"],
+        "connect-src": ["'self'", "ws:", "wss:", *_MEDIA_ORIGINS],
         "frame-ancestors": ["'none'"],
     }
 }
@@ -266,6 +277,12 @@ INFERENCE_DEVICE = env.str("INFERENCE_DEVICE", default="auto")
 # Every process imports them (web, workers, CLI), so keep torch imports inside their builders.
 DIFFPLATFORM_DETECTOR_MODULES = env.list("DIFFPLATFORM_DETECTOR_MODULES", default=[])
 DEMO_USERNAME = env.str("DEMO_USERNAME", default="demo")
+
+# Webhooks (experiments.notifications): loopback and private addresses are refused unless allowed.
+WEBHOOK_ALLOW_PRIVATE = env.bool("DIFFPLATFORM_WEBHOOK_ALLOW_PRIVATE", default=False)
+WEBHOOK_MAX_ATTEMPTS = env.int("WEBHOOK_MAX_ATTEMPTS", default=5)
+WEBHOOK_BACKOFF_S = env.float("WEBHOOK_BACKOFF_S", default=30.0)
+WEBHOOK_TIMEOUT_S = env.float("WEBHOOK_TIMEOUT_S", default=10.0)
 
 LOGGING = {
     "version": 1,

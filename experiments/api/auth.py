@@ -25,14 +25,16 @@ class TokenView(ApiView):
         summary="Get your API token",
         description="Exchange a username and password for the token to send as `Authorization: Token <key>`.",
         request=s.TokenInput,
-        responses={200: s.TokenOutput, **{code: error_responses(400, 413, 415)[code] for code in (400, 413, 415, 429)}},
+        responses={200: s.TokenOutput, **error_responses(400, 413, 415)},
         auth=[],
     )
     def post(self, request):
         data = self.valid(s.TokenInput).validated_data
         user = authenticate(request, username=data["username"], password=data["password"])
         if user is None or not user.is_active:
-            raise ApiError("Unable to log in with these credentials.", field="password")
+            error = ApiError("Unable to log in with these credentials.", status_code=401, field="password")
+            error.auth_header = 'Token realm="api"'
+            raise error
         token, _ = Token.objects.get_or_create(user=user)
         return Response({"token": token.key})
 

@@ -11,7 +11,7 @@ from rest_framework.response import Response
 from experiments import storage
 from experiments.api import serializers as s
 from experiments.api.base import PAGE_PARAMETERS, ApiView, Cursor, ZipRenderer, paged, read_upload
-from experiments.api.errors import ReportErrorSerializer, error_responses
+from experiments.api.errors import MaybeReportErrorSerializer, error_responses
 from experiments.batches import services as batches
 from experiments.models import BatchJob
 
@@ -59,7 +59,9 @@ class BatchListView(ApiView):
         responses={
             202: s.BatchOutput,
             200: OpenApiResponse(s.BatchOutput, description="idempotent replay: the job made earlier"),
-            422: OpenApiResponse(ReportErrorSerializer, description="the files have problems, or the key was reused"),
+            422: OpenApiResponse(
+                MaybeReportErrorSerializer, description="the files have problems, or the key was reused"
+            ),
             **error_responses(400, 403, 409, 413, 415),
         },
     )
@@ -80,6 +82,7 @@ class BatchListView(ApiView):
             idempotency_key=request.headers.get("Idempotency-Key", ""),
             threshold=data["threshold"],
             align=data["align"],
+            scaling=data["scaling"],
         )
         job = visible_batch(request, job.pk)
         headers = {"Location": s.page_url(request, "batch-detail", pk=job.pk)}

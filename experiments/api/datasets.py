@@ -104,11 +104,15 @@ class DatasetImportView(ApiView):
 
     @extend_schema(
         tags=["datasets"],
-        summary="Import a LEVIR-CD zip",
+        summary="Import a dataset zip (LEVIR-CD, DSIFN-CD, WHU-CD, CDD, S2Looking or loose files)",
         description=(
-            "A zip with `A/`, `B/`, optional `label/`, `list/{train,val,test}.txt` and `categories.csv`. "
-            "Every file is checked first; with any problem nothing is written and the answer is 422 with the "
-            "report. `?dry_run=1` checks and reports without writing."
+            "A zip in a supported layout, recognised from its folders: LEVIR-CD `train|val|test/A,B,label` or "
+            "`A/ B/ label/` with `list/{train,val,test}.txt`, DSIFN-CD `t1/ t2/ mask/`, WHU-CD `A,B,label` or "
+            "`before,after,label`, CDD `A/ B/ OUT/`, S2Looking `Image1/ Image2/ label/`, or loose "
+            "`<name>_A/_B/_label` files; optional `categories.csv`. Each pair keeps its split; a name may repeat "
+            "across splits, never within one. Pairs are checked and stored one at a time; with any problem "
+            "nothing is written and the answer is 422 with the report. `?dry_run=1` checks and reports without "
+            "writing."
         ),
         parameters=[OpenApiParameter("dry_run", bool, description="check only, write nothing")],
         request={"multipart/form-data": s.ImportInput},

@@ -47,7 +47,7 @@ class DiffView(ApiView):
         try:
             entry = catalogue_entry(name)
         except KeyError as exc:
-            raise ApiError(str(exc.args[0]), field="detector") from None
+            raise ApiError(str(exc.args[0]), status_code=422, field="detector") from None
         if entry.name not in SYNC_DIFF_DETECTORS:
             raise ApiError(
                 f"{name} runs on GPU workers, not in the request; submit the pair with POST /api/v1/batches/ "
@@ -74,7 +74,7 @@ class DiffView(ApiView):
 
 
 def read_images(data: dict):
-    """(A, B, label or None) from the uploads: 413 above `DIFF_MAX_PIXELS`, 400 for unreadable files."""
+    """(A, B, label or None) from the uploads: 413 above `DIFF_MAX_PIXELS`, 422 for unreadable files."""
     from inference.images import ImageError, image_size, load_image, load_mask
 
     images = {}
@@ -90,12 +90,12 @@ def read_images(data: dict):
                 )
             images[field] = load_image(content, max_pixels=DIFF_MAX_PIXELS)
         except ImageError as exc:
-            raise ApiError(f"{field}: {exc}", field=field) from None
+            raise ApiError(f"{field}: {exc}", status_code=422, field=field) from None
     a, b = images["image_a"], images["image_b"]
     label = None
     if data.get("label"):
         try:
             label, _ = load_mask(read_upload(data["label"], "label"), size=(b.shape[1], b.shape[0]))
         except ImageError as exc:
-            raise ApiError(f"label: {exc}", field="label") from None
+            raise ApiError(f"label: {exc}", status_code=422, field="label") from None
     return a, b, label

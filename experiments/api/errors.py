@@ -62,7 +62,14 @@ def error_response(status_code: int, message: str, **kwargs) -> Response:
 
 
 def from_service_error(exc: ServiceError, *, status_code: int | None = None, **extra) -> ApiError:
-    return ApiError(exc.message, status_code=status_code or exc.status, field=exc.field, **extra)
+    """A service's refusal as an API error.
+
+    400 means the request does not match the schema (the serializers say so); a request that
+    matches it but breaks a rule of the platform (a name already taken, a detector without
+    weights, an archive that is not a zip) answers 422, as the schema declares.
+    """
+    status_code = status_code or (422 if exc.status == 400 else exc.status)
+    return ApiError(exc.message, status_code=status_code, field=exc.field, **extra)
 
 
 def _flatten(detail) -> list[str]:
@@ -149,15 +156,26 @@ class ReportErrorSerializer(serializers.Serializer):
     error = ReportErrorDetailSerializer()
 
 
+class MaybeReportErrorDetailSerializer(ErrorDetailSerializer):
+    report = ImportReportSerializer(required=False, help_text="present when the files were checked")
+
+
+class MaybeReportErrorSerializer(serializers.Serializer):
+    """A 422 that carries the files' report when the files were read (other rules answer without one)."""
+
+    error = MaybeReportErrorDetailSerializer()
+
+
 ERROR_DESCRIPTIONS = {
-    400: "The input is invalid; `fields` names what to fix.",
+    400: "The input does not match this schema; `fields` names what to fix.",
     401: "No or bad credentials: log in or send `Authorization: Token <key>`.",
     403: "Authenticated, but not allowed (e.g. a missing CSRF token on a session request).",
     404: "No such object, or it belongs to someone else.",
     409: "The object's state does not allow this now (e.g. the run is still active).",
     413: "An upload or image is larger than the limit.",
     415: "Wrong content type; send multipart/form-data or JSON as documented.",
-    422: "Understood, but the content cannot be used (see the message).",
+    422: "The input matches the schema but a rule refuses it (e.g. a name already taken, an unreadable "
+    "archive); the message and `fields` say what to fix.",
     429: "Too many requests; retry after the `Retry-After` seconds.",
 }
 

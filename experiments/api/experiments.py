@@ -7,15 +7,17 @@ from django.http import HttpResponse
 from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
+from rest_framework.parsers import JSONParser
 from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 
+from experiments.api import lists, reports
 from experiments.api import serializers as s
 from experiments.api.base import PAGE_PARAMETERS, ApiView, CSVRenderer, api_datasets, paged
 from experiments.api.errors import ApiError, error_responses
 from experiments.live import tickets as ws_tickets
 from experiments.models import LEADERBOARD_RUN_STATES
-from experiments.runs import leaderboard
+from experiments.runs import leaderboard, thesis_table
 from experiments.runs import selectors as run_selectors
 from experiments.runs import services as run_services
 
@@ -36,22 +38,27 @@ def accepted_run(view, run, status_code=202) -> Response:
 
 # --------------------------------------------------------------------------- experiments
 class ExperimentListView(ApiView):
+    parser_classes = [JSONParser]  # lists and a dict of settings: JSON only (a form cannot say null or {})
+
     @extend_schema(
         tags=["experiments"],
         operation_id="experiments_list",
         summary="List your experiments",
-        parameters=PAGE_PARAMETERS,
-        responses={200: paged(s.ExperimentOutput), **error_responses(404)},
+        description="Newest first. Filters combine (all must hold); `state` is the newest run's.",
+        parameters=[*lists.LIST_PARAMETERS, *PAGE_PARAMETERS],
+        responses={200: paged(s.ExperimentOutput), **error_responses(400, 404)},
     )
     def get(self, request):
-        return self.paginate(api_experiments(request.user), s.ExperimentOutput, "-created_at")
+        filters = lists.list_filters(request)
+        experiments = run_selectors.filter_experiments(run_selectors.listed_experiments(request.user), filters)
+        return self.paginate(experiments, s.ExperimentOutput, "-created_at")
 
     @extend_schema(
         tags=["experiments"],
         summary="Create an experiment",
         description="Detectors by registry name (see `/api/v1/detectors/`); settings as on the page.",
         request=s.ExperimentInput,
-        responses={201: s.ExperimentOutput, **error_responses(400, 403, 404, 413, 415)},
+        responses={201: s.ExperimentOutput, **error_responses(400, 403, 404, 415)},
     )
     def post(self, request):
         data = dict(self.valid(s.ExperimentInput).validated_data)
@@ -178,12 +185,15 @@ class RunLeaderboardView(ApiView):
         description=(
             "JSON, or CSV with `?format=csv` (one ranked row per detector). 409 until the run succeeded, or ended "
             "`partial`: then the detectors that finished are ranked and each failed one is a row with its reason "
-            "in `failed` (its figures empty)."
+            "in `failed` (its figures empty). With `?threshold=` every threshold-dependent figure is recomputed "
+            "from the stored per-pair score histograms (`threshold` in the answer says at which value, rounded to "
+            "the exact grid, and what could not be recomputed); 400 outside (0, 1)."
         ),
+        parameters=[reports.THRESHOLD_PARAMETER],
         responses={
             (200, "application/json"): s.LeaderboardOutput,
             (200, "text/csv"): OpenApiTypes.STR,
-            **error_responses(404, 409),
+            **error_responses(400, 404, 409),
         },
     )
     def get(self, request, pk):
@@ -193,11 +203,44 @@ class RunLeaderboardView(ApiView):
                 f"The run is {run.state}; its leaderboard is ready once it has succeeded (or partly succeeded).",
                 status_code=409,
             )
+        run, threshold = reports.run_at_threshold(request, run)
         if request.accepted_renderer.format == "csv":
             response = HttpResponse(leaderboard.leaderboard_csv(run), content_type="text/csv; charset=utf-8")
             response["Content-Disposition"] = f'attachment; filename="run-{run.pk}-leaderboard.csv"'
             return response
-        return Response(leaderboard.leaderboard_json(run))
+        return Response({**leaderboard.leaderboard_json(run), "threshold": threshold})
+
+
+class RunThesisTableView(ApiView):
+    renderer_classes = [JSONRenderer, CSVRenderer]
+
+    @extend_schema(
+        tags=["runs"],
+        summary="The thesis's summary table of a run",
+        description=(
+            "Detector, pooled IoU, time per pair (median at batch 1), peak memory and weights source, in the "
+            "leaderboard's order: the thesis's table for this run. JSON, or CSV with `?format=csv`. Uploaded "
+            "predictions have no time or memory (`measured_here` false). 409 until the run has a leaderboard."
+        ),
+        responses={
+            (200, "application/json"): s.ThesisTableOutput,
+            (200, "text/csv"): OpenApiTypes.STR,
+            **error_responses(404, 409),
+        },
+    )
+    def get(self, request, pk):
+        run = visible_run(request, pk)
+        if run.state not in LEADERBOARD_RUN_STATES:
+            raise ApiError(
+                f"The run is {run.state}; its summary is ready once it has succeeded (or partly succeeded).",
+                status_code=409,
+            )
+        if request.accepted_renderer.format == "csv":
+            response = HttpResponse(thesis_table.thesis_csv(run), content_type="text/csv; charset=utf-8")
+            response["Content-Disposition"] = f'attachment; filename="run-{run.pk}-thesis-table.csv"'
+            return response
+        rows = thesis_table.thesis_records(run)
+        return Response({"run": run.pk, "labels": thesis_table.THESIS_LABELS, "rows": rows})
 
 
 def sort_key(ordering: str):
@@ -234,8 +277,8 @@ class RunResultsView(ApiView):
             results = run_selectors.run_results_filtered(
                 run, detector=data.get("detector"), category=data.get("category"), metric_ranges=filters.metric_ranges()
             )
-        except ValueError as exc:
-            raise ApiError(str(exc)) from None
+        except ValueError as exc:  # e.g. a minimum above the maximum: as the schema allows, but empty
+            raise ApiError(str(exc), status_code=422) from None
         ordering = data.get("ordering") or ""
         results = results.annotate(sort_key=sort_key(ordering))
         return self.paginate(results, s.ResultOutput, ("-" if ordering.startswith("-") else "") + "sort_key")

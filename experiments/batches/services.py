@@ -27,7 +27,7 @@ from experiments.runs import selectors
 from experiments.runs.leaderboard import leaderboard_csv
 from experiments.runs.results import results_csv
 from experiments.runs.services import experiment_start
-from experiments.runs.validation import check_detectors, check_threshold
+from experiments.runs.validation import check_detectors, check_scaling, check_threshold
 
 ROLE_FOLDERS = {"a": "A", "b": "B", "label": "label"}
 
@@ -101,6 +101,11 @@ def _replay(job: BatchJob, digest: str) -> BatchJob:
     return job
 
 
+def batch_options(*, threshold: float = 0.5, align: bool = False, scaling: str = "auto") -> dict:
+    """The run options a batch records and its payload digest covers (checked)."""
+    return {"threshold": check_threshold(threshold), "align": bool(align), "scaling": check_scaling(scaling)}
+
+
 def batch_create(
     *,
     owner,
@@ -109,10 +114,11 @@ def batch_create(
     idempotency_key: str = "",
     threshold: float = 0.5,
     align: bool = False,
+    scaling: str = "auto",
 ) -> tuple[BatchJob, bool]:
     """The job and whether it was created now (False: an idempotent replay of an earlier one)."""
     names = check_detectors(detectors, owner=owner)
-    options = {"threshold": check_threshold(threshold), "align": bool(align)}
+    options = batch_options(threshold=threshold, align=align, scaling=scaling)
     digest = payload_digest(files, names, options)
     key = (idempotency_key or "").strip()
     if len(key) > 200:

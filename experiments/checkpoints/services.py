@@ -4,8 +4,8 @@ from django.db import transaction
 
 from experiments import storage
 from experiments.checkpoints.selectors import checkpoints_visible_to
-from experiments.errors import ServiceError
-from experiments.models import ModelCheckpoint
+from experiments.errors import InvalidState, ServiceError
+from experiments.models import ACTIVE_RUN_STATES, ModelCheckpoint, Run
 from inference.catalogue import catalogue_entry
 
 CHECKPOINT_SUFFIXES = (".pt", ".pth", ".safetensors")
@@ -112,3 +112,17 @@ def _checkpoint_detector(meta: dict, given: str | None) -> str:
     if not entry.learned:
         raise ServiceError(f"{saved_for} is not a learned detector; it takes no weights.", status=422, field="detector")
     return saved_for
+
+
+# --------------------------------------------------------------------------- delete
+def checkpoint_delete(*, checkpoint: ModelCheckpoint) -> None:
+    """Delete the row and its file; refused while a queued or running run uses these weights.
+    Finished results keep naming `checkpoint:<sha256>`; training jobs that made it lose the link."""
+    active = Run.objects.filter(state__in=ACTIVE_RUN_STATES).select_related("experiment")
+    if any(checkpoint.provenance in run.experiment.detector_weights.values() for run in active):
+        raise InvalidState("A queued or running run uses this checkpoint; wait for it or cancel it.")
+    key = checkpoint.file_key
+    with transaction.atomic():
+        checkpoint.delete()
+        shared = ModelCheckpoint.objects.filter(file_key=key).exists()  # the same bytes of another owner
+        transaction.on_commit(lambda: None if shared else storage.delete_keys([key]))

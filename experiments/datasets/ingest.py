@@ -1,78 +1,62 @@
-"""Bringing pairs in: LEVIR-CD folders and zips, and many loose files matched by name.
+"""Bringing pairs in from the public dataset layouts, zips and loose files, one pair at a time.
 
-One function serves the CLI (`import_dataset`), the API and the web upload: `check_files` reads
-everything and validates it without writing; `import_checked` stores it (all or nothing).
-
-Layouts understood:
-- LEVIR-CD: `A/<name>`, `B/<name>`, optional `label/<name>`, optional `list/{train,val,test}.txt`
-  and `categories.csv` (`name,category,split`), possibly inside one top folder;
-- loose files: `<name>_A.png` / `<name>_B.png` / `<name>_label.png` (also `_before`/`_after`/`_mask`).
+One function, `run_import`, serves the CLI (`import_dataset`), the API, the web upload and batch
+jobs: it recognises the layout (`layouts`), then reads, checks and, when asked, stores each pair
+in turn, so memory stays bounded whatever the dataset's size. Rows go in by chunks inside one
+transaction, and files under one fresh folder: any fatal problem rolls both back, so nothing is
+written. A dry run (no `store`) checks everything and reports, writing nothing.
 
 Rules: A and B may differ in size (a warning: A is aligned onto B when alignment is on, else
 resized to B's size). A label must have B's size. Labels 0/255 or 0/1 are taken as they are;
-other values are binarised at 128 with a warning. Any fatal problem means nothing is written.
+other values are binarised at 128 with a warning. Pairs keep their split (from the split
+folders, `list/*.txt` or `categories.csv`); a name may repeat across splits, never within one.
 """
 
+import contextlib
 import csv
 import io
+import os
 import stat
 import zipfile
-from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from django.conf import settings
+from django.db import IntegrityError, transaction
 
-from experiments.datasets import services
+from experiments.datasets import layouts, services
 from experiments.errors import ServiceError
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp"}
-ROLE_FOLDERS = {"a": "a", "b": "b", "label": "label"}
-ROLE_SUFFIXES = {
-    "_a": "a", "_before": "a", "-a": "a",
-    "_b": "b", "_after": "b", "-b": "b",
-    "_label": "label", "_mask": "label", "-label": "label",
-}  # fmt: skip
 MAX_ZIP_ENTRIES = 20_000
 MAX_COMPRESSION_RATIO = 200
+MAX_LISTED = 500  # pairs listed in a report (the counts cover all of them)
+MAX_MESSAGES = 200  # problems or warnings listed in a report
+TAKEN_CHUNK = 500
+IMAGE_SUFFIXES = layouts.IMAGE_SUFFIXES
+ROLE_SUFFIXES = layouts.LOOSE_SUFFIXES
 
 
-@dataclass
-class ImportReport:
-    pairs: list = field(default_factory=list)  # CheckedPair
-    problems: list[str] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
+# --------------------------------------------------------------------------- sources
+class Source:
+    """Files by relative posix path (shared top folders removed), read one at a time."""
 
-    @property
-    def ok(self) -> bool:
-        return not self.problems and bool(self.pairs)
+    def __init__(self, paths: list[str], reader: Callable[[str], bytes]):
+        prefix, self.paths = layouts.strip_top_folders(sorted(paths))
+        self._prefix = f"{prefix}/" if prefix else ""
+        self._reader = reader
 
-    def as_dict(self) -> dict:
-        return {
-            "ok": self.ok,
-            "pairs": [
-                {"name": p.name, "category": p.category, "split": p.split, "has_label": p.label_png is not None,
-                 "a_size": list(p.a_size), "b_size": list(p.b_size), "warnings": p.warnings}
-                for p in self.pairs
-            ],
-            "problems": self.problems,
-            "warnings": self.warnings,
-        }  # fmt: skip
-
-    def text(self) -> str:
-        lines = [f"{len(self.pairs)} pairs checked, {len(self.problems)} problems, {len(self.warnings)} warnings"]
-        lines += [f"PROBLEM: {p}" for p in self.problems]
-        lines += [f"warning: {w}" for w in self.warnings]
-        return "\n".join(lines)
+    def read(self, path: str) -> bytes:
+        return self._reader(self._prefix + path)
 
 
-# --------------------------------------------------------------------------- reading sources
 def max_archive_bytes() -> int:
     return settings.MAX_UPLOAD_MB * 1024 * 1024 * 20
 
 
-def read_zip(data) -> dict[str, bytes]:
-    """Files of a zip by path, refusing traversal, absolute paths, links and bombs."""
+def zip_source(data) -> Source:
+    """A zip (bytes or a seekable file) checked entry by entry for traversal, links and bombs;
+    the members are read only when asked for."""
     try:
         archive = zipfile.ZipFile(data if hasattr(data, "read") else io.BytesIO(data))
     except zipfile.BadZipFile:
@@ -81,7 +65,7 @@ def read_zip(data) -> dict[str, bytes]:
     if len(entries) > MAX_ZIP_ENTRIES:
         raise ServiceError(f"The zip holds {len(entries)} files; at most {MAX_ZIP_ENTRIES} are accepted.")
     total = 0
-    files = {}
+    members = {}
     for info in entries:
         path = PurePosixPath(info.filename)
         if info.filename.startswith(("/", "\\")) or path.is_absolute() or ".." in path.parts or ":" in path.parts[0]:
@@ -96,131 +80,272 @@ def read_zip(data) -> dict[str, bytes]:
             raise ServiceError(f"The zip unpacks to more than {max_archive_bytes() // 2**20} MB; split it up.")
         if path.name.startswith(".") or "__MACOSX" in path.parts:
             continue
+        members[str(path)] = info
+
+    def read(name: str) -> bytes:
+        info = members[name]
         with archive.open(info) as fh:
             content = fh.read(info.file_size + 1)
         if len(content) != info.file_size:
             raise ServiceError(f"The zip entry {info.filename!r} is not the size it declares.")
-        files[str(path)] = content
-    return files
+        return content
+
+    return Source(list(members), read)
 
 
-def read_folder(path: Path) -> dict[str, bytes]:
-    root = Path(path)
-    if not root.is_dir():
-        raise ServiceError(f"{root} is not a folder.")
-    files = {}
-    for item in sorted(root.rglob("*")):
-        if item.is_symlink():
-            raise ServiceError(f"{item} is a symbolic link; links are not followed.")
-        if item.is_file() and not item.name.startswith("."):
-            files[str(item.relative_to(root).as_posix())] = item.read_bytes()
-    return files
+def folder_source(path: Path) -> Source:
+    """A folder's files (hidden ones skipped); links are refused, not followed."""
+    root = os.fspath(path)
+    if not os.path.isdir(root):
+        raise ServiceError(f"{root} is not a folder or a zip archive.")
+    paths = []
+    for folder, dirs, files in os.walk(root):
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        for name in [*dirs, *files]:
+            if os.path.islink(os.path.join(folder, name)):
+                raise ServiceError(f"{os.path.join(folder, name)} is a symbolic link; links are not followed.")
+        base = os.path.relpath(folder, root).replace(os.sep, "/")
+        paths.extend(name if base == "." else f"{base}/{name}" for name in files if not name.startswith("."))
+
+    def read(name: str) -> bytes:  # plain strings, not pathlib: see `layouts`
+        with open(os.path.join(root, *name.split("/")), "rb") as fh:
+            return fh.read()
+
+    return Source(paths, read)
 
 
-def read_source(path: Path) -> dict[str, bytes]:
+def dict_source(files: dict[str, bytes]) -> Source:
+    return Source(list(files), files.__getitem__)
+
+
+@contextlib.contextmanager
+def open_source(path: Path):
+    """A folder or a zip on disk, as a Source kept open for the `with` block."""
     path = Path(path)
     if path.is_file() and zipfile.is_zipfile(path):
         with open(path, "rb") as fh:
-            return read_zip(fh)
-    return read_folder(path)
+            yield zip_source(fh)
+    else:
+        yield folder_source(path)
 
 
-# --------------------------------------------------------------------------- matching names
-def _strip_top_folder(files: dict[str, bytes]) -> dict[str, bytes]:
-    tops = {PurePosixPath(p).parts[0] for p in files}
-    if len(tops) == 1 and all(len(PurePosixPath(p).parts) > 2 for p in files):
-        return {str(PurePosixPath(*PurePosixPath(p).parts[1:])): v for p, v in files.items()}
-    return files
+def read_zip(data) -> dict[str, bytes]:
+    """Every file of a zip by path, in memory (small uploads only; imports stream `zip_source`)."""
+    archive = zip_source(data)
+    return {archive._prefix + path: archive.read(path) for path in archive.paths}
 
 
-def _role_and_name(path: str) -> tuple[str, str] | None:
-    parts = PurePosixPath(path).parts
-    file = PurePosixPath(parts[-1])
-    if file.suffix.lower() not in IMAGE_SUFFIXES:
-        return None
-    if len(parts) >= 2 and parts[-2].lower() in ROLE_FOLDERS:
-        return ROLE_FOLDERS[parts[-2].lower()], file.stem
-    stem = file.stem
-    for suffix, role in ROLE_SUFFIXES.items():
-        if stem.lower().endswith(suffix):
-            return role, stem[: -len(suffix)]
-    return None
+def read_folder(path: Path) -> dict[str, bytes]:
+    source = folder_source(path)
+    return {source._prefix + p: source.read(p) for p in source.paths}
 
 
-def group_by_pair(files: dict[str, bytes]) -> tuple[dict[str, dict[str, bytes]], list[str]]:
-    """{pair name: {"a": bytes, "b": bytes, "label": bytes}} and the paths that fit no role."""
-    groups: dict[str, dict[str, bytes]] = defaultdict(dict)
-    ignored = []
-    for path, content in files.items():
-        found = _role_and_name(path)
-        if found is None:
-            ignored.append(path)
-            continue
-        role, name = found
-        groups[name][role] = content
-    return dict(groups), ignored
+# --------------------------------------------------------------------------- the report
+@dataclass
+class PairSummary:
+    name: str
+    split: str
+    category: str
+    has_label: bool
+    a_size: tuple[int, int]
+    b_size: tuple[int, int]
+    warnings: list[str]
 
 
-def _splits(files: dict[str, bytes]) -> dict[str, str]:
-    splits = {}
-    for split in ("train", "val", "test"):
-        content = files.get(f"list/{split}.txt")
-        for line in (content or b"").decode(errors="replace").splitlines():
-            if line.strip():
-                splits[PurePosixPath(line.strip()).stem] = split
-    return splits
+@dataclass
+class ImportReport:
+    """Counts of everything, and the first pairs, problems and warnings (bounded, whatever the size)."""
+
+    layout: str = ""
+    pairs: list[PairSummary] = field(default_factory=list)
+    pair_count: int = 0
+    split_counts: dict[str, int] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    problem_count: int = 0
+    warning_count: int = 0
+    imported: int = 0
+    source: Source | None = field(default=None, repr=False)
+    options: dict = field(default_factory=dict, repr=False)
+
+    def __post_init__(self):
+        self.problem_count = max(self.problem_count, len(self.problems))
+        self.warning_count = max(self.warning_count, len(self.warnings))
+
+    @property
+    def ok(self) -> bool:
+        return not self.problem_count and self.pair_count > 0
+
+    def problem(self, message: str) -> None:
+        self.problem_count += 1
+        if len(self.problems) < MAX_MESSAGES:
+            self.problems.append(message)
+
+    def warning(self, message: str) -> None:
+        self.warning_count += 1
+        if len(self.warnings) < MAX_MESSAGES:
+            self.warnings.append(message)
+
+    def add_pair(self, summary: PairSummary) -> None:
+        self.pair_count += 1
+        self.split_counts[summary.split] = self.split_counts.get(summary.split, 0) + 1
+        if len(self.pairs) < MAX_LISTED:
+            self.pairs.append(summary)
+
+    def _more(self, shown: list[str], count: int, kind: str) -> list[str]:
+        return [*shown, f"… and {count - len(shown)} more {kind}"] if count > len(shown) else shown
+
+    def as_dict(self) -> dict:
+        return {
+            "ok": self.ok,
+            "layout": self.layout,
+            "pair_count": self.pair_count,
+            "splits": dict(sorted(self.split_counts.items())),
+            "pairs": [
+                {"name": p.name, "category": p.category, "split": p.split, "has_label": p.has_label,
+                 "a_size": list(p.a_size), "b_size": list(p.b_size), "warnings": p.warnings}
+                for p in self.pairs
+            ],
+            "problems": self._more(self.problems, self.problem_count, "problems"),
+            "warnings": self._more(self.warnings, self.warning_count, "warnings"),
+        }  # fmt: skip
+
+    def text(self) -> str:
+        splits = ", ".join(f"{split or 'no split'}: {n}" for split, n in sorted(self.split_counts.items()))
+        lines = [f"{self.pair_count} pairs checked, {self.problem_count} problems, {self.warning_count} warnings "
+                 f"({self.layout or 'no'} layout; splits: {splits or 'none'})"]  # fmt: skip
+        lines += [f"PROBLEM: {p}" for p in self._more(self.problems, self.problem_count, "problems")]
+        lines += [f"warning: {w}" for w in self._more(self.warnings, self.warning_count, "warnings")]
+        return "\n".join(lines)
 
 
-def _categories(files: dict[str, bytes]) -> dict[str, tuple[str, str]]:
-    content = files.get("categories.csv")
-    if not content:
-        return {}
-    rows = csv.DictReader(io.StringIO(content.decode(errors="replace")))
-    return {PurePosixPath(r["name"]).stem: (r.get("category", ""), r.get("split", "")) for r in rows if r.get("name")}
+# --------------------------------------------------------------------------- checking and storing
+class _Discard(Exception):
+    """Raised inside the import's transaction to roll back a report with problems."""
 
 
-# --------------------------------------------------------------------------- checking
-def check_files(files: dict[str, bytes], *, category: str = "") -> ImportReport:
-    """Validate everything, write nothing."""
-    files = _strip_top_folder(files)
-    groups, ignored = group_by_pair(files)
-    splits, categories = _splits(files), _categories(files)
-    report = ImportReport()
-    known_extras = {"list/train.txt", "list/val.txt", "list/test.txt", "categories.csv"}
-    for path in ignored:
-        if path not in known_extras and not path.lower().endswith((".md", ".txt", ".csv")):
-            report.warnings.append(f"{path}: not an A, B or label image; ignored.")
-    if not groups:
-        report.problems.append("No image pairs found: expected A/, B/ (and label/) folders or files named "
-                               "<name>_A.png, <name>_B.png, <name>_label.png.")  # fmt: skip
-    any_label = any("label" in g for g in groups.values())
-    for name in sorted(groups):
-        roles = groups[name]
-        missing = [r.upper() for r in ("a", "b") if r not in roles]
-        if missing:
-            report.problems.append(f"{name}: has no {' or '.join(missing)} image to pair with.")
-            continue
-        if any_label and "label" not in roles:
-            report.warnings.append(f"{name}: has no label; it is kept as a pair without ground truth.")
-        pair_category, pair_split = categories.get(name, (category, ""))
-        try:
-            checked = services.pair_check(
-                name=name, a_bytes=roles["a"], b_bytes=roles["b"], label_bytes=roles.get("label"),
-                category=pair_category or category, split=splits.get(name, pair_split or ""),
-            )  # fmt: skip
-        except ServiceError as exc:
-            report.problems.append(exc.message)
-            continue
-        report.warnings.extend(f"{name}: {w}" for w in checked.warnings)
-        report.pairs.append(checked)
+def run_import(
+    source: Source,
+    *,
+    layout: str = "auto",
+    category: str = "",
+    split: str = "",
+    dataset=None,
+    store: bool = False,
+    progress: Callable[[int, int], None] | None = None,
+) -> ImportReport:
+    """Check every pair of `source` one at a time and, with `store`, add them to `dataset`: all or none.
+
+    `split` is given to pairs the layout leaves without one. With a `dataset`, names it already
+    holds in the same split are problems. `progress(done, total)` is called after each pair.
+    Raises ServiceError only when the layout is not recognised; everything else is in the report.
+    """
+    plan = layouts.plan(source.paths, read=source.read, layout=layout)
+    report = ImportReport(layout=plan.layout.key, source=source,
+                          options={"layout": layout, "category": category, "split": split})  # fmt: skip
+    for message in plan.problems:
+        report.problem(message)
+    for message in plan.warnings:
+        report.warning(message)
+    categories = _categories(source)
+    if dataset is not None and dataset.pk is not None:
+        _refuse_taken(report, plan, dataset, categories, split)
+    if store and dataset is None:
+        raise ValueError("store needs a dataset")
+    writer = services.PairWriter(dataset) if store else None
+    try:
+        with transaction.atomic() if writer is not None else contextlib.nullcontext():
+            _check_each(report, plan, source, categories, category, split, writer, progress)
+            if writer is not None:
+                if report.ok:
+                    writer.flush()
+                    report.imported = writer.count
+                else:
+                    raise _Discard
+    except _Discard:
+        writer.discard()
+    except IntegrityError:  # a concurrent import took one of these names between our check and our insert
+        writer.discard()
+        report.problem("Another import added pairs with some of these names meanwhile; nothing was imported.")
+    except BaseException:
+        if writer is not None:
+            writer.discard()
+        raise
     return report
 
 
-def import_checked(*, dataset, report: ImportReport):
-    """Store the pairs of a clean report (all or nothing); refuse a report with problems."""
-    if not report.ok:
+def _check_each(report, plan, source, categories, category, split, writer, progress) -> None:
+    some_labelled = any(role == "label" and index for (_, role), index in plan._index.items())
+    for done, pair in enumerate(plan.pairs(), 1):
+        pair_category, pair_split = categories.get(pair.name, ("", ""))
+        try:
+            checked = services.pair_check(
+                name=pair.name, a_bytes=source.read(pair.a), b_bytes=source.read(pair.b),
+                label_bytes=source.read(pair.label) if pair.label else None,
+                category=pair_category or category, split=pair.split or pair_split or split,
+            )  # fmt: skip
+        except ServiceError as exc:
+            report.problem(exc.message)
+        else:
+            report.add_pair(PairSummary(checked.name, checked.split, checked.category, checked.label_png is not None,
+                                        checked.a_size, checked.b_size, checked.warnings))  # fmt: skip
+            for message in checked.warnings:
+                report.warning(f"{pair.name}: {message}")
+            if pair.label is None and some_labelled:
+                report.warning(f"{pair.name}: has no label; it is kept as a pair without ground truth.")
+            if writer is not None and not report.problem_count:
+                writer.add(checked)
+        if progress:
+            progress(done, plan.count)
+
+
+def _refuse_taken(report: ImportReport, plan, dataset, categories: dict, default_split: str) -> None:
+    chunk: list[tuple[str, str]] = []
+
+    def check() -> None:
+        by_split: dict[str, list[str]] = {}
+        for pair_split, name in chunk:
+            by_split.setdefault(pair_split, []).append(name)
+        for pair_split, names in by_split.items():
+            taken = sorted(dataset.pairs.filter(split=pair_split, name__in=names).values_list("name", flat=True))
+            if taken:
+                where = f"in split {pair_split!r}" if pair_split else "without a split"
+                shown = ", ".join(taken[:10]) + (" …" if len(taken) > 10 else "")
+                report.problem(f"The dataset already has pairs named {shown} {where}; rename or remove them.")
+        chunk.clear()
+
+    for pair in plan.pairs():
+        chunk.append((pair.split or categories.get(pair.name, ("", ""))[1] or default_split, pair.name))
+        if len(chunk) >= TAKEN_CHUNK:
+            check()
+    check()
+
+
+def _categories(source: Source) -> dict[str, tuple[str, str]]:
+    """`categories.csv` (`name,category,split`), when the source has one."""
+    if "categories.csv" not in source.paths:
+        return {}
+    rows = csv.DictReader(io.StringIO(source.read("categories.csv").decode(errors="replace")))
+    return {PurePosixPath(r["name"]).stem: (r.get("category", "") or "", r.get("split", "") or "")
+            for r in rows if r.get("name")}  # fmt: skip
+
+
+def check_files(files: dict[str, bytes], *, category: str = "", layout: str = "auto") -> ImportReport:
+    """Validate files already in memory, write nothing; a clean report can go to `import_checked`."""
+    try:
+        return run_import(dict_source(files), layout=layout, category=category)
+    except ServiceError as exc:
+        return ImportReport(problems=[exc.message])
+
+
+def import_checked(*, dataset, report: ImportReport) -> ImportReport:
+    """Store the pairs of a clean report (read again from its source, all or nothing)."""
+    if not report.ok or report.source is None:
         raise ServiceError("Nothing was imported: " + "; ".join(report.problems or ["no pairs"]))
-    return services.pairs_store(dataset=dataset, checked=report.pairs)
+    done = run_import(report.source, dataset=dataset, store=True, **report.options)
+    if not done.ok:
+        raise ServiceError("Nothing was imported: " + "; ".join(done.problems))
+    return done
 
 
 # --------------------------------------------------------------------------- one archive, start to end
@@ -232,22 +357,16 @@ class ImportRejected(ServiceError):
         self.report = report if report is not None else ImportReport(problems=[message]).as_dict()
 
 
-def archive_import(*, dataset, data, category: str = "", dry_run: bool = False) -> dict:
-    """Read a LEVIR-CD zip, check every file, and unless `dry_run` import the pairs (all or nothing).
+def archive_import(*, dataset, data, category: str = "", dry_run: bool = False, layout: str = "auto") -> dict:
+    """Read a zip in any supported layout, check every pair, and unless `dry_run` import them (all or none).
 
     The answer is the report as a dict with `dry_run` and `imported` added. With any problem
     nothing is written and `ImportRejected` carries the report.
     """
     try:
-        files = read_zip(data)
+        report = run_import(zip_source(data), layout=layout, category=category, dataset=dataset, store=not dry_run)
     except ServiceError as exc:
         raise ImportRejected(exc.message) from None
-    report = check_files(files, category=category)
     if not report.ok:
-        raise ImportRejected("The archive has problems; nothing was imported.", report.as_dict())
-    if not dry_run:
-        try:
-            import_checked(dataset=dataset, report=report)
-        except ServiceError as exc:
-            raise ImportRejected(exc.message) from None
-    return {**report.as_dict(), "dry_run": dry_run, "imported": 0 if dry_run else len(report.pairs)}
+        raise ImportRejected("Nothing was imported: " + "; ".join(report.problems[:3]), report.as_dict())
+    return {**report.as_dict(), "dry_run": dry_run, "imported": report.imported}

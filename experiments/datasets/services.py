@@ -1,6 +1,7 @@
 """Writes of datasets and pairs: validate without writing, then store all pairs or none."""
 
 import hashlib
+import secrets
 from dataclasses import dataclass, field
 
 from django.conf import settings
@@ -113,51 +114,93 @@ def _sha256(data: bytes) -> str:
 
 def pairs_store(*, dataset: Dataset, checked: list[CheckedPair]) -> list[ImagePair]:
     """Store already-checked pairs: all of them or, on any failure, none (no rows, no files)."""
-    names = [c.name for c in checked]
-    if len(set(names)) != len(names):
-        raise ServiceError("Two pairs have the same name; pair names must be unique.", field="name")
-    taken = set(dataset.pairs.filter(name__in=names).values_list("name", flat=True))
+    keys = [(c.split, c.name) for c in checked]
+    if len(set(keys)) != len(keys):
+        raise ServiceError("Two pairs have the same name in one split; names must be unique within a split.",
+                           field="name")  # fmt: skip
+    by_split: dict[str, list[str]] = {}
+    for split, name in keys:
+        by_split.setdefault(split, []).append(name)
+    taken = sorted(
+        name
+        for split, names in by_split.items()
+        for name in dataset.pairs.filter(split=split, name__in=names).values_list("name", flat=True)
+    )
     if taken:
-        raise ServiceError(f"The dataset already has pairs named {sorted(taken)}.", field="name")
-    written: list[str] = []
+        raise ServiceError(f"The dataset already has pairs named {taken} in the same split.", field="name")
+    writer = PairWriter(dataset, keep=True)
     try:
         with transaction.atomic():
-            pairs = [_pair_store(dataset, c, written) for c in checked]
+            for c in checked:
+                writer.add(c)
+            writer.flush()
     except BaseException:
-        storage.delete_keys(written)
+        writer.discard()
         raise
-    return pairs
+    return writer.created
 
 
-def _pair_store(dataset: Dataset, c: CheckedPair, written: list[str]) -> ImagePair:
-    a_sha, b_sha = _sha256(c.a_bytes), _sha256(c.b_bytes)
-    folder = f"pairs/{_sha256(c.name.encode())[:16]}"
-    keys = {
-        "a": storage.dataset_key(dataset.pk, folder, f"a.{image_extension(c.a_bytes)}"),
-        "b": storage.dataset_key(dataset.pk, folder, f"b.{image_extension(c.b_bytes)}"),
-        "label": storage.dataset_key(dataset.pk, folder, "label.png") if c.label_png else "",
-    }
-    for role, data in (("a", c.a_bytes), ("b", c.b_bytes), ("label", c.label_png)):
-        if data is not None:
-            written.append(storage.save_bytes(keys[role], data))
-    return ImagePair.objects.create(
-        dataset=dataset,
-        name=c.name,
-        category=c.category,
-        split=c.split,
-        image_a=keys["a"],
-        image_b=keys["b"],
-        label=keys["label"],
-        a_sha256=a_sha,
-        b_sha256=b_sha,
-        label_sha256=_sha256(c.label_png) if c.label_png else "",
-        a_width=c.a_size[0],
-        a_height=c.a_size[1],
-        b_width=c.b_size[0],
-        b_height=c.b_size[1],
-        a_bytes=len(c.a_bytes),
-        b_bytes=len(c.b_bytes),
-    )
+class PairWriter:
+    """Stores checked pairs one at a time: files at once under a folder of their own, rows by chunks.
+
+    Use it inside a transaction; when that rolls back, `discard()` removes the files (one folder
+    per writer, so a failed import never touches another import's files).
+    """
+
+    def __init__(self, dataset: Dataset, *, chunk: int = 200, keep: bool = False):
+        self.dataset = dataset
+        self.folder = f"pairs/{secrets.token_hex(6)}"
+        self.chunk = chunk
+        self.keep = keep
+        self.pending: list[ImagePair] = []
+        self.created: list[ImagePair] = []
+        self.count = 0
+
+    def add(self, c: CheckedPair) -> None:
+        self.pending.append(self._pair_store(c))
+        if len(self.pending) >= self.chunk:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.pending:
+            created = ImagePair.objects.bulk_create(self.pending)
+            self.count += len(created)
+            if self.keep:
+                self.created.extend(created)
+            self.pending = []
+
+    def discard(self) -> None:
+        self.pending = []
+        storage.delete_prefix(storage.dataset_key(self.dataset.pk, self.folder))
+
+    def _pair_store(self, c: CheckedPair) -> ImagePair:
+        folder = f"{self.folder}/{_sha256(f'{c.split}/{c.name}'.encode())[:16]}"
+        keys = {
+            "a": storage.dataset_key(self.dataset.pk, folder, f"a.{image_extension(c.a_bytes)}"),
+            "b": storage.dataset_key(self.dataset.pk, folder, f"b.{image_extension(c.b_bytes)}"),
+            "label": storage.dataset_key(self.dataset.pk, folder, "label.png") if c.label_png else "",
+        }
+        for role, data in (("a", c.a_bytes), ("b", c.b_bytes), ("label", c.label_png)):
+            if data is not None:
+                storage.save_bytes(keys[role], data)
+        return ImagePair(
+            dataset=self.dataset,
+            name=c.name,
+            category=c.category,
+            split=c.split,
+            image_a=keys["a"],
+            image_b=keys["b"],
+            label=keys["label"],
+            a_sha256=_sha256(c.a_bytes),
+            b_sha256=_sha256(c.b_bytes),
+            label_sha256=_sha256(c.label_png) if c.label_png else "",
+            a_width=c.a_size[0],
+            a_height=c.a_size[1],
+            b_width=c.b_size[0],
+            b_height=c.b_size[1],
+            a_bytes=len(c.a_bytes),
+            b_bytes=len(c.b_bytes),
+        )
 
 
 def pair_create(

@@ -1,14 +1,19 @@
 """A server-side waiting area for uploads between the validation report and the import.
 
-Files a user sends are checked (`ingest.check_files`) and kept, zipped, under
-`uploads/<user id>/<token>.zip` through `experiments.storage` (so S3 works too; the media view
-never serves `uploads/` keys). The session remembers which tokens belong to which dataset; the
-import re-reads and re-checks the stored files, so a report is never trusted blindly.
+An upload (one zip in any supported layout, or loose files packed into one) is checked
+(`ingest.run_import`, nothing stored) and kept under `uploads/<user id>/<token>.zip` through
+`experiments.storage` (so S3 works too; the media view never serves `uploads/` keys). The session
+remembers which tokens belong to which dataset; the import re-reads and re-checks the stored
+files pair by pair, so a report is never trusted blindly, and publishes its progress in the
+cache for the page's progress bar.
 """
 
 import io
 import secrets
+import time
 import zipfile
+
+from django.core.cache import cache
 
 from experiments import storage
 from experiments.datasets import ingest
@@ -16,13 +21,15 @@ from experiments.errors import ServiceError
 
 SESSION_KEY = "pending_uploads"
 MAX_PENDING = 5
+PROGRESS_SECONDS = 3600
 
 
 def _key(user_id: int, token: str) -> str:
     return f"uploads/{user_id}/{token}.zip"
 
 
-def _pack(files: dict[str, bytes]) -> bytes:
+def pack(files: dict[str, bytes]) -> bytes:
+    """Loose files as one zip, so every upload is staged and imported the same way."""
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_STORED) as archive:
         for path, content in files.items():
@@ -30,17 +37,18 @@ def _pack(files: dict[str, bytes]) -> bytes:
     return buffer.getvalue()
 
 
-def stage(request, dataset, files: dict[str, bytes], category: str) -> tuple[str, ingest.ImportReport]:
-    """Check `files`, keep them, remember the token in the session; nothing enters the dataset."""
-    report = ingest.check_files(files, category=category)
-    if report.problems:  # nothing is kept for an upload that cannot be imported as it is
-        raise ServiceError("Nothing was saved. Fix these and upload again: " + "; ".join(report.problems))
+def stage(request, dataset, archive: bytes, category: str) -> tuple[str, ingest.ImportReport]:
+    """Check the zip `archive`, keep it, remember the token in the session; nothing enters the dataset."""
+    report = ingest.run_import(ingest.zip_source(io.BytesIO(archive)), category=category, dataset=dataset)
+    if not report.ok:  # nothing is kept for an upload that cannot be imported as it is
+        problems = report.as_dict()["problems"] or ["no pairs found"]
+        raise ServiceError("Nothing was saved. Fix these and upload again: " + "; ".join(problems))
     token = secrets.token_urlsafe(16)
     pending = dict(request.session.get(SESSION_KEY, {}))
     for old in list(pending)[: max(0, len(pending) - MAX_PENDING + 1)]:
         discard(request, old)
         pending.pop(old, None)
-    storage.save_bytes(_key(request.user.pk, token), _pack(files))
+    storage.save_bytes(_key(request.user.pk, token), archive)
     pending[token] = {"dataset": dataset.pk, "category": category, "report": report.as_dict()}
     request.session[SESSION_KEY] = pending
     return token, report
@@ -53,11 +61,23 @@ def pending_for(request, dataset, token: str) -> dict | None:
     return entry
 
 
-def recheck(request, token: str, category: str) -> ingest.ImportReport:
+def import_staged(request, dataset, token: str, category: str) -> ingest.ImportReport:
+    """Import a staged upload pair by pair (all or nothing), publishing progress for `progress_of`."""
     key = _key(request.user.pk, token)
     if not storage.exists(key):
         raise ServiceError("The uploaded files are no longer here; upload them again.", status=404)
-    return ingest.check_files(ingest.read_zip(storage.read_bytes(key)), category=category)
+    source = ingest.zip_source(io.BytesIO(storage.read_bytes(key)))
+    progress = _Progress(_progress_key(request.user.pk, token))
+    try:
+        report = ingest.run_import(source, category=category, dataset=dataset, store=True, progress=progress)
+    except ServiceError:
+        progress.finish("failed")
+        raise
+    if not report.ok:
+        progress.finish("failed")
+        raise ServiceError("Nothing was imported: " + "; ".join(report.as_dict()["problems"]))
+    progress.finish("done")
+    return report
 
 
 def discard(request, token: str) -> None:
@@ -65,3 +85,32 @@ def discard(request, token: str) -> None:
     pending = dict(request.session.get(SESSION_KEY, {}))
     if pending.pop(token, None) is not None:
         request.session[SESSION_KEY] = pending
+
+
+# --------------------------------------------------------------------------- progress
+def _progress_key(user_id: int, token: str) -> str:
+    return f"upload-progress:{user_id}:{token}"
+
+
+def progress_of(user_id: int, token: str) -> dict:
+    """`{"state": "waiting"|"importing"|"done"|"failed", "done": n, "total": n}` of one user's import."""
+    return cache.get(_progress_key(user_id, token)) or {"state": "waiting", "done": 0, "total": 0}
+
+
+class _Progress:
+    """`progress(done, total)` for `run_import`, written to the cache at most a few times a second."""
+
+    def __init__(self, key: str):
+        self.key = key
+        self.last = 0.0
+        self.done = self.total = 0
+
+    def __call__(self, done: int, total: int) -> None:
+        self.done, self.total = done, total
+        now = time.monotonic()
+        if done == 1 or done == total or now - self.last > 0.25:
+            self.last = now
+            cache.set(self.key, {"state": "importing", "done": done, "total": total}, PROGRESS_SECONDS)
+
+    def finish(self, state: str) -> None:
+        cache.set(self.key, {"state": state, "done": self.done, "total": self.total}, PROGRESS_SECONDS)

@@ -70,3 +70,24 @@ class TrainingProgressConsumer(ProgressConsumer):
 
         job = training_selectors.training_jobs_visible_to(user).filter(pk=object_id).first()
         return training_snapshot(job) if job else None
+
+
+class NotificationConsumer(AsyncJsonWebsocketConsumer):
+    """`/ws/notifications/`: the signed-in user's `finished` events (their runs and training jobs)."""
+
+    async def connect(self):
+        user = self.scope.get("user")
+        if user is None or not user.is_authenticated:
+            await self.close(code=4401)
+            return
+        self.group = progress.user_group(user.pk)
+        await self.channel_layer.group_add(self.group, self.channel_name)
+        await self.accept()
+        await self.send_json({"type": "ready", "user": user.pk})
+
+    async def disconnect(self, code):
+        if hasattr(self, "group"):
+            await self.channel_layer.group_discard(self.group, self.channel_name)
+
+    async def group_event(self, message):
+        await self.send_json(message["event"])

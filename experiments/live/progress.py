@@ -78,3 +78,28 @@ def publish_training_state(job) -> None:
 
 def publish_training_progress(job_id: int, payload: dict) -> None:
     publish(training_group(job_id), {"type": "progress", "job": job_id, **payload})
+
+
+# --------------------------------------------------------------------------- per-user notifications
+def user_group(user_id: int) -> str:
+    return f"user-{user_id}"
+
+
+def publish_finished(kind: str, work) -> None:
+    """Tell the owner's `/ws/notifications/` sockets that a run or training job finished. Never raises."""
+    from django.urls import reverse
+
+    try:
+        if kind == "run":
+            owner_id = work.experiment.owner_id
+            title = f"Run #{work.pk} ({work.experiment.name}) {work.state}"
+            url = reverse("experiments:run_detail", args=[work.pk])
+        else:
+            owner_id = work.owner_id
+            title = f"Training #{work.pk} ({work.detector}) {work.state}"
+            url = reverse("experiments:training_detail", args=[work.pk])
+    except Exception:
+        logger.warning("could not describe finished %s %s", kind, work.pk, exc_info=True)
+        return
+    event = {"type": "finished", "kind": kind, "id": work.pk, "state": work.state, "title": title, "url": url}
+    publish(user_group(owner_id), event)

@@ -10,6 +10,13 @@ def models_of(owner):
     return UploadedModel.objects.filter(owner=owner)
 
 
+def models_visible_to(user):
+    """For pages and the API: the user's own models; staff see every user's (experiments.visibility)."""
+    from experiments.visibility import owned_by
+
+    return owned_by(UploadedModel.objects.all(), user, "owner")
+
+
 def ready_model(owner, name: str) -> UploadedModel:
     """The owner's ready model called `name`; KeyError saying why when there is none."""
     model = models_of(owner).filter(name=name).first()
@@ -41,3 +48,16 @@ def onnx_entry(owner, name: str) -> CatalogueEntry:
 def onnx_entries(owner) -> dict[str, CatalogueEntry]:
     ready = models_of(owner).filter(state=UploadedModel.State.READY).order_by("name")
     return {model.detector_name: entry_of(model) for model in ready}
+
+
+def contract_of(model: UploadedModel):
+    """The model's contract as the inference library takes it (`OnnxContract`)."""
+    from inference.detectors.onnx_model import OnnxContract  # numpy/OpenCV only: no torch, no onnxruntime
+
+    return OnnxContract(
+        input_size=model.input_size,
+        mean=tuple(model.mean),
+        std=tuple(model.std),
+        inputs=model.inputs,
+        output=model.output,
+    )

@@ -1,7 +1,10 @@
 """Dataset pages: the list, one dataset's pairs, adding a pair."""
 
+from urllib.parse import quote
+
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.core.paginator import Paginator
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_http_methods
 
@@ -9,7 +12,10 @@ from experiments.datasets import selectors as dataset_selectors
 from experiments.datasets import services as dataset_services
 from experiments.errors import ServiceError
 from experiments.pages.forms import BulkUploadForm, DatasetForm, PairUploadForm
+from experiments.pages.predictions import prediction_card
 from experiments.runs import selectors as run_selectors
+
+PAIRS_PER_PAGE = 50
 
 
 @login_required
@@ -60,17 +66,22 @@ def dataset_detail(request, pk):
     pairs = dataset.pairs.all()
     if "category" in request.GET:
         pairs = pairs.filter(category=category)
+    page = Paginator(pairs.order_by("name", "pk"), PAIRS_PER_PAGE).get_page(request.GET.get("page"))
     return render(
         request,
         "experiments/dataset_detail.html",
         {
             "dataset": dataset,
-            "pairs": pairs,
+            "pairs": page.object_list,
+            "page": page,
+            "pair_total": dataset.pairs.count(),
+            "filter_query": f"category={quote(category)}" if "category" in request.GET else "",
             "form": form,
             "bulk_form": BulkUploadForm(),
             "categories": dataset_selectors.dataset_categories(dataset),
             "category": category if "category" in request.GET else None,
             "runs": run_selectors.runs_visible_to(request.user).filter(experiment__dataset=dataset)[:10],
+            **prediction_card(request, dataset),
         },
         status=status,
     )

@@ -1,8 +1,8 @@
 from django import forms
 
 from experiments.errors import ServiceError
-from experiments.models import Split
-from experiments.runs.validation import check_input_size, check_threshold
+from experiments.models import Scaling, Split
+from experiments.runs.validation import check_input_size, check_threshold, scaling_help
 from inference.catalogue import catalogue_entries, catalogue_names
 from inference.training_config import DEFAULTS, LOSSES
 
@@ -64,6 +64,11 @@ SPLIT_CHOICES = [
     ("train", "train split (pairs a model may have trained on)"),
     ("all", "every pair"),
 ]
+SCALING_CHOICES = [
+    (Scaling.AUTO, "auto: tile when B is more than twice the input size, else resize"),
+    (Scaling.RESIZE, "resize the whole pair to the input size"),
+    (Scaling.TILE, "tile B at the input size (25% overlap, blended)"),
+]
 SPLITS_CHOSEN = {"": None, "all": [], "test": ["test"], "val": ["val"], "train": ["train"]}
 
 
@@ -90,6 +95,13 @@ class ExperimentForm(forms.Form):
         validators=[rule(check_input_size)],
         help_text="leave empty: each learned detector at its own size (its checkpoint's training size, else its "
         "default); a number overrides it for every learned detector",
+    )
+    scaling = forms.ChoiceField(
+        choices=SCALING_CHOICES,
+        initial=Scaling.AUTO,
+        required=False,  # blank: auto
+        help_text="how learned detectors see pairs larger than their input size",
+        error_messages={"invalid_choice": "Unknown scaling %(value)s: " + scaling_help() + "."},
     )
     splits = forms.ChoiceField(
         choices=SPLIT_CHOICES, required=False, help_text="which pairs are scored; see the dataset's split counts"

@@ -4,13 +4,13 @@ import json
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.http import Http404, HttpResponse, HttpResponseRedirect, JsonResponse
+from django.http import Http404, HttpResponse, HttpResponseBadRequest, HttpResponseRedirect, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
 from experiments.errors import ServiceError
 from experiments.live.progress import run_snapshot
-from experiments.runs import charts, leaderboard
+from experiments.runs import charts, figures, leaderboard, report, rethreshold, thesis_table
 from experiments.runs import selectors as run_selectors
 from experiments.runs import services as run_services
 
@@ -21,11 +21,25 @@ def run_results_context(request, run) -> dict:
         return {"run": run, "has_results": False, "alignment_count": run.alignments.count()}
     detectors = run.experiment.detectors
     state = leaderboard.LeaderboardState.from_query(request.GET, detectors, run.experiment.baseline_detector)
+    threshold_error = ""
+    try:
+        run, threshold = rethreshold.run_at_threshold(run, request.GET.get("threshold"))
+    except ServiceError as exc:
+        threshold_error = exc.message
+        run, threshold = rethreshold.run_at_threshold(run, None)
     return {
         "run": run,
+        "threshold": threshold,
+        "threshold_error": threshold_error,
+        "slider": _slider(run),
+        "threshold_points": rethreshold.pooled_points(run),
+        "threshold_query": "" if threshold["at_run_threshold"] else f"&threshold={threshold['threshold']}",
         "has_results": True,
         "state": state,
         "table": leaderboard.leaderboard_table(run, state),
+        "thesis_rows": thesis_table.thesis_records(run, state),
+        "thesis_labels": [thesis_table.THESIS_LABELS[field] for field in thesis_table.THESIS_FIELDS],
+        "thesis_memory_label": "peak process RSS during inference (CPU) or peak CUDA memory allocated (GPU)",
         "categories": leaderboard.category_table(run),
         "charts": charts.chart_data(run),
         "agreement": run.leaderboard.get("agreement", []),
@@ -33,6 +47,20 @@ def run_results_context(request, run) -> dict:
         "query": state.query(),
         "alignment_count": run.alignments.count(),
     }
+
+
+def _slider(run) -> dict:
+    """The threshold slider: grid steps of 1/256 (exact for the stored histograms) and the run's own threshold."""
+    return {"step": rethreshold.SLIDER_STEP, "min": rethreshold.SLIDER_STEP, "max": 1 - rethreshold.SLIDER_STEP,
+            "run_threshold": run.experiment.threshold}  # fmt: skip
+
+
+def _threshold_view(request, run):
+    """`(run at the asked threshold, its record)`, or a 400 response saying what to fix."""
+    try:
+        return rethreshold.run_at_threshold(run, request.GET.get("threshold"))
+    except ServiceError as exc:
+        return None, HttpResponseBadRequest(exc.message, content_type="text/plain; charset=utf-8")
 
 
 @login_required
@@ -90,9 +118,15 @@ def run_export(request, pk, fmt):
     state = leaderboard.LeaderboardState.from_query(
         request.GET, run.experiment.detectors, run.experiment.baseline_detector
     )
+    run, threshold = _threshold_view(request, run)
+    if run is None:
+        return threshold
     if fmt == "json":
-        body = json.dumps(leaderboard.leaderboard_json(run, state), indent=2)
+        body = json.dumps({**leaderboard.leaderboard_json(run, state), "threshold": threshold}, indent=2)
         response = HttpResponse(body, content_type="application/json")
+    elif request.GET.get("view") == "thesis":
+        filename = f"run-{run.pk}-thesis-table.csv"
+        response = HttpResponse(thesis_table.thesis_csv(run, state), content_type="text/csv; charset=utf-8")
     else:
         response = HttpResponse(leaderboard.leaderboard_csv(run, state), content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="{filename}"'
@@ -105,3 +139,64 @@ def run_status(request, pk):
     """Polling fallback for the live run page when the WebSocket is unavailable."""
     run = get_object_or_404(run_selectors.runs_visible_to(request.user), pk=pk)
     return JsonResponse(run_snapshot(run))
+
+
+def _finished_run(request, pk):
+    run = get_object_or_404(run_selectors.runs_visible_to(request.user), pk=pk)
+    if not run.leaderboard:
+        raise Http404("This run has no leaderboard yet.")
+    return run
+
+
+@login_required
+@require_GET
+def run_threshold(request, pk):
+    """The leaderboard's rows, categories and PR points at `?threshold=` (JSON for the slider)."""
+    run = _finished_run(request, pk)
+    state = leaderboard.LeaderboardState.from_query(
+        request.GET, run.experiment.detectors, run.experiment.baseline_detector
+    )
+    view, threshold = _threshold_view(request, run)
+    if view is None:
+        return threshold
+    return JsonResponse({
+        "threshold": threshold,
+        "columns": [{"key": c.key, "higher_is_better": c.higher_is_better, "digits": c.digits} for c in leaderboard.COLUMNS],
+        "rows": leaderboard.leaderboard_records(view, state),
+        "points": rethreshold.pooled_points(view),
+        "categories": leaderboard.category_table(view),
+        "thesis": thesis_table.thesis_records(view, state),
+    })  # fmt: skip
+
+
+@login_required
+@require_GET
+def run_report(request, pk, fmt):
+    """The publication export (`report.md`, `.tex`, `.html`) at `?threshold=` (default: the run's own)."""
+    run = _finished_run(request, pk)
+    if fmt not in report.FORMATS:
+        raise Http404("Export the report as .md, .tex or .html.")
+    view, threshold = _threshold_view(request, run)
+    if view is None:
+        return threshold
+    body, content_type = report.render(view, fmt)
+    response = HttpResponse(body, content_type=content_type)
+    response["Content-Disposition"] = f'attachment; filename="run-{run.pk}-report.{fmt}"'
+    return response
+
+
+@login_required
+@require_GET
+def run_chart(request, pk, name):
+    """A chart as `<scatter|pr>.<svg|png>` at `?threshold=`."""
+    run = _finished_run(request, pk)
+    view, threshold = _threshold_view(request, run)
+    if view is None:
+        return threshold
+    chart = figures.chart_file(view, name)
+    if chart is None:
+        raise Http404("Charts are scatter or pr, as .svg or .png.")
+    body, content_type = chart
+    response = HttpResponse(body, content_type=content_type)
+    response["Content-Disposition"] = f'inline; filename="run-{run.pk}-{name}"'
+    return response

@@ -5,6 +5,7 @@ from pathlib import PurePosixPath
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.http import JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
@@ -15,8 +16,8 @@ from experiments.errors import ServiceError
 from experiments.pages.forms import BulkUploadForm
 
 
-def uploaded_files(request) -> dict[str, bytes]:
-    """{path: bytes} from the request: one zip is unpacked (LEVIR-CD layout), loose files by name."""
+def uploaded_archive(request) -> bytes:
+    """The upload as one zip: a zip as it came (any supported layout), or loose files packed by name."""
     items = request.FILES.getlist("files")
     total = sum(f.size for f in items)
     if total > ingest.max_archive_bytes():
@@ -28,14 +29,16 @@ def uploaded_files(request) -> dict[str, bytes]:
         if not zipfile.is_zipfile(zips[0]):
             raise ServiceError(f"{zips[0].name} is not a readable zip archive.", field="files")
         zips[0].seek(0)
-        return ingest.read_zip(zips[0])
+        return zips[0].read()
     files = {}
     for item in items:
         name = PurePosixPath(item.name.replace("\\", "/")).name
         if name in files:
             raise ServiceError(f"Two files are named {name!r}; file names must be unique.", field="files")
         files[name] = item.read()
-    return files
+    if not files:
+        raise ServiceError("Choose files or a zip to upload.", field="files")
+    return uploads.pack(files)
 
 
 @login_required
@@ -45,8 +48,8 @@ def dataset_upload(request, pk):
     form = BulkUploadForm(request.POST, request.FILES)
     if form.is_valid():
         try:
-            files = uploaded_files(request)
-            token, _ = uploads.stage(request, dataset, files, form.cleaned_data["category"])
+            archive = uploaded_archive(request)
+            token, _ = uploads.stage(request, dataset, archive, form.cleaned_data["category"])
         except ServiceError as exc:
             form.add_error("files" if exc.field == "files" else None, exc.message)
         else:
@@ -57,14 +60,17 @@ def dataset_upload(request, pk):
 @login_required
 @require_GET
 def dataset_import(request, pk, token):
-    """The validation report of a staged upload; nothing is in the dataset yet."""
+    """The validation report of a staged upload; nothing is in the dataset yet.
+
+    With `?progress=1` the import's progress as JSON, polled by the page's progress bar."""
     dataset = get_object_or_404(dataset_selectors.datasets_visible_to(request.user), pk=pk)
+    if request.GET.get("progress"):
+        return JsonResponse(uploads.progress_of(request.user.pk, token))
     entry = uploads.pending_for(request, dataset, token)
     if entry is None:
         messages.error(request, "That upload is gone (imported, discarded or expired); upload the files again.")
         return redirect("experiments:dataset_detail", pk=dataset.pk)
     report = entry["report"]
-    taken = set(dataset.pairs.filter(name__in=[p["name"] for p in report["pairs"]]).values_list("name", flat=True))
     return render(
         request,
         "experiments/dataset_import.html",
@@ -72,8 +78,8 @@ def dataset_import(request, pk, token):
             "dataset": dataset,
             "token": token,
             "report": report,
-            "taken": sorted(taken),
-            "can_import": report["ok"] and not taken,
+            "pair_count": report.get("pair_count", len(report["pairs"])),
+            "can_import": report["ok"],
         },
     )
 
@@ -91,11 +97,10 @@ def dataset_import_confirm(request, pk, token):
         messages.info(request, "Upload discarded; nothing was imported.")
         return redirect("experiments:dataset_detail", pk=dataset.pk)
     try:
-        report = uploads.recheck(request, token, entry["category"])
-        pairs = ingest.import_checked(dataset=dataset, report=report)
+        report = uploads.import_staged(request, dataset, token, entry["category"])
     except ServiceError as exc:
         messages.error(request, exc.message)
         return redirect("experiments:dataset_import", pk=dataset.pk, token=token)
     uploads.discard(request, token)
-    messages.success(request, f"Imported {len(pairs)} pairs.")
+    messages.success(request, f"Imported {report.imported} pairs.")
     return redirect("experiments:dataset_detail", pk=dataset.pk)

@@ -50,3 +50,11 @@ def external_entries(owner, dataset=None) -> dict[str, CatalogueEntry]:
     if dataset is not None:
         sets = sets.filter(dataset=dataset)
     return {predictions.detector_name: entry_of(predictions) for predictions in sets}
+
+
+def prediction_sets_visible_to(user):
+    """What the pages and the API list and show: the owner's sets (staff see all), unlike
+    `prediction_sets_of`, which resolves detector names for one owner only."""
+    from experiments.visibility import owned_by
+
+    return owned_by(PredictionSet.objects.select_related("dataset"), user, "owner")

@@ -94,8 +94,27 @@ def weights_and_input_size(experiment, name: str, choice: str):
     """`(WeightsChoice, input size, its source)` of detector `name` under weights `choice` in
     `experiment`: the one rule for a detector alone and for an ensemble's member."""
     entry = detector_entry(experiment.owner, name, experiment.dataset)
+    if entry.family == "onnx":
+        return onnx_weights_and_input_size(experiment.owner, name)
     weights = checkpoints.weights_for(experiment.owner, name, choice, learned=entry.learned)
     return (weights, *resolve_input_size(entry, weights, experiment.input_size))
+
+
+def onnx_weights_and_input_size(owner, name: str):
+    """A user's ONNX model (`onnx:<name>`): its file, copied to this machine and checked against its
+    sha256, with its contract; it runs at the size its contract names, or at B's size (`None`) when it
+    takes any. An experiment's input-size override does not apply: the file fixes what it takes."""
+    from experiments.onnx_models.weights import onnx_weights
+
+    model, weights = onnx_weights(owner, name)
+    return weights, model.input_size, "model"
+
+
+def onnx_device(device: str) -> str:
+    """Where an ONNX model runs on this worker: `device` when onnxruntime has its CUDA provider, else the CPU."""
+    from inference.detectors.onnx_model import onnx_device as runtime_device
+
+    return runtime_device(device)
 
 
 @dataclass(frozen=True)

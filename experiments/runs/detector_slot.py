@@ -17,6 +17,7 @@ from experiments.runs.detector_setup import (
     expected_precision,
     flops_of,
     inference_device,
+    onnx_device,
     precision_of,
     runtime_options,
     weights_and_input_size,
@@ -28,7 +29,7 @@ from experiments.runs.run_records import PERSIST_EVERY_S, record_detector, updat
 logger = logging.getLogger(__name__)
 
 
-THROUGHPUT_BATCHES = 2  # batched calls timed per detector task (after one untimed batched warm-up)
+THROUGHPUT_BATCHES = 4  # batched calls timed per detector task (after one untimed call at the batch shape)
 
 
 class DetectorSlot:
@@ -39,14 +40,15 @@ class DetectorSlot:
     ensemble is always built first: its members (and their weights) are part of its identity.
     Its members are resolved as each would be alone in the run (`ensemble_member_plan`).
 
-    The slot also measures: each computed pair alone (batch 1), a few batched calls (throughput),
-    and the memory of both; `flush_measurements` adds them to the run's record of this detector."""
+    The slot also measures: the sampled pairs alone (batch 1: latency), a few of the batched calls
+    that compute the other maps (throughput), and the memory of both; `flush_measurements` adds them to the run's record of this detector."""
 
     def __init__(self, run: Run, name: str, batch_size: int = 8):
         experiment = run.experiment
         self.run, self.name = run, name
         self.batch_size = batch_size  # the engine's batch: the size throughput is timed at
         self.entry = detector_entry(experiment.owner, name, experiment.dataset)
+        self.external = _external_source(experiment, name) if self.entry.family == "external" else None
         self.choice, self.input_size, self.input_size_source = weights_and_input_size(
             experiment, name, experiment.detector_weights.get(name, "auto")
         )
@@ -57,6 +59,8 @@ class DetectorSlot:
         # Classical detectors compute with NumPy/OpenCV on the CPU whatever the worker has.
         self.device = inference_device() if self.entry.learned or self.is_ensemble else "cpu"
         self.precision = expected_precision(self.entry.learned, self.device)
+        if self.entry.family == "onnx":  # onnxruntime computes in fp32, on the GPU only with its CUDA provider
+            self.device, self.precision = onnx_device(self.device), "fp32"
         self.key_precision = self.precision  # fixed before loading, so a pass keys every pair alike
         self.members = None
         self.weights_ref = self._expected_weights_ref()
@@ -70,6 +74,8 @@ class DetectorSlot:
     def _expected_weights_ref(self) -> str | None:
         if self.is_ensemble:
             return None  # its members are known once it is built
+        if self.external is not None:
+            return self.external.weights_ref
         ref = self.choice.ref
         if ref == "none":
             return "none:None"
@@ -77,6 +83,8 @@ class DetectorSlot:
             return f"random:seed={self.run.experiment.seed}"
         if ref.startswith("checkpoint:"):
             return f"{ref}:{ref.split(':', 1)[1]}"
+        if ref.startswith("onnx:"):
+            return ref  # "onnx:<sha256>": what the loaded model reports (weights "onnx", its file's sha256)
         return None  # "auto": ImageNet weights or none at all; only loading tells
 
     def _info_key(self) -> str:
@@ -94,16 +102,19 @@ class DetectorSlot:
     def load(self):
         if self.detector is not None:
             return self.detector
+        if self.external is not None:  # uploaded maps: nothing to load
+            self.detector, self.info = self.external, self.external.info
+            return self.detector
         experiment = self.run.experiment
         options = {"members": [member.build_options() for member in self.member_plan]} if self.is_ensemble else None
         detector = model_cache.get_detector(
             self.name, self.choice.weights, self.choice.ref, self.device, self.input_size, experiment.seed,
-            options=options,
+            options=options, scaling=experiment.scaling,
         )  # fmt: skip
         info = detector.info.as_dict()
         if info["weights"] == "random":
             info["weights_sha256"] = f"seed={experiment.seed}"  # seeded init: the seed identifies the weights
-        info["flops"] = flops_of(detector, self.input_size)
+        info["flops"] = _cached_flops(detector, self.input_size)
         self.precision = precision_of(detector)
         if self.is_ensemble:  # keyed only once built: its members, device and precision are its identity
             self.members = _member_records(detector, experiment.seed)
@@ -126,6 +137,7 @@ class DetectorSlot:
         if self._computation is None:
             experiment = self.run.experiment
             options = {"input_size": self.input_size} if self.entry.learned else {}
+            options.update({"scaling": experiment.scaling} if self.learned else {})  # resize or tile (inference.tiling)
             # an ensemble's members' input sizes and weights are in "members"; its learned members' runtime here
             self._computation = {
                 "code": code_version(),
@@ -136,7 +148,7 @@ class DetectorSlot:
                 "threshold": experiment.threshold,
                 "options": {**options, "runtime": runtime_options(self.learned)},
                 "members": self.members,
-                "result_batch_size": measurement.LATENCY_BATCH_SIZE,
+                "result_batch_size": self.batch_size,  # maps computed in batches of up to this size
             }
         align = alignment_record(self.run.experiment.align, alignment)
         return result_cache.computation_record(**self._computation, alignment=align)
@@ -144,8 +156,10 @@ class DetectorSlot:
     def cache_key(self, pair: ImagePair, alignment: PairAlignment | None = None) -> str:
         if self.weights_ref is None:
             self.load()
+        # uploaded maps: the pair's stored map is the weights, so a re-upload is never served a stale result
+        weights_ref = self.external.pair_ref(pair) if self.external is not None else self.weights_ref
         return result_cache.result_cache_key(
-            owner_id=self.run.experiment.owner_id, pair=pair, detector=self.name, weights_ref=self.weights_ref,
+            owner_id=self.run.experiment.owner_id, pair=pair, detector=self.name, weights_ref=weights_ref,
             computation=self.computation(alignment),
         )  # fmt: skip
 
@@ -153,6 +167,8 @@ class DetectorSlot:
         """What the run's record says about this detector whatever pairs it computes."""
         from inference.memory import memory_device, memory_kind_for
 
+        if self.external is not None:
+            return self.external.static_record()
         return {
             "input_size": self.input_size,
             "input_size_source": self.input_size_source,
@@ -174,33 +190,56 @@ class DetectorSlot:
         from inference.memory import measure_peak_memory
         from inference.profiling import timed_call
 
+        if self.external is not None:
+            return self.external.predict_timed(item)
         detector = self.load()
         with measure_peak_memory(self.meter_device) as memory:
             prob, elapsed_ms = timed_call(lambda: detector.predict(item.a, item.b), self.device)
         return prob, elapsed_ms, memory
 
-    def time_throughput(self, inputs: list, *, final: bool) -> None:
-        """Time `predict_batch` on this batch's inputs when a throughput sample is still wanted: batches
-        of `batch_size` pairs (a smaller one only when it is the task's last and none was timed)."""
-        if self.throughput_timed >= THROUGHPUT_BATCHES:
-            return
-        if len(inputs) < self.batch_size and not (final and self.throughput_timed == 0):
-            return
+    def predict_pairs(self, inputs: list, *, alone: set[int], final: bool) -> list[tuple]:
+        """`(map, milliseconds or None, memory reading or None)` per input: the inputs at positions
+        `alone` are predicted one by one (`predict_timed`: their latency), the others together in one
+        `predict_batch` call (`_predict_batch`: timed for throughput when its shape is warm)."""
+        if self.external is not None:  # uploaded maps: nothing computed, nothing timed
+            return [self.external.predict_timed(item) for item in inputs]
+        answers: list = [None] * len(inputs)
+        for index in sorted(alone):
+            answers[index] = self.predict_timed(inputs[index])
+        together = [index for index in range(len(inputs)) if index not in alone]
+        if together:
+            maps = self._predict_batch([inputs[index] for index in together], final=final)
+            for index, prob in zip(together, maps, strict=True):
+                answers[index] = (prob, None, None)
+        elif final and self.throughput_timed == 0:  # a small task, every pair timed alone: time them together too
+            self._predict_batch(inputs, final=True)
+        return answers
+
+    def _predict_batch(self, inputs: list, *, final: bool) -> list:
+        """The maps of `inputs` from one `predict_batch` call. The call is timed (a throughput sample)
+        while fewer than `THROUGHPUT_BATCHES` were, when it has `batch_size` pairs and its shape was
+        seen before (the first call at a shape is the untimed warm-up). A task whose last batch ends
+        without any sample times its last batch once more, so small runs still report throughput."""
         from inference.memory import measure_peak_memory
         from inference.profiling import timed_call
 
         detector = self.load()
         pairs = [(item.a, item.b) for item in inputs]
+        wanted = self.throughput_timed < THROUGHPUT_BATCHES
+        last_chance = final and self.throughput_timed == 0
         warm_sizes = getattr(detector, "_diffplatform_batch_warm", set())
-        if len(pairs) not in warm_sizes:
-            detector.predict_batch(pairs)  # untimed: the first call at a new batch shape
+        if not wanted or (len(pairs) != self.batch_size and not last_chance) or len(pairs) not in warm_sizes:
+            maps = detector.predict_batch(pairs)
             detector._diffplatform_batch_warm = warm_sizes | {len(pairs)}
+            if not (wanted and last_chance):
+                return maps
         with measure_peak_memory(self.meter_device) as memory:
-            _, elapsed_ms = timed_call(lambda: detector.predict_batch(pairs), self.device)
+            maps, elapsed_ms = timed_call(lambda: detector.predict_batch(pairs), self.device)
         self.pending_samples.append(
             {"batch_size": len(pairs), "seconds": elapsed_ms / 1000, "peak_memory_mb": memory.peak_mb}
         )
         self.throughput_timed += 1
+        return maps
 
     def worker(self) -> dict:
         if self._worker is None:
@@ -249,6 +288,22 @@ def _member_details(ensemble, records: list[dict], plan: list[EnsembleMember]) -
             "flops": flops_of(member, member.info.input_size if member.info.learned else None),
         })  # fmt: skip
     return details
+
+
+def _external_source(experiment, name: str):
+    """Uploaded predictions (`external:<name>`) in place of a model: see `experiments.predictions.source`."""
+    from experiments.predictions.source import PredictionSource
+
+    return PredictionSource(experiment.owner, name, experiment.dataset)
+
+
+def _cached_flops(detector, input_size):
+    """FLOPs of a detector the worker keeps loaded, counted once (counting runs a forward pass)."""
+    counted = getattr(detector, "_diffplatform_flops", None)
+    if counted is None or counted[0] != input_size:
+        counted = (input_size, flops_of(detector, input_size))
+        detector._diffplatform_flops = counted
+    return counted[1]
 
 
 def warm_up(detector) -> None:

@@ -4,15 +4,19 @@ Work is idempotent: a detector pass skips pairs that already have a Result for (
 and results are upserted on that unique key, so a redelivered or retried task never duplicates.
 A run covers its scored pairs only (`selectors.scored_pairs`: the experiment's splits).
 
-Measuring (see `experiments.runs.measurement` for what each stored figure means): every pair that
-misses the result cache is predicted alone (batch 1), warm and timed, and that call's map is its
-result, so a result never depends on which pairs shared its batch; a few batches per task are
-predicted once more together, untimed once then timed, for throughput. Each detector task writes
-its own record (input size and its source, precision, the worker that computed, throughput) under
-the run's row lock.
+Measuring (see `experiments.runs.measurement` for what each stored figure means): the pairs that
+miss the result cache are predicted in batches of `BATCH_SIZE` (one `predict_batch` call: the
+maps, and a throughput sample once the batch shape is warm), except up to `LATENCY_SAMPLES`
+pairs per detector task, spread evenly over its pairs, each predicted alone (batch 1), warm and
+timed: their map is their result and their milliseconds their latency. Pictures and metrics of a
+batch are written together (one bulk upsert of its `Result` rows). Each detector task writes its
+own record (input size and its source, precision, the worker that computed, throughput) under the
+run's row lock.
 """
 
+import functools
 import logging
+import math
 
 import numpy as np
 from django.db import transaction
@@ -22,7 +26,7 @@ from experiments import storage
 from experiments.lifecycle import run_transition
 from experiments.live.progress import publish_run_progress
 from experiments.models import ImagePair, Result, Run, RunState
-from experiments.runs import result_cache
+from experiments.runs import measurement, result_cache
 from experiments.runs.detector_slot import DetectorSlot
 from experiments.runs.environment import environment_record
 from experiments.runs.pair_inputs import PairInputs, align_run_pairs, load_pair_inputs
@@ -31,7 +35,8 @@ from experiments.runs.selectors import scored_pairs
 
 logger = logging.getLogger(__name__)
 
-BATCH_SIZE = 8  # pairs loaded, checked against the cache and stored together; also the throughput batch size
+BATCH_SIZE = 8  # pairs loaded, checked against the cache, predicted and stored together; the throughput batch size
+LATENCY_SAMPLES = measurement.LATENCY_SAMPLES  # pairs per detector task predicted alone for their latency
 
 
 # Kept from the previous attempt when a failed or cancelled run is retried: they describe results it keeps.
@@ -75,53 +80,146 @@ def run_detector(run_id: int, name: str) -> None:
     slot = DetectorSlot(run, name, batch_size=BATCH_SIZE)
     slot.record()
     alignments = {a.pair_id: a for a in run.alignments.all()} if run.experiment.align else {}
+    sampled = latency_sample(todo)
+    pipeline = ResultPipeline()
     try:
         for start in range(0, len(todo), BATCH_SIZE):
             if Run.objects.filter(pk=run_id, cancel_requested=True).exists():
                 raise RunCancelled()
             batch = todo[start : start + BATCH_SIZE]
-            process_batch(run, slot, batch, alignments, final=start + BATCH_SIZE >= len(todo))
-            slot.flush_measurements()
-            reporter.advance(len(batch))
+            stored = functools.partial(_batch_stored, slot, reporter, len(batch))
+            process_batch(run, slot, batch, alignments, final=start + BATCH_SIZE >= len(todo), sampled=sampled,
+                          pipeline=pipeline, done=stored)  # fmt: skip
+        pipeline.drain()
     except BaseException:
+        try:
+            pipeline.drain()  # the batch predicted before the failure is stored
+        except Exception:
+            logger.warning("could not store a batch of %s in run %s", name, run_id, exc_info=True)
         try:
             slot.flush_measurements(force=True)  # what was stored was measured: keep its record
         except Exception:
             logger.warning("could not record the measurements of %s in run %s", name, run_id, exc_info=True)
         raise
+    finally:
+        pipeline.close()
     slot.flush_measurements(force=True)
     reporter.advance(0, stage="done")
 
 
+def _batch_stored(slot: DetectorSlot, reporter: ProgressReporter, count: int) -> None:
+    slot.flush_measurements()
+    reporter.advance(count)
+
+
+class ResultPipeline:
+    """A batch's pictures, metrics and storage writes are made on one helper thread while the task's
+    thread predicts the next batch; its rows (database, result cache) are written by the task's thread,
+    in batch order, before the next batch is handed over. At most one batch waits, so memory stays
+    flat however many pairs a task has."""
+
+    def __init__(self):
+        from concurrent.futures import ThreadPoolExecutor
+
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="run-results")
+        self._waiting = None
+
+    def submit(self, build, store) -> None:
+        self.drain()
+        self._waiting = (self._pool.submit(build), store)
+
+    def drain(self) -> None:
+        if self._waiting is None:
+            return
+        future, store = self._waiting
+        self._waiting = None
+        store(future.result())
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True)
+
+
+def latency_sample(pairs: list[ImagePair], samples: int | None = None) -> set[int]:
+    """Ids of the pairs (at most `samples`, evenly spread over `pairs`) predicted alone for their latency."""
+    samples = LATENCY_SAMPLES if samples is None else samples
+    if not pairs or samples <= 0:
+        return set()
+    stride = max(1, math.ceil(len(pairs) / samples))
+    return {pair.pk for pair in pairs[::stride]}
+
+
 def process_batch(
-    run: Run, slot: DetectorSlot, pairs: list[ImagePair], alignments: dict, *, final: bool = True
+    run: Run,
+    slot: DetectorSlot,
+    pairs: list[ImagePair],
+    alignments: dict,
+    *,
+    final: bool = True,
+    sampled: set[int] | None = None,
+    pipeline: "ResultPipeline | None" = None,
+    done=None,
 ) -> None:
-    """Results for a batch: cache hits are linked; each miss is predicted alone and timed (its latency),
-    and the misses together may be timed once more as a batch (throughput)."""
-    misses = []
+    """Results for a batch: cache hits are linked; the misses are predicted together (sampled ones
+    alone, timed: their latency), and every row of the batch is written in one bulk upsert. With a
+    `pipeline`, pictures and metrics are made on its thread and the rows written when the next batch
+    is handed over; `done()` runs once they are."""
+    rows, misses = [], []
     for pair in pairs:
         key = slot.cache_key(pair, alignments.get(pair.pk))
         cached = result_cache.lookup(key)
         if cached and storage.exists(cached["heatmap_key"]):
-            _upsert_result(run, pair, slot.name, cached, from_cache=True)
+            rows.append((pair, cached, True))
         else:
             misses.append((pair, key))
-    if not misses:
-        return
-    slot.load()
-    inputs = [load_pair_inputs(pair, alignments.get(pair.pk)) for pair, _ in misses]
-    predicted = [slot.predict_timed(item) for item in inputs]
-    slot.time_throughput(inputs, final=final)
-    for (pair, key), item, (prob, latency_ms, memory) in zip(misses, inputs, predicted, strict=True):
-        entry = build_result_entry(key, item, prob, run.experiment.threshold)
-        entry.update(latency_ms=latency_ms, peak_memory_mb=memory.peak_mb, weights=slot.info["weights"])
-        entry["metrics"]["memory_kind"] = memory.kind
+    predicted = []
+    if misses:
+        slot.load()
+        inputs = [load_pair_inputs(pair, alignments.get(pair.pk)) for pair, _ in misses]
+        alone = {index for index, (pair, _) in enumerate(misses) if sampled and pair.pk in sampled}
+        predicted = list(zip(misses, inputs, slot.predict_pairs(inputs, alone=alone, final=final), strict=True))
+    threshold, weights = run.experiment.threshold, slot.info["weights"] if predicted else ""
+
+    def build() -> tuple[list[tuple[ImagePair, str, dict]], Exception | None]:
+        """Pictures and metrics of the computed pairs (no database access: it may run on the pipeline's
+        thread); on a failure, what was made before it comes back with the error."""
+        computed = []
         try:
-            _upsert_result(run, pair, slot.name, entry, from_cache=False)
-        except Exception:
+            for (pair, key), item, (prob, latency_ms, memory) in predicted:
+                entry = build_result_entry(key, item, prob, threshold)
+                entry.update(latency_ms=latency_ms, peak_memory_mb=memory.peak_mb if memory else None, weights=weights)
+                entry["metrics"]["memory_kind"] = memory.kind if memory else None
+                computed.append((pair, key, entry))
+        except Exception as error:  # noqa: BLE001 - raised again by store(), on the task's thread
+            return computed, error
+        return computed, None
+
+    def store(built) -> None:
+        computed, error = built
+        if error is not None:
+            for _, _, entry in computed:  # no row will point at them
+                _discard_unreferenced(entry)
+            raise error
+        _store_rows(run, slot, rows + [(pair, entry, False) for pair, _, entry in computed], computed)
+        if done is not None:
+            done()
+
+    if pipeline is None:
+        store(build())
+    else:
+        pipeline.submit(build, store)
+
+
+def _store_rows(run: Run, slot: DetectorSlot, rows: list, computed: list) -> None:
+    if not rows:
+        return
+    try:
+        _upsert_results(run, slot.name, rows)
+    except Exception:
+        for _, _, entry in computed:
             _discard_unreferenced(entry)
-            raise
-        slot.pending_pairs += 1
+        raise
+    slot.pending_pairs += len(computed)
+    for _, key, entry in computed:
         result_cache.store(key, entry)
 
 
@@ -168,24 +266,24 @@ def build_result_entry(key: str, item: PairInputs, prob: np.ndarray, threshold: 
     return {"metrics": metrics, "heatmap_key": heatmap_key, "mask_key": mask_key, "error_map_key": error_key}
 
 
-def _upsert_result(run: Run, pair: ImagePair, name: str, entry: dict, *, from_cache: bool) -> None:
-    metrics = entry["metrics"]
-    Result.objects.update_or_create(
-        run=run,
-        pair=pair,
-        detector=name,
-        defaults={
-            "metrics": metrics,
-            "iou": metrics.get("iou"),
-            "f1": metrics.get("f1"),
-            "latency_ms": entry.get("latency_ms"),
-            "peak_memory_mb": entry.get("peak_memory_mb"),
-            "weights": entry.get("weights", ""),
-            "heatmap_key": entry["heatmap_key"],
-            "mask_key": entry["mask_key"],
-            "error_map_key": entry["error_map_key"],
-            "from_cache": from_cache,
-        },
+_RESULT_FIELDS = ("metrics", "iou", "f1", "latency_ms", "peak_memory_mb", "weights", "heatmap_key", "mask_key",
+                  "error_map_key", "from_cache")  # fmt: skip
+
+
+def _upsert_results(run: Run, name: str, rows: list[tuple[ImagePair, dict, bool]]) -> None:
+    """One `INSERT ... ON CONFLICT (run, pair, detector) DO UPDATE` for a batch's rows: a redelivered
+    task overwrites its own rows and never duplicates them."""
+    objects = []
+    for pair, entry, from_cache in rows:
+        metrics = entry["metrics"]
+        objects.append(Result(
+            run=run, pair=pair, detector=name, metrics=metrics, iou=metrics.get("iou"), f1=metrics.get("f1"),
+            latency_ms=entry.get("latency_ms"), peak_memory_mb=entry.get("peak_memory_mb"),
+            weights=entry.get("weights", ""), heatmap_key=entry["heatmap_key"], mask_key=entry["mask_key"],
+            error_map_key=entry["error_map_key"], from_cache=from_cache,
+        ))  # fmt: skip
+    Result.objects.bulk_create(
+        objects, update_conflicts=True, unique_fields=("run", "pair", "detector"), update_fields=_RESULT_FIELDS
     )
 
 

@@ -87,6 +87,10 @@ COLUMNS = (
     Column("params", "Parameters", ("params",), False, on_page=True, digits=0),
 )
 BY_KEY = {c.key: c for c in COLUMNS}
+# Uploaded predictions (family "external") were made elsewhere: their speed and memory cells say so.
+NOT_MEASURED = "not measured here"
+UNMEASURED_COLUMNS = ("latency_ms_p50", "latency_ms_p95", "throughput_pairs_per_s", "throughput_batch_size",
+                      "peak_memory_mb")  # fmt: skip
 IDENTITY_FIELDS = ("rank", "detector", "family", "weights", "n_pairs", "n_changed_pairs", "n_no_change_pairs")
 TRAILING_FIELDS = (
     "input_size", "input_size_source", "precision", "memory_kind", "memory_device", "from_cache",
@@ -191,6 +195,8 @@ def leaderboard_table(run: Run, state: LeaderboardState | None = None) -> dict:
             ci = (source.get("ci") or {}).get(column.ci) if column.ci else None
             delta = _delta(value, _dig(base_row, column.path), column.higher_is_better)
             cells[column.key] = {"value": value, "ci": ci, "delta": None if is_baseline or not column.delta else delta}
+            if source.get("family") == "external" and column.key in UNMEASURED_COLUMNS:
+                cells[column.key]["not_measured"] = True
         rows.append(
             {
                 "rank": rank,
@@ -305,7 +311,14 @@ def leaderboard_records(run: Run, state: LeaderboardState | None = None) -> list
 
 
 def leaderboard_csv(run: Run, state: LeaderboardState | None = None) -> str:
-    return csv_text(record_fields(), leaderboard_records(run, state))
+    return csv_text(record_fields(), [_said_not_measured(r) for r in leaderboard_records(run, state)])
+
+
+def _said_not_measured(record: dict) -> dict:
+    """A CSV row of uploaded predictions says "not measured here" where its speed and memory would be."""
+    if record.get("family") != "external":
+        return record
+    return record | dict.fromkeys(UNMEASURED_COLUMNS, NOT_MEASURED)
 
 
 def leaderboard_json(run: Run, state: LeaderboardState | None = None) -> dict:

@@ -4,15 +4,20 @@ The engine (`experiments.runs.engine`) measures; this module keeps the per-detec
 `Run.environment["detector_info"][name]` and turns it, with the detector's results, into the
 leaderboard row's measurement fields. It imports no torch.
 
-- Latency: each computed pair is predicted alone (batch 1), warm (one untimed call after loading),
-  inputs already decoded, bracketed by a CUDA synchronise; its milliseconds are that pair's
-  `Result.latency_ms`. The row's p50/p95 are over the pairs computed in this run (`n_timed`):
+- Maps: the pairs that miss the result cache are computed in batches of the engine's batch size
+  (8); in eval mode a pair's map does not depend on the other pairs of its batch (equal to its
+  batch-1 map up to float rounding, about 1e-6; tested).
+- Latency: up to `LATENCY_SAMPLES` (10) pairs per detector task, evenly spread over its pairs,
+  are predicted alone (batch 1), warm (one untimed call after loading), inputs already decoded,
+  bracketed by a CUDA synchronise; their milliseconds are their `Result.latency_ms` (the other
+  results have none). The row's p50/p95 are over the pairs timed in this run (`n_timed`):
   results served from the result cache keep the figures of the run that computed them but are
   left out of every latency, memory and throughput figure.
-- Throughput: pairs per second of `predict_batch` on a batch of the run's own decoded inputs at
-  `throughput_batch_size` (the engine's batch size unless no batch of that many pairs was computed),
-  timed on up to a few batches per detector task after one untimed batched warm-up; the row gives
-  sum(pairs) / sum(seconds) over those timed batches.
+- Throughput: pairs per second of the `predict_batch` calls that compute the maps, on the run's
+  own decoded inputs at `throughput_batch_size` (the engine's batch size unless no batch of that
+  many pairs was computed); up to a few calls per detector task are timed, each only once its
+  batch shape was seen (the first call at a shape is untimed); the row gives sum(pairs) /
+  sum(seconds) over those timed batches.
 - Memory: `inference.memory` (one meter); `memory_kind` and `memory_device` say which figure.
 - An ensemble: `members` lists each member as the engine built it (name, mixing weight, weights
   provenance and sha256, input size and its source, device, precision, FLOPs); the row carries it
@@ -22,6 +27,7 @@ leaderboard row's measurement fields. It imports no torch.
 from inference.comparison import percentile
 
 LATENCY_BATCH_SIZE = 1
+LATENCY_SAMPLES = 10  # pairs per detector task predicted alone for their latency
 
 
 def add_to_record(record: dict, worker: dict, pairs: int, samples: list[dict]) -> dict:

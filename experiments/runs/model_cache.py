@@ -18,6 +18,7 @@ def get_detector(
     input_size: int | None,
     seed: int = 0,
     options: dict | None = None,
+    scaling: str = "auto",
 ):
     """A detector from the LRU keyed by (name, weights, device, input size, seed, options), created on a miss.
 
@@ -33,18 +34,47 @@ def get_detector(
     from inference.runtime import seed_everything
 
     key = (name, weights_ref, str(weights), device, input_size, seed, json.dumps(options, sort_keys=True, default=str))
+    key += (scaling,)  # resize or tile (inference.tiling): learned detectors and an ensemble's learned members
     with _lock:
         if key in _models:
             _models.move_to_end(key)
             return _models[key]
-    built_with = {"input_size": input_size} if catalogue_entry(name).learned and input_size else {}
-    seed_everything(seed)
-    detector = create_detector(name, weights=weights, device=device, **built_with, **(options or {}))
+    if weights_ref.startswith("onnx:"):
+        detector = _onnx_detector(name, weights, device).set_scaling(scaling)
+    else:
+        built_with = {"input_size": input_size} if catalogue_entry(name).learned and input_size else {}
+        seed_everything(seed)
+        detector = create_detector(
+            name, weights=weights, device=device, scaling=scaling, **built_with, **(options or {})
+        )
     with _lock:
         _models[key] = detector
-        while len(_models) > CAPACITY:
-            _models.popitem(last=False)
+        _evict()
     return detector
+
+
+WEIGHTLESS_CAPACITY = 16
+
+
+def _evict() -> None:
+    """At most CAPACITY detectors with weights, least recently used out first. Weightless (classical)
+    ones cost nothing to keep and are counted apart, so a run of three networks and two classical
+    detectors finds all five loaded on its next run instead of rebuilding every network."""
+    for weightless, capacity in ((False, CAPACITY), (True, WEIGHTLESS_CAPACITY)):
+        keys = [key for key, detector in _models.items() if _is_weightless(detector) == weightless]
+        for key in keys[: max(0, len(keys) - capacity)]:
+            del _models[key]
+
+
+def _is_weightless(detector) -> bool:
+    return getattr(getattr(detector, "info", None), "weights", None) == "none"
+
+
+def _onnx_detector(name: str, model_file, device: str):
+    """A user's ONNX model (`onnx:<name>`): `model_file` is its `OnnxModelFile` (path, sha256, contract)."""
+    from inference.detectors.onnx_model import OnnxDetector
+
+    return OnnxDetector(name, model_file, device=device)
 
 
 def clear() -> None:

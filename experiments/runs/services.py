@@ -15,8 +15,10 @@ from experiments.runs.validation import (
     check_available,
     check_detectors,
     check_optional_input_size,
+    check_scaling,
     check_splits,
     check_threshold,
+    check_webhook,
     check_weight_choices,
 )
 
@@ -31,10 +33,12 @@ def experiment_create(
     align: bool = False,
     threshold: float = 0.5,
     input_size: int | None = None,
+    scaling: str = "auto",
     splits: list[str] | None = None,
     seed: int = 0,
     baseline_detector: str = "",
     detector_weights=None,
+    webhook_url: str = "",
 ) -> Experiment:
     if dataset.owner_id != owner.pk and not owner.is_staff:
         raise ServiceError("Dataset not found.", field="dataset", status=404)
@@ -43,6 +47,7 @@ def experiment_create(
     check_available(owner, names, weights)
     threshold = check_threshold(threshold)
     input_size = check_optional_input_size(input_size)
+    scaling = check_scaling(scaling)
     splits = check_splits(splits, dataset)
     if baseline_detector and baseline_detector not in names:
         raise ServiceError("The baseline must be one of the chosen detectors.", field="baseline_detector")
@@ -54,10 +59,12 @@ def experiment_create(
         align=bool(align),
         threshold=threshold,
         input_size=input_size,
+        scaling=scaling,
         splits=splits,
         seed=int(seed),
         baseline_detector=baseline_detector or names[0],
         detector_weights=weights,
+        webhook_url=check_webhook(webhook_url),
     )
 
 
@@ -75,6 +82,16 @@ def experiment_delete(*, experiment: Experiment) -> None:
     with transaction.atomic():
         experiment.delete()
         transaction.on_commit(lambda: [storage.delete_prefix(storage.run_key(pk)) for pk in run_ids])
+
+
+def run_delete(*, run: Run) -> None:
+    """Delete one finished run, its results and its files; its experiment stays."""
+    if not run.is_finished:
+        raise InvalidState(f"The run is {run.state}; cancel it before deleting it.")
+    run_id = run.pk
+    with transaction.atomic():
+        run.delete()
+        transaction.on_commit(lambda: storage.delete_prefix(storage.run_key(run_id)))
 
 
 def _enqueue_on_commit(run_id: int) -> None:
@@ -145,9 +162,11 @@ def run_clone(*, run: Run) -> Run:
         align=source.align,
         threshold=source.threshold,
         input_size=source.input_size,
+        scaling=source.scaling,
         splits=source.splits,
         seed=source.seed,
         baseline_detector=source.baseline_detector,
         detector_weights={**source.detector_weights, **pinned},
+        webhook_url=source.webhook_url,
     )
     return run_start(experiment=experiment, cloned_from=run)

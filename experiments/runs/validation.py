@@ -1,4 +1,4 @@
-"""The rules for what a run may be asked to do: detectors, weights choices, threshold, input size.
+"""The rules for what a run may be asked to do: detectors, weights choices, threshold, input size, scaling.
 
 Services, forms and serializers all call these, so the API, the pages and the CLI accept and
 refuse exactly the same values with the same message.
@@ -36,6 +36,23 @@ def check_input_size(value, *, field: str = "input_size") -> int:
             f"The input size must be between {INPUT_SIZE_MIN} and {INPUT_SIZE_MAX} pixels, not {value}.", field=field
         )
     return size
+
+
+def scaling_help() -> str:
+    from experiments.models import Scaling
+
+    return f"use {', '.join(Scaling.values)} (auto: tile when B's longer side is more than twice the input size)"
+
+
+def check_scaling(value, *, field: str = "scaling") -> str:
+    """How learned detectors fit a pair to their input size (`inference.tiling`); None or blank: auto."""
+    from experiments.models import Scaling
+
+    if value in (None, ""):
+        return Scaling.AUTO
+    if value not in Scaling.values:
+        raise ServiceError(f"Unknown scaling {value!r}: {scaling_help()}.", field=field)
+    return str(value)
 
 
 def check_optional_input_size(value, *, field: str = "input_size") -> int | None:
@@ -98,3 +115,19 @@ def check_available(owner, detectors: list[str], detector_weights: dict, *, fiel
     if refused:
         reasons = "; ".join(f"{name} is unavailable: {reason}" for name, reason in refused.items())
         raise ServiceError(f'{reasons}. (Or choose its weights explicitly, e.g. "random".)', field=field)
+
+
+def check_webhook(url, *, field: str = "webhook_url") -> str:
+    """An optional URL signed run events are POSTed to: http(s), public addresses only (see
+    `experiments.notifications.addresses`); blank for none."""
+    from experiments.notifications.addresses import AddressRefused, check_webhook_url
+
+    url = (url or "").strip()
+    if not url:
+        return ""
+    if len(url) > 500:
+        raise ServiceError("A webhook URL must be at most 500 characters.", field=field)
+    try:
+        return check_webhook_url(url)
+    except AddressRefused as exc:
+        raise ServiceError(str(exc), field=field) from None

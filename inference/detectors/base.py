@@ -6,7 +6,8 @@ they differ (callers align first when asked). ``predict_batch(pairs)`` returns t
 for many pairs; learned detectors run one forward per batch.
 
 Learned detectors resize both images to their square ``input_size`` for the network and
-resize the probability map back to B's size. They expose ``model`` (``forward(xa, xb)`` takes
+resize the probability map back to B's size, or tile B's frame at that size when their
+``scaling`` says so (``inference.tiling``; ``set_scaling``). They expose ``model`` (``forward(xa, xb)`` takes
 normalised N x 3 x H x W tensors and returns change logits N x 1 x H x W at the input
 resolution), ``preprocess(images)`` and ``device`` so training code can drive the network;
 they live in ``inference.detectors.learned``. This module imports no torch, so a classical
@@ -99,6 +100,11 @@ class Detector:
 
     def predict_batch(self, pairs: Sequence[Pair]) -> list[np.ndarray]:
         raise NotImplementedError
+
+    def set_scaling(self, scaling) -> Detector:
+        """How a learned detector fits a pair to its input size (``inference.tiling``); a detector
+        that computes at B's own size has nothing to scale and keeps itself as it is."""
+        return self
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.info.name} weights={self.info.weights}>"

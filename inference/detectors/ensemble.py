@@ -64,11 +64,20 @@ class EnsembleDetector(Detector):
                         "weights": m.info.weights,
                         "weights_sha256": m.info.weights_sha256,
                         "input_size": m.info.input_size,
+                        **({"scaling": m.info.extra["scaling"]} if "scaling" in m.info.extra else {}),
                     }
                     for m, w in zip(self.members, self.member_weights, strict=True)
                 ]
             },
         )
+
+    def set_scaling(self, scaling) -> EnsembleDetector:
+        """Each member scales as it would alone (learned members resize or tile; the rest ignore it)."""
+        for member, record in zip(self.members, self.info.extra["members"], strict=True):
+            member.set_scaling(scaling)
+            if "scaling" in member.info.extra:
+                record["scaling"] = member.info.extra["scaling"]
+        return self
 
     def predict_batch(self, pairs: Sequence[Pair]) -> list[np.ndarray]:
         combined = [None] * len(pairs)

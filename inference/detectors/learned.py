@@ -20,19 +20,23 @@ from inference.detectors.base import (
     DetectorInfo,
     Pair,
     check_image,
+    match_size,
     resize_image,
     resize_probability,
 )
+from inference.tiling import Scaling, tiled_map
 
 
 class LearnedDetector(Detector):
     """A detector backed by a ``torch.nn.Module`` with ``forward(xa, xb) -> logits``.
 
     Build one with ``build_learned_detector``; the network is created once and reused for
-    every pair (nothing reloads per call).
+    every pair (nothing reloads per call). ``scaling`` (``inference.tiling``) says per pair
+    whether the pair is resized to the input size or tiled at it; ``info.extra["scaling"]``
+    records the choice.
     """
 
-    def __init__(self, *, info: DetectorInfo, model, device, options):
+    def __init__(self, *, info: DetectorInfo, model, device, options, scaling=None):
         from inference.runtime import prepare_model
 
         self.info = info
@@ -42,6 +46,13 @@ class LearnedDetector(Detector):
         self.input_size = info.input_size
         self._run = prepare_model(model, device, options)
         self._scale, self._shift = _normalisation(info.mean, info.std, device)
+        self.set_scaling(scaling)
+
+    def set_scaling(self, scaling) -> LearnedDetector:
+        """Resize or tile (``"auto"`` | ``"resize"`` | ``"tile"``, or an ``inference.tiling.Scaling``)."""
+        self.scaling = Scaling.of(scaling)
+        self.info.extra["scaling"] = self.scaling.record()
+        return self
 
     def preprocess(self, images: np.ndarray | Sequence[np.ndarray]) -> torch.Tensor:
         """RGB uint8 image(s) -> normalised float tensor N x 3 x S x S on ``self.device``.
@@ -80,16 +91,42 @@ class LearnedDetector(Detector):
             return self._run(xa, xb).float()
 
     def predict_batch(self, pairs: Sequence[Pair]) -> list[np.ndarray]:
-        maps: list[np.ndarray] = []
-        step = max(1, self.options.batch_size)
-        for start in range(0, len(pairs), step):
-            maps.extend(self._predict_chunk(pairs[start : start + step]))
-        return maps
-
-    def _predict_chunk(self, pairs: Sequence[Pair]) -> list[np.ndarray]:
-        for a, b in pairs:
+        """Resized pairs run ``options.batch_size`` at a time; a tiled pair runs its windows
+        ``scaling.tile_batch`` at a time (``inference.tiling``)."""
+        maps: list[np.ndarray | None] = [None] * len(pairs)
+        resized = []
+        for index, (a, b) in enumerate(pairs):
             check_image(a, "A")
             check_image(b, "B")
+            if self.scaling.tiles(b.shape[0], b.shape[1], self.input_size):
+                maps[index] = self.predict_tiled(a, b)
+            else:
+                resized.append(index)
+        step = max(1, self.options.batch_size)
+        for start in range(0, len(resized), step):
+            chunk = resized[start : start + step]
+            for index, prob in zip(chunk, self._predict_chunk([pairs[i] for i in chunk]), strict=True):
+                maps[index] = prob
+        return maps
+
+    def predict_tiled(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        """B's map from windows of the input size over B's frame (A resized to B's size first)."""
+        return tiled_map(
+            match_size(a, b),
+            b,
+            size=self.input_size,
+            predict_tiles=self._tile_probabilities,
+            overlap=self.scaling.overlap,
+            tile_batch=self.scaling.tile_batch,
+        )
+
+    def _tile_probabilities(self, tiles: Sequence[Pair]) -> np.ndarray:
+        xa = self.preprocess([a for a, _ in tiles])
+        xb = self.preprocess([b for _, b in tiles])
+        with torch.inference_mode():
+            return torch.sigmoid(self.forward_logits(xa, xb))[:, 0].cpu().numpy()
+
+    def _predict_chunk(self, pairs: Sequence[Pair]) -> list[np.ndarray]:
         # A is resized straight to the input size: the same geometry as "A to B's size, then
         # to the input size", with one interpolation instead of two.
         xa = self.preprocess([a for a, _ in pairs])
@@ -127,12 +164,14 @@ def build_learned_detector(
     input_size: int | None = None,
     options=None,
     detector_class: type[LearnedDetector] = LearnedDetector,
+    scaling=None,
 ) -> LearnedDetector:
     """Resolve weights, build the network once, load its weights, wrap it in a detector.
 
     ``make_model(backbone_state)`` builds the network; ``backbone_state`` is the torchvision
     ImageNet state dict when the weights resolve to ``"imagenet"``, else ``None``.
-    ``input_size=None`` takes the checkpoint's ``meta["input_size"]`` or 256.
+    ``input_size=None`` takes the checkpoint's ``meta["input_size"]`` or 256. ``scaling``: see
+    ``LearnedDetector.set_scaling`` (default ``"auto"``).
     """
     from inference import weights as weights_io
     from inference.runtime import RuntimeOptions, select_device
@@ -163,4 +202,6 @@ def build_learned_detector(
         device=str(chosen_device),
         extra=extra,
     )
-    return detector_class(info=info, model=model, device=chosen_device, options=options or RuntimeOptions())
+    return detector_class(
+        info=info, model=model, device=chosen_device, options=options or RuntimeOptions(), scaling=scaling
+    )

@@ -22,7 +22,7 @@ def test_a_token_is_exchanged_for_the_password_and_works(user):
 
 def test_a_wrong_password_gets_no_token(user):
     response = APIClient().post("/api/v1/auth/token/", {"username": user.username, "password": "nope"}, format="json")
-    assert response.status_code == 400
+    assert response.status_code == 401 and response.headers["WWW-Authenticate"].startswith("Token")
     assert "credentials" in error_of(response)["fields"]["password"][0]
 
 
@@ -61,7 +61,7 @@ def test_the_token_endpoint_is_throttled_on_its_own_scope(user, settings):
     client = APIClient()
     body = {"username": user.username, "password": "guess"}
     statuses = [client.post("/api/v1/auth/token/", body, format="json").status_code for _ in range(3)]
-    assert statuses == [400, 400, 429]
+    assert statuses == [401, 401, 429]
 
 
 def test_unknown_api_paths_and_ids_answer_json_404(api):

@@ -76,7 +76,7 @@ def test_a_key_whose_job_is_still_being_created_answers_409(api, user, make_pair
         uploads["a"].append((f"site{i}_A.png", a))
         uploads["b"].append((f"site{i}_B.png", b))
     files = batches.files_from_uploads(uploads)
-    digest = batches.payload_digest(files, ["absdiff"], {"threshold": 0.5, "align": False})
+    digest = batches.payload_digest(files, ["absdiff"], batches.batch_options())
     BatchJob.objects.create(owner=user, idempotency_key="k-2", payload_sha256=digest, detectors=["absdiff"])
     before = row_counts()
     files = {
@@ -103,7 +103,7 @@ def test_keys_are_per_user(api, other_api, make_pair_bytes):
         (lambda mk: {"image_a": [upload("x_A.png", mk()[0])], "image_b": [upload("y_B.png", mk()[1])]}, 422, "no B"),
         (lambda mk: {"image_a": [upload("x_A.png", b"nope")], "image_b": [upload("x_B.png", mk()[1])]}, 422, "x"),
         (lambda mk: {"archive": upload("b.zip", bomb_zip())}, 422, "zip bomb"),
-        (lambda mk: {}, 400, "image_a"),
+        (lambda mk: {}, 422, "image_a"),
     ],
     ids=["unmatched", "bad-image", "bomb", "nothing"],
 )
@@ -118,7 +118,7 @@ def test_bad_batches_are_refused_and_leave_nothing(api, make_pair_bytes, snapsho
 def test_an_unknown_detector_is_refused_and_leaves_nothing(api, make_pair_bytes, snapshot_state):
     before = snapshot_state()
     response = post_batch(api, loose_files(make_pair_bytes), detectors=["absdiff", "magic"])
-    assert response.status_code == 400 and "detectors" in error_of(response)["fields"]
+    assert response.status_code == 422 and "detectors" in error_of(response)["fields"]
     assert snapshot_state() == before
 
 

@@ -38,7 +38,7 @@ def test_a_dataset_is_created_listed_read_and_deleted(api):
 def test_a_duplicate_dataset_name_is_refused_with_a_field_message(api):
     create_dataset(api)
     response = api.post("/api/v1/datasets/", {"name": "d1"}, format="json")
-    assert response.status_code == 400
+    assert response.status_code == 422
     assert "already have a dataset" in error_of(response)["fields"]["name"][0]
 
 
@@ -98,7 +98,7 @@ def test_a_bad_image_is_refused_naming_the_file_and_nothing_is_stored(api, make_
         f"/api/v1/datasets/{dataset['id']}/pairs/",
         {"image_a": upload("a.png", a), "image_b": upload("b.png", b"not an image"), "name": "x"},
     )
-    assert response.status_code == 400
+    assert response.status_code == 422
     assert "image_b" in error_of(response)["fields"]
     assert snapshot_state() == before
 
@@ -195,3 +195,31 @@ def test_a_dataset_used_by_an_experiment_cannot_be_deleted(api, labelled_dataset
     response = api.delete(f"/api/v1/datasets/{labelled_dataset.pk}/")
     assert response.status_code == 409
     assert error_of(response)["code"] == "conflict"
+
+
+def test_an_official_split_layout_zip_keeps_a_name_repeated_across_splits(api, make_pair_bytes):
+    dataset = create_dataset(api)
+    entries = {}
+    for split, seed in (("train", 0), ("test", 1)):
+        a, b, label = make_pair_bytes(seed=seed)
+        entries.update({f"LEVIR-CD/{split}/A/same.png": a, f"LEVIR-CD/{split}/B/same.png": b,
+                        f"LEVIR-CD/{split}/label/same.png": label})  # fmt: skip
+    response = api.post(f"/api/v1/datasets/{dataset['id']}/import/", {"file": upload("d.zip", zip_bytes(entries))})
+    assert response.status_code == 201, response.content
+    body = response.json()
+    assert body["layout"] == "levir" and body["splits"] == {"test": 1, "train": 1} and body["imported"] == 2
+    pairs = ImagePair.objects.filter(dataset_id=dataset["id"], name="same")
+    assert sorted(pairs.values_list("split", flat=True)) == ["test", "train"]
+    assert len({p.b_sha256 for p in pairs}) == 2
+
+
+def test_a_duplicate_name_within_a_split_answers_422_and_writes_nothing(api, make_pair_bytes, snapshot_state):
+    dataset = create_dataset(api)
+    a, b, _ = make_pair_bytes()
+    entries = {"train/A/x.png": a, "train/B/x.png": b, "validation/A/x.png": a, "validation/B/x.png": b,
+               "val/A/x.png": a, "val/B/x.png": b}  # fmt: skip
+    before = snapshot_state()
+    response = api.post(f"/api/v1/datasets/{dataset['id']}/import/", {"file": upload("d.zip", zip_bytes(entries))})
+    assert response.status_code == 422
+    assert any("x: two A files in split 'val'" in p for p in error_of(response)["report"]["problems"])
+    assert snapshot_state() == before

@@ -55,7 +55,7 @@ def test_a_learned_detector_is_refused_pointing_to_batches(api, make_pair_bytes)
 def test_an_unknown_detector_is_refused(api, make_pair_bytes):
     a, b, _ = make_pair_bytes()
     response = post_diff(api, a, b, detector="magic")
-    assert response.status_code == 400 and "detector" in error_of(response)["fields"]
+    assert response.status_code == 422 and "detector" in error_of(response)["fields"]
 
 
 def test_an_image_above_one_megapixel_answers_413(api, make_pair_bytes):
@@ -71,7 +71,7 @@ def test_a_bad_image_or_label_is_refused_naming_it(api, make_pair_bytes):
     assert "image_a" in error_of(post_diff(api, b"junk", b))["fields"]
     wrong_size = png_bytes(np.zeros((10, 10), np.uint8))
     response = post_diff(api, a, b, label=upload("l.png", wrong_size))
-    assert response.status_code == 400 and "label" in error_of(response)["fields"]
+    assert response.status_code == 422 and "label" in error_of(response)["fields"]
 
 
 def test_the_quick_maps_equal_the_registered_classical_detectors(make_pair_bytes):

@@ -30,7 +30,7 @@ def test_an_experiment_is_created_read_listed_and_deleted(api, labelled_dataset)
 
 def test_an_unknown_detector_is_refused_naming_the_choices(api, labelled_dataset):
     response = create_experiment(api, labelled_dataset.pk, detectors=["absdiff", "magic"])
-    assert response.status_code == 400
+    assert response.status_code == 422
     message = error_of(response)["fields"]["detectors"][0]
     assert "magic" in message and "ssim" in message
     assert not Experiment.objects.exists()
@@ -48,7 +48,7 @@ def test_an_unknown_detector_is_refused_naming_the_choices(api, labelled_dataset
 )
 def test_bad_settings_are_refused_with_the_field_named(api, labelled_dataset, extra, field):
     response = create_experiment(api, labelled_dataset.pk, **extra)
-    assert response.status_code == 400
+    assert response.status_code == (422 if field in ("baseline_detector", "detector_weights") else 400)  # rule/schema
     assert field in error_of(response)["fields"]
 
 
@@ -74,7 +74,7 @@ def test_a_run_on_an_empty_dataset_is_refused(api, user):
     dataset = dataset_services.dataset_create(owner=user, name="empty")
     experiment = create_experiment(api, dataset.pk).json()
     response = api.post(f"/api/v1/experiments/{experiment['id']}/runs/")
-    assert response.status_code == 400
+    assert response.status_code == 422
     assert "no image pairs" in error_of(response)["message"]
     assert not Run.objects.exists()
 

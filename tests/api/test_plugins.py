@@ -39,4 +39,4 @@ def test_an_experiment_with_the_plugin_runs_to_results(api, labelled_dataset, gr
 def test_without_the_plugin_the_name_is_refused(api, labelled_dataset):
     body = {"dataset": labelled_dataset.pk, "detectors": ["gradient-diff"]}
     response = api.post("/api/v1/experiments/", body, format="json")
-    assert response.status_code == 400 and "detectors" in response.json()["error"]["fields"]
+    assert response.status_code == 422 and "detectors" in response.json()["error"]["fields"]

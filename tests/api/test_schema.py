@@ -19,17 +19,31 @@ EXPECTED_PATHS = {
     "/api/v1/datasets/{id}/",
     "/api/v1/datasets/{id}/pairs/",
     "/api/v1/datasets/{id}/import/",
+    "/api/v1/datasets/{id}/predictions/",
+    "/api/v1/datasets/{id}/predictions/{set_pk}/",
     "/api/v1/experiments/",
     "/api/v1/experiments/{id}/",
     "/api/v1/experiments/{id}/runs/",
+    "/api/v1/runs/",
+    "/api/v1/compare/",
+    "/api/v1/benchmarks/",
     "/api/v1/runs/{id}/",
     "/api/v1/runs/{id}/cancel/",
     "/api/v1/runs/{id}/retry/",
     "/api/v1/runs/{id}/clone/",
     "/api/v1/runs/{id}/ws-ticket/",
     "/api/v1/runs/{id}/leaderboard/",
+    "/api/v1/runs/{id}/thesis-table/",
+    "/api/v1/runs/{id}/report.md",
+    "/api/v1/runs/{id}/report.tex",
+    "/api/v1/runs/{id}/report.html",
+    "/api/v1/runs/{id}/charts/{name}",
+    "/api/v1/webhooks/secret/",
+    "/api/v1/webhooks/deliveries/",
     "/api/v1/runs/{id}/results/",
     "/api/v1/checkpoints/",
+    "/api/v1/models/",
+    "/api/v1/models/{id}/",
     "/api/v1/training/",
     "/api/v1/training/{id}/",
     "/api/v1/training/{id}/cancel/",
@@ -119,3 +133,33 @@ def test_the_api_honours_its_schema(case, token_header, keep_test_transaction):
         headers={"Authorization": token_header},
         checks=[status_code_conformance, content_type_conformance, response_schema_conformance],
     )
+
+
+@pytest.mark.parametrize("page_size", ["null", "0", "-1", "201", "1.5", "", "9" * 30])
+def test_a_page_size_outside_the_schema_is_refused_with_400(db, user, page_size):
+    response = token_client(user).get(f"/api/v1/datasets/?page_size={page_size}")
+    assert response.status_code == 400, response.content
+    assert "page_size" in response.json()["error"]["fields"]
+
+
+def test_a_page_size_inside_the_schema_is_used(db, user, labelled_dataset):
+    from experiments.datasets import services as dataset_services
+
+    dataset_services.dataset_create(owner=user, name="second")
+    first = token_client(user).get("/api/v1/datasets/?page_size=1").json()
+    assert len(first["results"]) == 1 and first["next"]
+    assert len(token_client(user).get("/api/v1/datasets/?page_size=200").json()["results"]) == 2
+
+
+@pytest.mark.parametrize("cursor", ["junk", "cD0yMDI2LWJhZA==", "%C3%B3"])
+def test_a_cursor_the_api_did_not_give_out_answers_404(db, user, labelled_dataset, cursor):
+    response = token_client(user).get(f"/api/v1/datasets/?cursor={cursor}")
+    assert response.status_code == 404, response.content
+    assert "cursor" in response.json()["error"]["message"]
+
+
+def test_paged_lists_declare_their_400_and_404(openapi):
+    for path, operations in openapi["paths"].items():
+        for operation in operations.values():
+            if any(p["name"] == "page_size" for p in operation.get("parameters", [])):
+                assert {"400", "404"} <= set(operation["responses"]), path

@@ -93,7 +93,7 @@ def test_the_api_lists_availability_and_refuses_auto_with_a_400_naming_the_reaso
         {"dataset": dataset.pk, "detectors": ["absdiff", "siamese-resnet50"]},
         format="json",
     )
-    assert response.status_code == 400, response.content
+    assert response.status_code == 422, response.content
     assert "siamese-resnet50 is unavailable" in response.content.decode()
     assert RESNET_FILE in response.content.decode()
 

@@ -4,7 +4,6 @@ problem writes nothing."""
 import io
 import os
 import shutil
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,14 +12,13 @@ from PIL import Image
 
 from experiments import storage
 from experiments.datasets import ingest
+from experiments.datasets import services as dataset_services
 from experiments.errors import ServiceError
 from experiments.models import Dataset, ImagePair
 from tests.conftest import png_bytes
 from tests.factories import make_dataset
 from tests.hardening.bad_inputs import zip_of as zipped
-
-SHARED = Path(__file__).resolve().parents[3] / "shared" / "data"
-LEVIR = SHARED / "levir_cd_bit_samples"
+from tests.shared_data import shared_folder
 
 
 def jpeg_bytes(array) -> bytes:
@@ -43,7 +41,7 @@ def levir_files(make_pair_bytes, count=3, label=True):
 @pytest.mark.django_db
 def test_a_levir_folder_with_lists_imports_with_splits(user, tmp_path):
     root = tmp_path / "levir"
-    shutil.copytree(LEVIR, root, ignore=shutil.ignore_patterns("SOURCE.md"))
+    shutil.copytree(shared_folder("levir_cd_bit_samples"), root, ignore=shutil.ignore_patterns("SOURCE.md"))
     (root / "list").mkdir()
     (root / "list" / "train.txt").write_text("test_102_0512_0000.png\ntest_121_0768_0256.png\n")
     (root / "list" / "val.txt").write_text("val_27_0000_0256.png\n")
@@ -70,7 +68,7 @@ def test_loose_files_are_matched_by_name(make_pair_bytes):
     report = ingest.check_files({"x_A.png": a, "x_B.png": b, "x_label.png": label, "y_before.png": a,
                                  "y_after.png": b})  # fmt: skip
     assert report.ok
-    names = {p.name: p.label_png is not None for p in report.pairs}
+    names = {p.name: p.has_label for p in report.pairs}
     assert names == {"x": True, "y": False}
     assert any("y: has no label" in w for w in report.warnings)
 
@@ -78,7 +76,7 @@ def test_loose_files_are_matched_by_name(make_pair_bytes):
 def test_pairs_without_labels_are_accepted(make_pair_bytes):
     report = ingest.check_files(levir_files(make_pair_bytes, label=False))
     assert report.ok
-    assert all(p.label_png is None for p in report.pairs)
+    assert not any(p.has_label for p in report.pairs)
 
 
 @pytest.mark.django_db
@@ -118,7 +116,8 @@ def test_noisy_jpeg_labels_are_binarised_with_a_warning(make_pair_bytes):
     report = ingest.check_files({"A/p.png": a, "B/p.png": b, "label/p.jpg": jpeg_bytes(mask)})
     assert report.ok
     assert any("binaris" in w for w in report.warnings)
-    stored = np.array(Image.open(io.BytesIO(report.pairs[0].label_png)))
+    checked = dataset_services.pair_check(name="p", a_bytes=a, b_bytes=b, label_bytes=jpeg_bytes(mask))
+    stored = np.array(Image.open(io.BytesIO(checked.label_png)))
     assert set(np.unique(stored)) <= {0, 255}
     assert (stored[10:24, 10:24] == 255).mean() > 0.95
 
@@ -130,7 +129,8 @@ def test_zero_one_labels_are_taken_as_they_are(make_pair_bytes):
     report = ingest.check_files({"A/p.png": a, "B/p.png": b, "label/p.png": png_bytes(mask)})
     assert report.ok
     assert not any("binaris" in w for w in report.warnings)
-    stored = np.array(Image.open(io.BytesIO(report.pairs[0].label_png)))
+    checked = dataset_services.pair_check(name="p", a_bytes=a, b_bytes=b, label_bytes=png_bytes(mask))
+    stored = np.array(Image.open(io.BytesIO(checked.label_png)))
     assert stored.sum() == 16 * 255
 
 

@@ -187,15 +187,49 @@ def test_each_pair_has_its_own_batch_1_latency_and_throughput_is_timed_on_the_ba
 
 
 @pytest.mark.django_db
-def test_throughput_is_timed_on_a_few_full_batches_only(user, pairs_of_sizes, sleepy, monkeypatch):
+def test_maps_are_computed_in_batches_with_latency_timed_alone_on_an_even_sample(
+    user, pairs_of_sizes, sleepy, monkeypatch
+):
     monkeypatch.setattr(engine, "BATCH_SIZE", 3)
-    run = run_in_process(start(user, pairs_of_sizes([24] * 10), ["absdiff"]))  # batches of 3, 3, 3, 1
+    monkeypatch.setattr(engine, "LATENCY_SAMPLES", 2)
+    monkeypatch.setattr(detector_slot, "THROUGHPUT_BATCHES", 2)
+    run = run_in_process(start(user, pairs_of_sizes([24] * 20), ["absdiff"]))
 
+    ordered = list(scored_pairs(run.experiment))
+    results = {r.pair_id: r for r in Result.objects.filter(run=run)}
+    assert len(results) == 20
+    timed = sorted(pk for pk, r in results.items() if r.latency_ms is not None)
+    assert timed == sorted([ordered[0].pk, ordered[10].pk])  # 2 samples, one every 10 pairs
+    assert all(results[pk].latency_ms >= 12 for pk in timed)  # each its own call: 12 ms of sleep at least
+    assert all(r.peak_memory_mb is None for pk, r in results.items() if pk not in timed)
+    detector = sleepy[0]
+    assert detector.single_calls == 1 + 2  # warm-up, then the two sampled pairs alone
+    # Each other pair computed exactly once, in batches of 3 (the sampled pair's batch has 2).
+    assert detector.batched_calls == [2, 3, 3, 2, 3, 3, 2]
     row = rows(run)["absdiff"]
-    assert row["throughput_batch_size"] == 3 and row["throughput_batches"] == detector_slot.THROUGHPUT_BATCHES == 2
-    assert sleepy[0].batched_calls == [3, 3, 3]  # warm-up + two timed batches; later batches are not re-run
+    assert row["n_timed"] == 2 and row["latency_batch_size"] == 1
+    # The first batch of 3 warms the shape; the next two full batches are timed, later ones are not.
+    assert row["throughput_batch_size"] == 3 and row["throughput_batches"] == 2
     samples = run.environment["detector_info"]["absdiff"]["throughput_samples"]
     assert row["throughput_pairs_per_s"] == pytest.approx(6 / sum(s["seconds"] for s in samples))
+    assert row["throughput_pairs_per_s"] <= 6 / 0.072  # 12 ms of sleep per pair
+
+
+@pytest.mark.django_db
+def test_a_learned_detector_gives_the_same_map_in_a_batch_as_alone(user, pairs_of_sizes):
+    """Maps are computed in batches: a pair's map must not depend on the pairs it shares a batch with."""
+    from inference import create_detector
+
+    rng = np.random.default_rng(3)
+    pairs = [
+        (rng.integers(0, 255, (48, 56, 3), np.uint8), rng.integers(0, 255, (48, 56, 3), np.uint8)) for _ in range(5)
+    ]
+    detector = create_detector("siamese-mobilenetv3", weights="random", device="cpu", input_size=64)
+    alone = [detector.predict(a, b) for a, b in pairs]
+    together = detector.predict_batch(pairs)
+    for single, batched in zip(alone, together, strict=True):
+        np.testing.assert_allclose(batched, single, atol=1e-5)
+    assert max(float(np.abs(m - alone[0]).max()) for m in alone[1:]) > 1e-3  # the maps differ between pairs
 
 
 def _cache_key_of(result) -> str:

@@ -16,7 +16,7 @@ from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
 from experiments.live.routing import websocket_urlpatterns
-from experiments.models import BatchJob, TrainingJob
+from experiments.models import BatchJob, ModelCheckpoint, PredictionSet, TrainingJob, UploadedModel
 from experiments.runs import services as run_services
 from tests.factories import make_dataset, run_in_process
 
@@ -41,6 +41,8 @@ RULES = {
     "api:dataset-detail": (OWNER, "get", ("dataset",)),
     "api:dataset-pairs": (OWNER, "get", ("dataset",)),
     "api:dataset-import": (OWNER, "post", ("dataset",)),
+    "api:dataset-predictions": (OWNER, "get", ("dataset",)),
+    "api:dataset-prediction-detail": (OWNER, "get", ("dataset", "predictions")),
     "api:experiment-detail": (OWNER, "get", ("experiment",)),
     "api:experiment-runs": (OWNER, "post", ("experiment",)),
     "api:run-detail": (OWNER, "get", ("run",)),
@@ -49,6 +51,18 @@ RULES = {
     "api:run-clone": (OWNER, "post", ("run",)),
     "api:run-ws-ticket": (OWNER, "post", ("run",)),
     "api:run-leaderboard": (OWNER, "get", ("run",)),
+    "api:run-thesis-table": (OWNER, "get", ("run",)),
+    "api:run-list": (LOGIN, "get", ()),
+    "api:compare": (LOGIN, "get", ()),
+    "api:benchmarks": (LOGIN, "get", ()),
+    "api:model-list": (LOGIN, "get", ()),
+    "api:model-detail": (OWNER, "get", ("model",)),
+    "api:run-report-md": (OWNER, "get", ("run",)),
+    "api:run-report-tex": (OWNER, "get", ("run",)),
+    "api:run-report-html": (OWNER, "get", ("run",)),
+    "api:run-chart": (OWNER, "get", ("run", "chart")),
+    "api:webhook-secret": (LOGIN, "get", ()),
+    "api:webhook-deliveries": (LOGIN, "get", ()),
     "api:run-results": (OWNER, "get", ("run",)),
     "api:training-detail": (OWNER, "get", ("training",)),
     "api:training-cancel": (OWNER, "post", ("training",)),
@@ -65,9 +79,21 @@ RULES = {
     "experiments:dataset_upload": (OWNER, "post", ("dataset",)),
     "experiments:dataset_import": (OWNER, "get", ("dataset", "token")),
     "experiments:dataset_import_confirm": (OWNER, "post", ("dataset", "token")),
+    "experiments:prediction_upload": (OWNER, "post", ("dataset",)),
+    "experiments:prediction_delete": (OWNER, "get", ("dataset", "predictions")),
+    "experiments:experiment_list": (LOGIN, "get", ()),
+    "experiments:experiment_detail": (OWNER, "get", ("experiment",)),
+    "experiments:run_list": (LOGIN, "get", ()),
+    "experiments:compare": (LOGIN, "get", ()),
+    "experiments:benchmarks": (LOGIN, "get", ()),
+    "experiments:model_list": (LOGIN, "get", ()),
+    "experiments:model_delete": (OWNER, "get", ("model",)),
     "experiments:run_detail": (OWNER, "get", ("run",)),
     "experiments:run_results": (OWNER, "get", ("run",)),
     "experiments:run_export": (OWNER, "get", ("run", "fmt")),
+    "experiments:run_threshold": (OWNER, "get", ("run",)),
+    "experiments:run_report": (OWNER, "get", ("run", "report")),
+    "experiments:run_chart": (OWNER, "get", ("run", "chart")),
     "experiments:run_gallery": (OWNER, "get", ("run",)),
     "experiments:pair_detail": (OWNER, "get", ("run", "pair")),
     "experiments:run_status": (OWNER, "get", ("run",)),
@@ -78,11 +104,19 @@ RULES = {
     "experiments:training_status": (OWNER, "get", ("training",)),
     "experiments:training_cancel": (OWNER, "post", ("training",)),
     "experiments:media": (OWNER, "get", ("media",)),
+    "experiments:dataset_delete": (OWNER, "get", ("dataset",)),
+    "experiments:experiment_delete": (OWNER, "get", ("experiment",)),
+    "experiments:run_delete": (OWNER, "get", ("run",)),
+    "experiments:checkpoint_delete": (OWNER, "get", ("checkpoint",)),
     "admin:index": (STAFF, "get", ()),
     "accounts:logout": (LOGIN, "post", ()),  # last: it ends the sessions the other checks use
 }
 ADMIN_ROUTE_PREFIX = "admin/"
-WEBSOCKET_RULES = {"ws/runs/<int:run_id>/": "run", "ws/training/<int:job_id>/": "training"}
+WEBSOCKET_RULES = {
+    "ws/runs/<int:run_id>/": "run",
+    "ws/training/<int:job_id>/": "training",
+    "ws/notifications/": LOGIN,  # per user: each signed-in user hears only their own group
+}
 
 
 def all_routes(patterns=None, prefix="", namespace=""):
@@ -121,8 +155,15 @@ def world(user, other_user, staff_user, make_pair_bytes, monkeypatch, django_cap
     token = response["Location"].rstrip("/").split("/")[-1]
     args = {
         "dataset": dataset.pk, "experiment": experiment.pk, "run": run.pk, "training": training.pk,
-        "batch": batch.pk, "pair": dataset.pairs.first().pk, "token": token, "fmt": "csv",
+        "batch": batch.pk, "pair": dataset.pairs.first().pk, "token": token, "fmt": "csv", "report": "html",
+        "chart": "pr.svg",
         "media": run.results.first().heatmap_key,
+        "predictions": PredictionSet.objects.create(owner=user, dataset=dataset, name="theirs", kind="mask").pk,
+        "checkpoint": ModelCheckpoint.objects.create(owner=user, detector="siamese-unet", file_key="k", sha256="0").pk,
+        "model": UploadedModel.objects.create(
+            owner=user, name="m", file_key="k", sha256="0" * 64, size_bytes=1, mean=[0, 0, 0], std=[1, 1, 1],
+            inputs="two", output="probability", state="rejected", reason="test",
+        ).pk,
     }  # fmt: skip
     clients = {"owner": owner}
     for role, account in (("other", other_user), ("staff", staff_user)):
@@ -138,7 +179,8 @@ def url_for(name, arg_names, args):
     kwargs = {}
     for arg in arg_names:
         key = {"dataset": "pk", "experiment": "pk", "run": "pk", "training": "pk", "batch": "pk", "media": "key",
-               "pair": "pair_pk", "token": "token", "fmt": "fmt"}[arg]  # fmt: skip
+               "pair": "pair_pk", "token": "token", "fmt": "fmt", "predictions": "set_pk", "report": "fmt",
+               "chart": "name", "checkpoint": "pk", "model": "pk"}[arg]  # fmt: skip
         kwargs[key] = args[arg]
     return reverse(name, kwargs=kwargs)
 
@@ -204,6 +246,12 @@ def test_websocket_routes_admit_only_owner_and_staff(route, world):
 
     outcomes = {role: in_own_loop(client if role != "anonymous" else None) for role, client in world["clients"].items()}
     assert outcomes["anonymous"][0] is False
+    if kind == LOGIN:
+        for role in ("owner", "other", "staff"):
+            connected, first = outcomes[role]
+            assert connected, role
+            assert first == {"type": "ready", "user": int(world["clients"][role].session["_auth_user_id"])}
+        return
     assert outcomes["other"][0] is False
     for role in ("owner", "staff"):
         connected, snapshot = outcomes[role]

@@ -1,5 +1,4 @@
 import json
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -7,9 +6,9 @@ import pytest
 
 from inference.alignment import align_pair, corner_shift, resize_homography
 from inference.images import load_image
+from tests.shared_data import shared_folder, shared_names
 
-DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
-LEVIR_PAIRS = sorted(p.name for p in (DATA / "levir_cd_bit_samples" / "A").glob("*.png"))
+LEVIR_PAIRS = shared_names("levir_cd_bit_samples")
 
 # Maps B's pixels to A's: A is B seen with a shift, a small rotation/shear and some perspective.
 B_TO_A = np.array([[1.05, 0.03, -12.0], [-0.02, 0.98, 8.0], [2e-5, -1e-5, 1.0]])
@@ -18,7 +17,7 @@ B_TO_A = np.array([[1.05, 0.03, -12.0], [-0.02, 0.98, 8.0], [2e-5, -1e-5, 1.0]])
 @pytest.fixture(scope="module")
 def photo():
     """A real 512x512 aerial photo (LEVIR-CD test_7, B, downscaled)."""
-    full = load_image(DATA / "levir_cd_scm_samples" / "B" / "test_7.png")
+    full = load_image(shared_folder("levir_cd_scm_samples") / "B" / "test_7.png")
     return cv2.resize(full, (512, 512), interpolation=cv2.INTER_AREA)
 
 
@@ -97,8 +96,8 @@ def test_identical_images_stay_untouched(photo):
 
 @pytest.mark.parametrize("name", LEVIR_PAIRS)
 def test_co_registered_levir_pairs_are_left_essentially_unchanged(name):
-    a = load_image(DATA / "levir_cd_bit_samples" / "A" / name)
-    b = load_image(DATA / "levir_cd_bit_samples" / "B" / name)
+    a = load_image(shared_folder("levir_cd_bit_samples") / "A" / name)
+    b = load_image(shared_folder("levir_cd_bit_samples") / "B" / name)
 
     result = align_pair(a, b)
 
@@ -111,8 +110,8 @@ def test_clustered_matches_that_agree_with_no_warp_keep_the_pair_unwarped():
     # ORB's homography on this co-registered pair (LEVIR-CD train_386) zooms the corners by
     # 20 px, but all its inliers lie within 5 px without any warp: the pair is kept as is.
     name = "train_386_0512_0768.png"
-    a = load_image(DATA / "levir_cd_bit_samples" / "A" / name)
-    b = load_image(DATA / "levir_cd_bit_samples" / "B" / name)
+    a = load_image(shared_folder("levir_cd_bit_samples") / "A" / name)
+    b = load_image(shared_folder("levir_cd_bit_samples") / "B" / name)
 
     result = align_pair(a, b)
 
@@ -126,8 +125,8 @@ def test_clustered_matches_that_agree_with_no_warp_keep_the_pair_unwarped():
 def test_a_warp_that_matches_b_worse_than_no_warp_is_rejected():
     # On the full LEVIR-CD test_7 tile ORB's best homography lowers the gradient correlation
     # with B (0.06 against 0.13 without warping).
-    a = load_image(DATA / "levir_cd_scm_samples" / "A" / "test_7.png")
-    b = load_image(DATA / "levir_cd_scm_samples" / "B" / "test_7.png")
+    a = load_image(shared_folder("levir_cd_scm_samples") / "A" / "test_7.png")
+    b = load_image(shared_folder("levir_cd_scm_samples") / "B" / "test_7.png")
 
     result = align_pair(a, b)
 

@@ -1,7 +1,6 @@
 import io
 import struct
 import zlib
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -9,9 +8,7 @@ import pytest
 from PIL import Image
 
 from inference.images import ImageError, encode_png, image_size, load_image, load_mask
-
-DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
-LEVIR = DATA / "levir_cd_bit_samples"
+from tests.shared_data import shared_folder
 
 
 def random_rgb(seed=0, shape=(24, 32, 3)):
@@ -166,7 +163,7 @@ def test_exif_orientation_is_applied():
 
 
 def test_real_levir_tile_loads():
-    image = load_image(LEVIR / "B" / "test_7_0256_0512.png")
+    image = load_image(shared_folder("levir_cd_bit_samples") / "B" / "test_7_0256_0512.png")
 
     assert image.shape == (256, 256, 3)
     assert image.dtype == np.uint8
@@ -349,7 +346,9 @@ def test_mask_size_must_match_the_image():
 
 
 def test_real_levir_label_loads_with_its_documented_change_fraction():
-    mask, warnings = load_mask(LEVIR / "label" / "test_7_0256_0512.png", size=(256, 256))
+    mask, warnings = load_mask(
+        shared_folder("levir_cd_bit_samples") / "label" / "test_7_0256_0512.png", size=(256, 256)
+    )
 
     assert warnings == []
     assert 100 * mask.mean() == pytest.approx(13.67, abs=0.01)

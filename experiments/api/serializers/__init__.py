@@ -28,6 +28,12 @@ from experiments.api.serializers.datasets import (
     PairInput,
     PairOutput,
 )
+from experiments.api.serializers.onnx_models import UploadedModelInput, UploadedModelOutput
+from experiments.api.serializers.predictions import (
+    PredictionSetInput,
+    PredictionSetOutput,
+    PredictionsReportOutput,
+)
 from experiments.api.serializers.runs import (
     ExperimentInput,
     ExperimentOutput,
@@ -35,6 +41,7 @@ from experiments.api.serializers.runs import (
     ResultFilterInput,
     ResultOutput,
     RunOutput,
+    ThesisTableOutput,
     WsTicketOutput,
 )
 from experiments.api.serializers.training import (
@@ -43,6 +50,7 @@ from experiments.api.serializers.training import (
     TrainingInput,
     TrainingOutput,
 )
+from experiments.api.serializers.webhooks import WebhookDeliveryOutput, WebhookSecretOutput
 
 __all__ = [
     "BatchInput",
@@ -63,14 +71,22 @@ __all__ = [
     "LeaderboardOutput",
     "PairInput",
     "PairOutput",
+    "PredictionSetInput",
+    "PredictionSetOutput",
+    "PredictionsReportOutput",
     "ResultFilterInput",
     "ResultOutput",
     "RunOutput",
+    "ThesisTableOutput",
     "Threshold",
     "TokenInput",
     "TokenOutput",
     "TrainingInput",
     "TrainingOutput",
+    "UploadedModelInput",
+    "UploadedModelOutput",
+    "WebhookDeliveryOutput",
+    "WebhookSecretOutput",
     "WsTicketOutput",
     "absolute_media_url",
     "max_upload_bytes",

@@ -2,7 +2,7 @@
 
 from rest_framework import serializers
 
-from experiments.api.serializers.common import ImageUpload, absolute_media_url, page_url
+from experiments.api.serializers.common import ImageUpload, Upload, absolute_media_url, page_url
 from experiments.models import Split
 
 
@@ -67,7 +67,10 @@ class PairOutput(serializers.Serializer):
 
 
 class ImportInput(serializers.Serializer):
-    file = serializers.FileField(help_text="a zip in the LEVIR-CD layout: A/, B/, optional label/ and list/")
+    file = Upload(
+        help_text="a zip in a supported layout (LEVIR-CD with or without split folders or list/, "
+        "DSIFN-CD, WHU-CD, CDD, S2Looking, loose <name>_A/_B/_label files)"
+    )
     category = serializers.CharField(required=False, allow_blank=True, default="", max_length=100)
 
 
@@ -75,6 +78,11 @@ class ImportReportOutput(serializers.Serializer):
     ok = serializers.BooleanField()
     dry_run = serializers.BooleanField()
     imported = serializers.IntegerField()
+    layout = serializers.CharField(
+        help_text="the layout recognised: levir, levir-list, dsifn, whu, cdd, s2looking, flat"
+    )
+    pair_count = serializers.IntegerField(help_text="pairs checked (`pairs` lists the first 500)")
+    splits = serializers.DictField(child=serializers.IntegerField(), help_text="pairs per split ('' = none)")
     pairs = serializers.ListField(child=serializers.DictField())
     problems = serializers.ListField(child=serializers.CharField())
     warnings = serializers.ListField(child=serializers.CharField())

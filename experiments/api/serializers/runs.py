@@ -3,8 +3,10 @@
 from rest_framework import serializers
 
 from experiments.api.serializers.common import SPLIT_CHOICES, InputSize, Threshold, absolute_media_url, page_url
+from experiments.models import Scaling
 from experiments.runs import results
 from experiments.runs.selectors import FILTERABLE_METRICS, RESULT_ORDERINGS
+from experiments.runs.validation import scaling_help
 
 
 class ExperimentInput(serializers.Serializer):
@@ -19,6 +21,15 @@ class ExperimentInput(serializers.Serializer):
         default=None,
         help_text="an override for every learned detector; null (default): each detector at its own size "
         "(its checkpoint's training size, else the registry's default)",
+    )
+    scaling = serializers.ChoiceField(
+        choices=Scaling.values,
+        required=False,
+        default=Scaling.AUTO,
+        help_text="how learned detectors see pairs larger than their input size: resize (the whole pair at the "
+        "input size), tile (sliding windows at the input size, 25% overlap, blended) or auto (default: tile when "
+        "B's longer side is more than twice the input size, else resize)",
+        error_messages={"invalid_choice": 'Unknown scaling "{input}": ' + scaling_help() + "."},
     )
     splits = serializers.ListField(
         child=serializers.ChoiceField(choices=SPLIT_CHOICES),
@@ -37,6 +48,14 @@ class ExperimentInput(serializers.Serializer):
         default=dict,
         help_text='per detector: "auto", "random" or "checkpoint:<sha256>"',
     )
+    webhook_url = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        default="",
+        max_length=500,
+        help_text="optional http(s) URL POSTed a signed `run.finished` event when each run ends (public "
+        "addresses only; see the webhook secret at /api/v1/webhooks/secret/)",
+    )
 
 
 class ExperimentOutput(serializers.Serializer):
@@ -47,10 +66,12 @@ class ExperimentOutput(serializers.Serializer):
     align = serializers.BooleanField()
     threshold = serializers.FloatField()
     input_size = serializers.IntegerField(allow_null=True, help_text="the override, or null: each detector's own")
+    scaling = serializers.ChoiceField(choices=Scaling.values, help_text="auto, resize or tile (see the input)")
     splits = serializers.ListField(child=serializers.CharField(), help_text="scored splits; [] = every pair")
     seed = serializers.IntegerField()
     baseline_detector = serializers.CharField()
     detector_weights = serializers.DictField(child=serializers.CharField())
+    webhook_url = serializers.CharField(help_text="where run.finished events go; empty: none")
     created_at = serializers.DateTimeField()
 
 
@@ -97,6 +118,22 @@ class LeaderboardOutput(serializers.Serializer):
     settings = serializers.DictField()
     rows = serializers.ListField(child=serializers.DictField(), help_text="one ranked row per detector")
     leaderboard = serializers.DictField(help_text="the full stored leaderboard (pooled, per-pair means, CIs)")
+
+
+class ThesisRowOutput(serializers.Serializer):
+    detector = serializers.CharField()
+    iou = serializers.FloatField(allow_null=True, help_text="pooled over the scored pairs")
+    time_ms = serializers.FloatField(allow_null=True, help_text="median per pair at batch 1 on this run's worker")
+    memory_mib = serializers.FloatField(allow_null=True, help_text="peak during inference (RSS on CPU, CUDA allocated)")
+    weights_source = serializers.CharField()
+    measured_here = serializers.BooleanField(help_text="false for uploaded predictions: no time or memory")
+    failed = serializers.CharField(allow_null=True)
+
+
+class ThesisTableOutput(serializers.Serializer):
+    run = serializers.IntegerField()
+    labels = serializers.DictField(child=serializers.CharField(), help_text="what each column is")
+    rows = ThesisRowOutput(many=True)
 
 
 class ResultOutput(serializers.Serializer):

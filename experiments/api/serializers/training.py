@@ -2,14 +2,14 @@
 
 from rest_framework import serializers
 
-from experiments.api.serializers.common import InputSize, absolute_media_url
+from experiments.api.serializers.common import InputSize, Upload, absolute_media_url
 from inference.training_config import DEFAULTS, LOSSES
 
 
 class CheckpointInput(serializers.Serializer):
-    file = serializers.FileField(help_text=".pt (torch.save of {'state_dict', 'meta'}) or .safetensors")
+    file = Upload(help_text=".pt (torch.save of {'state_dict', 'meta'}) or .safetensors")
     detector = serializers.CharField(required=False, max_length=100, help_text="must match meta['detector']")
-    dataset = serializers.IntegerField(required=False, allow_null=True)
+    dataset = serializers.IntegerField(required=False, help_text="the dataset it was trained on (omit if none)")
 
 
 class CheckpointOutput(serializers.Serializer):
@@ -35,7 +35,7 @@ class CheckpointOutput(serializers.Serializer):
 class TrainingInput(serializers.Serializer):
     detector = serializers.CharField(max_length=100)
     dataset = serializers.IntegerField()
-    epochs = serializers.IntegerField(required=False, default=DEFAULTS.epochs)
+    epochs = serializers.IntegerField(required=False, default=DEFAULTS.epochs, min_value=1, max_value=500)
     loss = serializers.ChoiceField(choices=list(LOSSES), required=False, default=DEFAULTS.loss)
     size = InputSize(required=False, default=DEFAULTS.size)
     seed = serializers.IntegerField(required=False, default=DEFAULTS.seed, min_value=-(2**31), max_value=2**31 - 1)

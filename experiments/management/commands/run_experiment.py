@@ -28,6 +28,12 @@ class Command(BaseCommand):
             help="override for every learned detector (default: each detector's own size)",
         )
         parser.add_argument(
+            "--scaling",
+            default="auto",
+            help="auto | resize | tile: how learned detectors see pairs larger than their input size "
+            "(default auto: tile when B is more than twice the input size, else resize)",
+        )
+        parser.add_argument(
             "--splits",
             default=None,
             help='comma-separated splits to score, e.g. "test" or "val,test"; "all" for every pair '
@@ -51,7 +57,7 @@ class Command(BaseCommand):
             run = run_services.experiment_start(
                 owner=dataset.owner, dataset=dataset, name="", detectors=detectors, align=options["align"],
                 threshold=options["threshold"], input_size=options["input_size"], seed=options["seed"],
-                splits=self._splits(options["splits"]),
+                scaling=options["scaling"], splits=self._splits(options["splits"]),
                 baseline_detector=options["baseline"],
             )  # fmt: skip
         except ServiceError as exc:

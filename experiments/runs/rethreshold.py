@@ -1,0 +1,196 @@
+"""A run's leaderboard at another threshold, recomputed from the stored per-pair score histograms
+(no image is read, no new run is made).
+
+Each labelled Result stores `hist_pos`/`hist_neg` (`inference.metrics.ranking_histogram`, 4096 groups);
+after `threshold_histogram`, level `m` holds exactly the pixels with `m / 4096 <= p < (m + 1) / 4096`,
+so predicting `level >= m` is exactly the engine's mask `p >= threshold` at `threshold = m / 4096`.
+Thresholds are therefore restricted to that grid (the page's slider moves in steps of 1/256, which lie
+on it); a requested value off the grid is rounded to the nearest grid value and the answer says so.
+At the run's own threshold the stored leaderboard is returned unchanged.
+
+Recomputed per pair, then pooled and averaged exactly as `experiments.runs.aggregation` does: the
+confusion (`tp fp fn tn`), IoU/F1/precision/recall/OA/kappa/mIoU/mF1, FP area, false alarms, the
+per-category tables, the paired IoU comparison with the run's baseline and the PR point (pooled
+precision and recall). Object-level scores need the masks themselves: they are left out
+(`not_recomputed`), i.e. they exist at the run's threshold only. AUROC, AP and the oracle threshold
+do not depend on the threshold.
+"""
+
+import contextlib
+import copy
+from collections import defaultdict
+
+import numpy as np
+
+from experiments.models import Run
+from experiments.runs.validation import check_threshold
+
+BINS = 4096  # = inference.evaluation.HISTOGRAM_BINS
+SLIDER_STEP = 1 / 256
+NOT_RECOMPUTED = ("object_precision", "object_recall", "object_f1")
+NOT_RECOMPUTED_COLUMNS = ("mean_object_f1",)
+CACHE_S = 600
+
+
+def grid_threshold(value) -> tuple[float, float, bool]:
+    """`(threshold on the grid, the value asked for, whether it was rounded)`; ServiceError (-> 400)
+    outside (0, 1). A value that rounds to 0 or 1 is kept just inside."""
+    asked = check_threshold(value)
+    level = min(max(round(asked * BINS), 1), BINS - 1)
+    threshold = level / BINS
+    return threshold, asked, threshold != asked
+
+
+def _level(threshold: float) -> int:
+    return round(threshold * BINS)
+
+
+def _pair_metrics(metrics: dict, level: int) -> dict:
+    """One result's stored metrics with every threshold-dependent figure recomputed at `level / BINS`."""
+    from inference.evaluation import false_alarm, has_change
+    from inference.metrics import Confusion, scores, threshold_histogram
+
+    pos = threshold_histogram(np.asarray(metrics["hist_pos"], np.int64))
+    neg = threshold_histogram(np.asarray(metrics["hist_neg"], np.int64))
+    tp, fp = int(pos[level:].sum()), int(neg[level:].sum())
+    conf = Confusion(tp, fp, int(pos.sum()) - tp, int(neg.sum()) - fp)
+    updated = {key: value for key, value in metrics.items() if key not in NOT_RECOMPUTED}
+    updated.update(conf.as_dict())
+    updated.update(scores(conf))
+    valid = conf.total
+    updated["fp_area"] = conf.fp / valid if valid else 0.0
+    updated["changed_fraction"] = (conf.tp + conf.fp) / valid if valid else 0.0
+    updated["has_change"] = has_change(updated)
+    updated["false_alarm"] = false_alarm(updated)
+    return updated
+
+
+def _rethresholded_results(run: Run, level: int) -> list:
+    """The run's results (not saved, never to be) with recomputed metrics; unlabelled ones as stored."""
+    results = []
+    for result in run.results.select_related("pair").iterator(chunk_size=200):
+        if "tp" in result.metrics and result.metrics.get("hist_bins") == BINS:
+            result.metrics = _pair_metrics(result.metrics, level)
+            result.iou, result.f1 = result.metrics["iou"], result.metrics["f1"]
+        results.append(result)
+    return results
+
+
+def recompute_leaderboard(run: Run, threshold: float) -> dict:
+    """The stored leaderboard with every threshold-dependent figure recomputed at `threshold` (on the grid)."""
+    from experiments.runs.aggregation import CATEGORY_CI_METRICS, _summary, detector_row
+    from inference.comparison import compare_with_baseline
+    from inference.evaluation import has_change
+
+    stored = run.leaderboard or {}
+    level = _level(threshold)
+    failed = {r["detector"]: r["failed"] for r in stored.get("detectors", []) if r.get("failed")}
+    seed = run.experiment.seed
+    by_detector, by_category = defaultdict(list), defaultdict(lambda: defaultdict(list))
+    for result in _rethresholded_results(run, level):
+        if result.detector in failed:
+            continue
+        by_detector[result.detector].append(result)
+        by_category[result.pair.category or "uncategorised"][result.detector].append(result)
+    infos = run.environment.get("detector_info", {})
+    baseline = stored.get("baseline") or run.experiment.detectors[0]
+    ious = {
+        name: {r.pair_id: r.iou for r in results if r.iou is not None and has_change(r.metrics)}
+        for name, results in by_detector.items()
+    }
+    comparisons = compare_with_baseline(ious, baseline, seed=seed)
+    rows = []
+    for source in stored.get("detectors", []):
+        name = source["detector"]
+        if source.get("failed"):
+            rows.append(source)
+            continue
+        row = detector_row(name, by_detector.get(name, []), infos.get(name, {}), seed)
+        # what the histograms cannot change is kept as stored (measurements, training overlap)
+        row = {**source, **{key: row[key] for key in ("n_pairs", "n_changed_pairs", "n_no_change_pairs", "pooled",
+                                                       "per_pair_mean", "ci", "no_change")}}  # fmt: skip
+        row["comparison"] = comparisons.get(name)
+        rows.append(row)
+    return {
+        **stored,
+        "detectors": rows,
+        "categories": {
+            category: {name: _summary(items, seed, CATEGORY_CI_METRICS) for name, items in per_detector.items()}
+            for category, per_detector in sorted(by_category.items())
+        },
+    }
+
+
+def threshold_record(run: Run, threshold: float, asked: float | None = None, rounded: bool = False) -> dict:
+    """What the figures are computed at, for the page, the API and every export."""
+    stored = run.leaderboard or {}
+    oracle = {
+        r["detector"]: (r.get("pooled") or {}).get("best_f1_threshold")
+        for r in stored.get("detectors", [])
+        if not r.get("failed")
+    }
+    at_run = threshold == run.experiment.threshold
+    return {
+        "threshold": threshold,
+        "requested": threshold if asked is None else asked,
+        "rounded_to_grid": rounded,
+        "grid": f"multiples of 1/{BINS}",
+        "run_threshold": run.experiment.threshold,
+        "at_run_threshold": at_run,
+        "source": "stored leaderboard" if at_run else "recomputed from the stored per-pair score histograms",
+        "not_recomputed": [] if at_run else list(NOT_RECOMPUTED_COLUMNS),
+        "oracle_thresholds": oracle,
+        "oracle_note": "oracle thresholds are tuned on these very pairs: an upper bound, not a result",
+    }
+
+
+def run_at_threshold(run: Run, value) -> tuple[Run, dict]:
+    """A copy of `run` whose leaderboard holds the figures at the threshold `value` asks for (rounded to
+    the grid), and the threshold record. Every reader of `run.leaderboard` (table, CSV, JSON, charts,
+    thesis table, reports) then shows that threshold. Raises ServiceError for values outside (0, 1)."""
+    if value is None or value == "":
+        return run, threshold_record(run, run.experiment.threshold)
+    asked = check_threshold(value)
+    if asked == run.experiment.threshold:
+        return run, threshold_record(run, asked)
+    threshold, asked, rounded = grid_threshold(asked)
+    record = threshold_record(run, threshold, asked, rounded)
+    if record["at_run_threshold"] or not run.leaderboard:
+        return run, record
+    view = copy.copy(run)
+    view.leaderboard = {**_cached_recomputation(run, threshold), "threshold": record}
+    return view, record
+
+
+def _cached_recomputation(run: Run, threshold: float) -> dict:
+    """`recompute_leaderboard`, kept a few minutes per (run, time it finished, level): a slider dragged back
+    and forth reads the results once per position. A cache that fails is skipped, never an error."""
+    from django.core.cache import cache
+
+    finished = run.finished_at.isoformat() if run.finished_at else ""
+    key = f"rethreshold:{run.pk}:{finished}:{_level(threshold)}"
+    try:
+        cached = cache.get(key)
+    except Exception:  # noqa: BLE001 - the cache is an optimisation only
+        cached = None
+    if cached is not None:
+        return cached
+    leaderboard = recompute_leaderboard(run, threshold)
+    with contextlib.suppress(Exception):  # the cache is an optimisation only
+        cache.set(key, leaderboard, timeout=CACHE_S)
+    return leaderboard
+
+
+def pooled_points(run: Run) -> list[dict]:
+    """Per detector, the pooled figures the slider updates and the PR point (recall, precision)."""
+    points = []
+    for row in (run.leaderboard or {}).get("detectors", []):
+        if row.get("failed"):
+            continue
+        pooled = row.get("pooled") or {}
+        points.append({
+            "detector": row["detector"],
+            **{name: pooled.get(name) for name in ("iou", "f1", "precision", "recall", "oa", "kappa")},
+            "pr_point": {"recall": pooled.get("recall"), "precision": pooled.get("precision")},
+        })  # fmt: skip
+    return points

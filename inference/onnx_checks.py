@@ -1,0 +1,313 @@
+"""Checking an uploaded ONNX file before anyone may run it (onnx and onnxruntime only: no torch).
+
+`parse_onnx` is the quick check an upload gets at once (the bytes are an ONNX protobuf, parsed by
+`onnx.load_from_string`, never unpickled); `validate_onnx` is the full one a worker runs: the ONNX
+checker, standard-domain operators only, tensors stored inside the file, inputs as the contract
+says, then a probe run on a small random pair under a time limit whose output must be a change map
+at the input's size (1xHxW or 1x1xHxW), finite, and within [0, 1] when it claims to be a probability.
+Every refusal is an `OnnxRejected` whose message says what is wrong and what to do.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+
+import numpy as np
+
+from inference.detectors.onnx_model import (
+    OnnxContract,
+    count_parameters,
+    model_feed,
+    normalise,
+    open_session,
+    probability_of,
+)
+
+STANDARD_DOMAINS = frozenset({"", "ai.onnx", "ai.onnx.ml"})
+ANY_SIZE_PROBE = (64, 96)  # H, W of the probe pair for a model that takes any size: not square on purpose
+PROBABILITY_TOLERANCE = 1e-6
+_ZIP_MAGIC = b"PK\x03\x04"
+_PICKLE_PROTOCOL = 0x80
+
+
+class OnnxRejected(ValueError):
+    """The file cannot be used as a detector; the message is the reason shown to its owner."""
+
+
+# --------------------------------------------------------------------------- reading
+def parse_onnx(data: bytes):
+    """The ModelProto in `data`; `OnnxRejected` when the bytes are not an ONNX model."""
+    import onnx
+
+    if data[:4] == _ZIP_MAGIC or data[:1] == bytes([_PICKLE_PROTOCOL]):
+        raise OnnxRejected(
+            "not an ONNX model: this is a zip or pickle file (a PyTorch .pt/.pth checkpoint?). Export the "
+            "network with torch.onnx.export and upload the .onnx file it writes."
+        )
+    try:
+        model = onnx.load_from_string(data)
+    except Exception as exc:  # noqa: BLE001 - whatever hostile bytes make the parser raise
+        raise OnnxRejected(f"not an ONNX model: the file does not parse as an ONNX protobuf ({exc}).") from None
+    # Protobuf skips unknown fields, so some other files parse "successfully" into an empty model.
+    if not model.ir_version or not model.HasField("graph") or not model.graph.node or not model.opset_import:
+        raise OnnxRejected(
+            "not an ONNX model: the file has no IR version, opset or graph nodes. Export the network with "
+            "torch.onnx.export (or another ONNX exporter) and upload the .onnx file it writes."
+        )
+    return model
+
+
+def _subgraphs(node) -> Iterator:
+    for attribute in node.attribute:
+        if attribute.HasField("g"):
+            yield attribute.g
+        yield from attribute.graphs
+
+
+def _graph_nodes(graph) -> Iterator:
+    """Every node of `graph` and of the graphs nested in its nodes (If, Loop, Scan bodies)."""
+    for node in graph.node:
+        yield node
+        for subgraph in _subgraphs(node):
+            yield from _graph_nodes(subgraph)
+
+
+def _graph_tensors(graph) -> Iterator:
+    yield from graph.initializer
+    for sparse in graph.sparse_initializer:
+        yield sparse.values
+        yield sparse.indices
+    for node in graph.node:
+        for attribute in node.attribute:
+            if attribute.HasField("t"):
+                yield attribute.t
+            yield from attribute.tensors
+        for subgraph in _subgraphs(node):
+            yield from _graph_tensors(subgraph)
+
+
+# --------------------------------------------------------------------------- static checks
+def check_domains(model) -> None:
+    """Standard ONNX operators only (`ai.onnx`, `ai.onnx.ml`); a model-local function may be called
+    when its own body uses only standard operators (or other such functions)."""
+    import onnx
+
+    functions = {(function.domain, function.name): function for function in model.functions}
+
+    def check(nodes, where: str) -> None:
+        for node in nodes:
+            if node.domain in STANDARD_DOMAINS or (node.domain, node.op_type) in functions:
+                continue
+            raise OnnxRejected(
+                f"operator {node.op_type!r} of domain {node.domain!r} ({where}) is not a standard ONNX operator; "
+                "only the ai.onnx and ai.onnx.ml domains are accepted (no custom or contrib operators: "
+                f"re-export with standard operators, opset <= {onnx.defs.onnx_opset_version()})."
+            )
+
+    check(_graph_nodes(model.graph), "in the graph")
+    for function in model.functions:
+        nested = (n for node in function.node for n in [node, *(m for g in _subgraphs(node) for m in _graph_nodes(g))])
+        check(nested, f"in function {function.name!r}")
+
+
+def check_embedded(model) -> None:
+    """Every tensor inside the file: external data would make the worker read other files."""
+    from onnx import TensorProto
+
+    for tensor in _graph_tensors(model.graph):
+        if tensor.data_location == TensorProto.EXTERNAL or tensor.external_data:
+            raise OnnxRejected(
+                f"tensor {tensor.name!r} is stored outside the file (external data); save the model as one "
+                "file (onnx.save(model, path, save_as_external_data=False)); models over 2 GB are not accepted."
+            )
+
+
+def check_with_onnx_checker(model) -> None:
+    import onnx
+
+    try:
+        onnx.checker.check_model(model)
+    except (onnx.checker.ValidationError, ValueError, RuntimeError) as exc:
+        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise OnnxRejected(f"onnx.checker refuses the model: {message}") from None
+
+
+def _dims(value_info) -> list[int | str | None] | None:
+    tensor_type = value_info.type.tensor_type
+    if not tensor_type.HasField("shape"):
+        return None
+    dims: list[int | str | None] = []
+    for dim in tensor_type.shape.dim:
+        kind = dim.WhichOneof("value")
+        dims.append(dim.dim_value if kind == "dim_value" else dim.dim_param if kind == "dim_param" else None)
+    return dims
+
+
+def graph_inputs(model) -> list:
+    """The inputs a caller feeds (older exporters also list the initializers as inputs)."""
+    initializers = {tensor.name for tensor in model.graph.initializer}
+    return [item for item in model.graph.input if item.name not in initializers]
+
+
+def check_inputs(model, contract: OnnxContract) -> list[dict]:
+    """The declared inputs match the contract: how many, float32, N x C x H x W with C = 3 (two) or
+    6 (concat6), batch 1 or dynamic, H and W the input size (or dynamic when the model takes any size)."""
+    from onnx import TensorProto
+
+    inputs = graph_inputs(model)
+    expected, channels = (2, 3) if contract.inputs == "two" else (1, 6)
+    names = ", ".join(repr(item.name) for item in inputs) or "none"
+    if len(inputs) != expected:
+        raise OnnxRejected(
+            f"inputs={contract.inputs!r} means {expected} input tensor(s), but the graph takes {len(inputs)} ({names}); "
+            "choose inputs='two' for a model called as model(a, b), 'concat6' for one 6-channel tensor."
+        )
+    described = []
+    for item in inputs:
+        if not item.type.HasField("tensor_type"):
+            raise OnnxRejected(f"input {item.name!r} is not a tensor.")
+        elem_type = item.type.tensor_type.elem_type
+        if elem_type != TensorProto.FLOAT:
+            raise OnnxRejected(
+                f"input {item.name!r} is {TensorProto.DataType.Name(elem_type)}; inputs must be float32 (FLOAT)."
+            )
+        dims = _dims(item)
+        described.append({"name": item.name, "shape": dims})
+        if dims is None:
+            continue  # unknown rank: the probe run tells
+        if len(dims) != 4:
+            raise OnnxRejected(f"input {item.name!r} has {len(dims)} dimensions; expected 4 (N x C x H x W).")
+        batch, channel, height, width = dims
+        if isinstance(batch, int) and batch != 1:
+            raise OnnxRejected(
+                f"input {item.name!r} has a fixed batch size of {batch}; export with batch 1 or dynamic."
+            )
+        if isinstance(channel, int) and channel != channels:
+            raise OnnxRejected(
+                f"input {item.name!r} has {channel} channels; inputs={contract.inputs!r} needs {channels}."
+            )
+        fixed = [dim for dim in (height, width) if isinstance(dim, int)]
+        if contract.input_size and any(dim != contract.input_size for dim in fixed):
+            raise OnnxRejected(
+                f"input {item.name!r} is {height} x {width} pixels but input_size is {contract.input_size}; "
+                "set input_size to the size the model was exported at."
+            )
+        if not contract.input_size and fixed:
+            raise OnnxRejected(
+                f"input {item.name!r} has a fixed size ({height} x {width}) but input_size is 'any'; set input_size "
+                "to that size, or export with dynamic height and width (dynamic_axes) to run at B's size."
+            )
+    return described
+
+
+# --------------------------------------------------------------------------- the probe run
+def probe_pair(contract: OnnxContract, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    height, width = (contract.input_size, contract.input_size) if contract.input_size else ANY_SIZE_PROBE
+    rng = np.random.default_rng(seed)
+    a = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
+    b = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
+    return a, b
+
+
+def run_with_time_limit(session, feed: dict, time_limit_s: float) -> tuple[list, float]:
+    """`(outputs, milliseconds)` of one session run; `OnnxRejected` when it takes over `time_limit_s`
+    (the run is told to stop: onnxruntime's `RunOptions.terminate`) or fails."""
+    import onnxruntime as ort
+
+    run_options = ort.RunOptions()
+    answer: dict = {}
+
+    def work():
+        try:
+            answer["outputs"] = session.run(None, feed, run_options)
+        except Exception as exc:  # noqa: BLE001 - reported below, with the reason
+            answer["error"] = exc
+
+    thread = threading.Thread(target=work, name="onnx-probe", daemon=True)
+    start = time.perf_counter()
+    thread.start()
+    thread.join(time_limit_s)
+    elapsed = time.perf_counter() - start
+    if thread.is_alive() or elapsed > time_limit_s:
+        run_options.terminate = True
+        thread.join(60)
+        raise OnnxRejected(
+            f"too slow: one probe pair of {_size_of(feed)} took over {time_limit_s:g} s (the limit); "
+            "make the model smaller or export it at a smaller input size."
+        )
+    if "error" in answer:
+        message = str(answer["error"]).strip().splitlines()[0] if str(answer["error"]).strip() else "no message"
+        raise OnnxRejected(f"the probe run failed in onnxruntime: {message}")
+    return answer["outputs"], elapsed * 1000
+
+
+def _size_of(feed: dict) -> str:
+    shape = next(iter(feed.values())).shape
+    return f"{shape[-2]} x {shape[-1]} pixels"
+
+
+def check_output(raw, contract: OnnxContract, height: int, width: int) -> np.ndarray:
+    """The probe's first output: 1xHxW or 1x1xHxW at the input's size, finite, a probability in [0, 1]
+    when `contract.output` says so. Returns it as probabilities (H x W)."""
+    values = np.asarray(raw)
+    if values.shape not in ((1, height, width), (1, 1, height, width)):
+        raise OnnxRejected(
+            f"the output has shape {'x'.join(map(str, values.shape)) or 'scalar'} on a {height} x {width} input; "
+            f"expected 1x{height}x{width} or 1x1x{height}x{width} (one change map at the input's size)."
+        )
+    if not np.issubdtype(values.dtype, np.floating):
+        raise OnnxRejected(f"the output is {values.dtype}; a change map must be floating point.")
+    if not np.isfinite(values).all():
+        raise OnnxRejected("the output has NaN or infinite values on the probe pair.")
+    low, high = float(values.min()), float(values.max())
+    if contract.output == "probability" and (low < -PROBABILITY_TOLERANCE or high > 1 + PROBABILITY_TOLERANCE):
+        raise OnnxRejected(
+            f"output='probability' but the values range over [{low:.4g}, {high:.4g}], outside [0, 1]; "
+            "declare output='logits' if the model returns logits (a sigmoid is then applied)."
+        )
+    return probability_of(values, contract.output)[0]
+
+
+def validate_onnx(data: bytes, contract: OnnxContract, *, time_limit_s: float, seed: int = 0) -> dict:
+    """Every check, in order, then the probe run on the CPU. Returns what was measured (the model's
+    `probe` record); raises `OnnxRejected` with the first reason found."""
+    import onnx
+
+    model = parse_onnx(data)
+    check_embedded(model)
+    check_domains(model)
+    check_with_onnx_checker(model)
+    inputs = check_inputs(model, contract)
+    try:
+        session = open_session(data, "cpu")
+    except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own error types
+        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise OnnxRejected(f"onnxruntime cannot load the model: {message}") from None
+    a, b = probe_pair(contract, seed)
+    feed = model_feed(
+        [item.name for item in session.get_inputs()], normalise([a], contract), normalise([b], contract), contract
+    )
+    outputs, elapsed_ms = run_with_time_limit(session, feed, time_limit_s)
+    height, width = a.shape[:2]
+    check_output(outputs[0], contract, height, width)
+    return {
+        "ir_version": int(model.ir_version),
+        "opset": {entry.domain or "ai.onnx": int(entry.version) for entry in model.opset_import},
+        "producer": f"{model.producer_name} {model.producer_version}".strip(),
+        "inputs": inputs,
+        "output": {"name": session.get_outputs()[0].name, "probe_shape": list(np.asarray(outputs[0]).shape)},
+        "probe_size": [height, width],
+        "probe_ms": round(elapsed_ms, 3),
+        "time_limit_s": time_limit_s,
+        "params": count_parameters(model),
+        "onnx": onnx.__version__,
+        "onnxruntime": _onnxruntime_version(),
+    }
+
+
+def _onnxruntime_version() -> str:
+    import onnxruntime
+
+    return onnxruntime.__version__
