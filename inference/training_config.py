@@ -7,6 +7,10 @@ API and the `train_detector` command all read the same defaults from here.
 from dataclasses import asdict, dataclass, fields
 
 LOSSES = ("bce-dice", "triplet")
+# Where the network's starting weights come from: "auto" = the ImageNet backbone when its file is in
+# the torch cache, else random; "imagenet" = that file, or an error saying where to put it;
+# "scratch" = random initialisation.
+INITS = ("auto", "imagenet", "scratch")
 
 
 @dataclass(frozen=True)
@@ -18,6 +22,7 @@ class TrainingConfig:
     batch_size: int = 8
     lr: float = 1e-3  # peak learning rate of the one-cycle schedule
     patience: int = 3  # epochs without a better validation score before stopping early
+    init: str = "auto"  # one of INITS
 
     def as_dict(self) -> dict:
         return asdict(self)

@@ -16,7 +16,8 @@ Files are read only with ``torch.load(path, map_location="cpu", weights_only=Tru
 
 Checkpoint format: ``{"state_dict": {name: tensor}, "meta": {"detector": name, ...json-safe}}``.
 A ``.safetensors`` checkpoint holds the tensors and stores ``meta`` as JSON under the
-``"meta"`` metadata key.
+``"meta"`` metadata key. The weights may be fp16 (``convert_checkpoint``, half the file size);
+loading casts them to the model's fp32 parameters.
 """
 
 from __future__ import annotations
@@ -39,6 +40,8 @@ if TYPE_CHECKING:  # torch is imported where it is used: importing this module s
 CheckpointResolver = Callable[[str], "str | os.PathLike | None"]
 
 SAFETENSORS_SUFFIX = ".safetensors"
+EXPORT_DTYPES = ("fp32", "fp16")
+KEEP_PRECISION_SUFFIXES = (".running_mean", ".running_var")  # what convert_checkpoint leaves in fp32
 TRAIN_HINT = "python manage.py train_detector {name} --dataset D"
 
 
@@ -224,6 +227,31 @@ def save_checkpoint(path: str | os.PathLike, state_dict: Mapping[str, torch.Tens
     finally:
         tmp_path.unlink(missing_ok=True)
     return file_sha256(path)
+
+
+def convert_checkpoint(source: str | os.PathLike, path: str | os.PathLike, dtype: str) -> str:
+    """Write the checkpoint at ``source`` to ``path`` with its floating-point tensors in ``dtype``
+    (``"fp32"`` or ``"fp16"``) and return the new file's SHA-256.
+
+    Integer buffers and BatchNorm running statistics (``*.running_mean``, ``*.running_var``: one
+    value per channel, and without BatchNorm before them the variances exceed fp16's 65504) stay
+    as they are. ``meta`` gains ``"dtype"`` and ``"converted_from"`` (the source file's SHA-256), so
+    the smaller file still names the checkpoint it was made from. ``WeightsError`` if a converted
+    value overflows."""
+    import torch
+
+    if dtype not in EXPORT_DTYPES:
+        raise WeightsError(f"unknown export dtype {dtype!r}; choose one of {', '.join(EXPORT_DTYPES)}")
+    state_dict, meta, sha256 = load_checkpoint(source)
+    target = torch.float16 if dtype == "fp16" else torch.float32
+    converted = {}
+    for key, tensor in state_dict.items():
+        if tensor.is_floating_point() and not key.endswith(KEEP_PRECISION_SUFFIXES):
+            tensor = tensor.to(target)
+            if not torch.isfinite(tensor).all():
+                raise WeightsError(f"{source}: {key} does not fit in {dtype} (values overflow)")
+        converted[key] = tensor
+    return save_checkpoint(path, converted, {**meta, "dtype": dtype, "converted_from": sha256})
 
 
 def _checked_meta(meta: Mapping) -> dict:

@@ -23,7 +23,13 @@ from inference.training.checkpoint import TrainingResult
 from inference.training.data import Triple, as_triple, to_tensors, training_sample, validation_tiles
 from inference.training.history import ProgressCallback, RunHistory, cpu_state
 from inference.training.losses import CONTRASTIVE_MARGIN, CONTRASTIVE_WEIGHT, bce_dice_loss, contrastive_patch_loss
-from inference.training.model_setup import build_for_training, check_arguments, embedding_function, training_autocast
+from inference.training.model_setup import (
+    build_for_training,
+    check_arguments,
+    embedding_function,
+    starting_weights,
+    training_autocast,
+)
 from inference.training_config import training_config
 
 WARMUP_FRACTION = 0.3
@@ -48,16 +54,18 @@ def train_detector(
     randomly cropped to ``size``, smaller ones resized; validation images are cut into
     ``size`` tiles (or resized when smaller). ``init_weights``: ``"auto"`` (ImageNet backbone
     from the torch cache when present, else random), ``None`` (random) or a checkpoint path
-    (fine-tuning). ``on_progress(dict)`` is called every few batches (``stage="train"``) and
+    (fine-tuning); the ``init`` option says the same in words ("auto", "imagenet": the ImageNet
+    backbone or ``WeightsUnavailable``, "scratch": random) and may not contradict it. ``on_progress(dict)`` is called every few batches (``stage="train"``) and
     after each epoch (``stage="epoch"``); ``should_stop()`` returning True cancels after the
     current batch, keeping the best weights so far. ``options`` are the fields of
-    `inference.training_config.TrainingConfig` (epochs, loss, size, seed, batch_size, lr, patience);
+    `inference.training_config.TrainingConfig` (epochs, loss, size, seed, batch_size, lr, patience, init);
     the ones not given take its defaults.
     """
     config = training_config(options)
     epochs, loss, size, seed = config.epochs, config.loss, config.size, config.seed
     batch_size, lr, patience = config.batch_size, config.lr, config.patience
     check_arguments(loss, epochs, size, batch_size, train_pairs)
+    init_weights = starting_weights(init_weights, config.init)
     seed_everything(seed)
     detector, init_provenance, init_text = build_for_training(name, init_weights, device, size)
     model = detector.model
@@ -91,6 +99,7 @@ def train_detector(
         "batch_size": batch_size,
         "lr": lr,
         "patience": patience,
+        "init": config.init,
         "optimizer": f"AdamW(weight_decay=1e-4), one-cycle (warm-up {WARMUP_FRACTION:.0%})",
         "augmentation": (
             "paired flips/rot90/crops + nuisance brightness/contrast/blur/noise/shift"

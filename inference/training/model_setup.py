@@ -10,12 +10,14 @@ import torch
 
 from inference.registry import create_detector, get_spec
 from inference.runtime import autocast, synchronize
-from inference.training_config import LOSSES
+from inference.training_config import INITS, LOSSES
 
 
-def describe_init(name: str) -> str:
-    """How ``train_detector(name, init_weights="auto")`` would initialise the network, in words."""
-    return resolve_init(name, "auto")[1]
+def describe_init(name: str, init: str = "auto") -> str:
+    """How ``train_detector(name, init=init)`` would initialise the network, in words.
+
+    Raises ``WeightsUnavailable`` for ``init="imagenet"`` without the backbone file."""
+    return resolve_init(name, starting_weights("auto", init))[1]
 
 
 def estimate_training_seconds(
@@ -57,15 +59,44 @@ def build_for_training(name: str, init_weights, device: str, size: int):
     return detector, detector.info.weights, text
 
 
-def resolve_init(name: str, init_weights) -> tuple[str | Path | None, str]:
-    """``(weights argument for create_detector, description)`` for ``init_weights``."""
-    from inference.weights import find_imagenet_file, imagenet_cache_dir
+def starting_weights(init_weights, init: str):
+    """The ``init_weights`` that ``train_detector`` builds from. ``init`` "scratch" means ``None``
+    (random) and "imagenet" the backbone file; with ``init`` "auto", ``init_weights`` ("auto", ``None``
+    or a checkpoint path) is used as given. A non-auto ``init`` with a non-auto ``init_weights`` is an
+    error: they would contradict each other."""
+    if init not in INITS:
+        raise ValueError(f"unknown init {init!r}; choose one of {', '.join(INITS)}")
+    if init == "auto":
+        return init_weights
+    if init_weights != "auto":
+        raise ValueError(f"init={init!r} and init_weights={init_weights!r} contradict each other: give one of them")
+    return None if init == "scratch" else "imagenet"
 
-    if init_weights is None or init_weights == "random":
+
+def resolve_init(name: str, init_weights) -> tuple[str | Path | None, str]:
+    """``(weights argument for create_detector, description)`` for ``init_weights``.
+
+    ``"imagenet"`` needs the backbone's torchvision file in the torch cache and raises
+    ``WeightsUnavailable`` saying where to put it (nothing is downloaded)."""
+    from inference.weights import WeightsUnavailable, find_imagenet_file, imagenet_cache_dir, imagenet_filenames
+
+    if init_weights is None or init_weights in ("random", "scratch"):
         return None, "random initialisation (asked for)"
+    backbone = get_spec(name).backbone
+    if init_weights == "imagenet":
+        if backbone is None:
+            raise WeightsUnavailable(f"{name} has no ImageNet backbone: train it with init 'scratch' (or 'auto')")
+        found = find_imagenet_file(backbone)
+        if found is None:
+            files = " or ".join(imagenet_filenames(backbone))
+            raise WeightsUnavailable(
+                f"init 'imagenet' needs torchvision's ImageNet {backbone} weights ({files}) in "
+                f"{imagenet_cache_dir()}; nothing is downloaded: copy the file there, or train with "
+                "init 'scratch' (random initialisation)"
+            )
+        return "imagenet", f"ImageNet {backbone} backbone from {found}; decoder random"
     if init_weights != "auto":
         return init_weights, f"fine-tuning from checkpoint {init_weights}"
-    backbone = get_spec(name).backbone
     if backbone is None:
         return None, f"random initialisation: {name} has no pretrained backbone"
     found = find_imagenet_file(backbone)

@@ -60,9 +60,77 @@ def test_the_shipped_manifests_name_the_pairs_the_shipped_checkpoints_trained_on
         record = json.loads(path.read_text())
         spec = record["benchmark"]
         assert (spec["pairs"], spec["size"], spec["seed"]) == (480, 128, 0) and len(record["train"]) == 336
+        seen = set(record["train"]) | set(record["val"])
+        found, trained = 0, 0
         for index, pair in enumerate(synthetic_pairs(pairs=48, size=128, seed=0)):
             fingerprint = pair_fingerprint(
                 hashlib.sha256(pair.a_bytes).hexdigest(), hashlib.sha256(pair.b_bytes).hexdigest()
             )
-            in_training = fingerprint in set(record["train"]) | set(record["val"])
-            assert in_training == (pair.split in ("train", "val")), (path.name, index, pair.split)
+            if pair.split == "test":  # what the demo scores: never claimed as trained on
+                assert fingerprint not in seen, (path.name, index)
+            else:
+                trained += 1
+                found += fingerprint in seen
+        # OpenCV's SIMD paths (inpainting, colour conversion) can change a few generated pixels on
+        # another CPU, and with them a pair's bytes; the rest of the training pairs must be found.
+        assert found >= 0.9 * trained, (path.name, found, trained)
+
+
+DEMO_DETECTORS = ("siamese-resnet50", "siamese-vgg16", "siamese-mobilenetv3", "resnet50-compare-head",
+                  "siamese-unet", "absdiff", "ssim")  # fmt: skip
+LEARNED = [name for name in DEMO_DETECTORS if name not in ("absdiff", "ssim")]
+SHIPPED_BUDGET_BYTES = 150_000_000
+# docs/weights.md: the shipped resnet50-compare-head (3 x 3 patch scores per 128 px image, 2 epochs) is
+# barely better than chance, so only the others must make a changed object stand out
+BARELY_TRAINED = {"resnet50-compare-head"}
+
+
+def test_the_shipped_weights_cover_every_learned_demo_detector_within_the_size_budget():
+    files = sorted(setup_demo.WEIGHTS_DIR.glob("*.pt"))
+    assert sorted(path.stem for path in files) == sorted(LEARNED)
+    assert sum(path.stat().st_size for path in files) <= SHIPPED_BUDGET_BYTES
+    for path in files:
+        assert path.with_suffix(".trained_on.json").is_file(), path.name
+
+
+@pytest.mark.django_db
+def test_setup_demo_makes_every_learned_demo_detector_available_with_its_shipped_checkpoint(
+    user, other_user, tmp_path, monkeypatch
+):
+    from experiments.checkpoints.availability import detector_availability
+    from inference.weights import load_checkpoint
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))  # no ImageNet files: only the shipped weights count
+    for name in LEARNED:
+        assert not detector_availability(other_user, name).available, name
+    call_command("setup_demo", "--user", user.username, "--pairs", "40", "--size", "48", stdout=io.StringIO(),
+                 stderr=io.StringIO())  # fmt: skip
+    for name in DEMO_DETECTORS:
+        assert detector_availability(other_user, name).available, name
+    for name in LEARNED:
+        checkpoint = checkpoint_selectors.newest_checkpoint(other_user, name)
+        assert checkpoint.is_public and checkpoint.config["shipped_file"] == f"{name}.pt", name
+        meta = load_checkpoint(setup_demo.WEIGHTS_DIR / f"{name}.pt")[1]
+        assert checkpoint.epochs == meta["epochs_run"] >= 1 and checkpoint.val_metrics == meta["val_metrics"], name
+        assert checkpoint.val_metrics["f1"] > 0.1, name  # trained: a random network scores about 0.05
+        assert len(checkpoint.config["trained_on"]["train"]) == 336, name
+
+
+@pytest.mark.parametrize("name", LEARNED)
+def test_each_shipped_file_loads_into_its_detector_and_maps_a_pair(name):
+    import numpy as np
+
+    from inference.synthetic import generate_benchmark
+    from inference.weights import file_sha256
+
+    path = setup_demo.WEIGHTS_DIR / f"{name}.pt"
+    detector = create_detector(name, weights=path, device="cpu")
+    assert detector.info.weights == f"checkpoint:{file_sha256(path)}" and detector.info.input_size == 128
+    assert all(p.dtype == torch.float32 for p in detector.model.parameters())
+    pair = next(p for p in generate_benchmark(8, size=128, seed=11) if p.category == "object_added")
+    prob = detector.predict(pair.a, pair.b)
+    assert prob.shape == (128, 128) and np.isfinite(prob).all() and 0 <= prob.min() <= prob.max() <= 1
+    assert prob.std() > 0, name
+    if name not in BARELY_TRAINED:
+        label = pair.label > 0
+        assert prob[label].mean() > prob[~label].mean() + 0.5, name  # the added object stands out

@@ -12,8 +12,20 @@ from tests.factories import run_in_process
 NO_CHANGE_CATEGORIES = {"illumination", "noise_and_compression"}
 # docs/weights.md: F1 pooled over the changed categories of the test split. `bench.quality` scores
 # each detector at its best validation threshold; the platform's default threshold is 0.5.
-AT_VALIDATION_THRESHOLD = {"siamese-unet": (0.4392, 0.9066), "siamese-mobilenetv3": (0.1569, 0.7997)}
-AT_DEFAULT_SETTINGS = {"siamese-unet": 0.907, "siamese-mobilenetv3": 0.769}
+AT_VALIDATION_THRESHOLD = {
+    "siamese-unet": (0.4392, 0.9066),
+    "siamese-mobilenetv3": (0.1569, 0.7997),
+    "siamese-resnet50": (0.2941, 0.7404),
+    "siamese-vgg16": (0.1373, 0.7105),
+    "resnet50-compare-head": (0.7882, 0.1349),
+}
+AT_DEFAULT_SETTINGS = {
+    "siamese-unet": 0.907,
+    "siamese-mobilenetv3": 0.769,
+    "siamese-resnet50": 0.721,
+    "siamese-vgg16": 0.681,
+    "resnet50-compare-head": 0.143,
+}
 
 
 def changed_f1(run, name: str) -> float:

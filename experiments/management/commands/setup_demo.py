@@ -71,5 +71,6 @@ class Command(BaseCommand):
         if untrained:
             self.stdout.write(
                 f"No trained weights for {', '.join(untrained)}: they run only with ImageNet weights in TORCH_HOME "
-                "or after `python manage.py train_detector NAME --dataset synthetic-demo` (see docs/weights.md)."
+                "or after `python manage.py train_detector NAME --dataset D` on a dataset other than synthetic-demo, "
+                "which is the test split (docs/weights.md shows how the shipped weights were trained)."
             )

@@ -1,4 +1,5 @@
 import hashlib
+import tempfile
 import time
 from pathlib import Path
 
@@ -10,7 +11,8 @@ from experiments.errors import ServiceError
 from experiments.management.owners import add_user_argument, owner_for
 from experiments.models import Dataset, TrainingJob
 from experiments.training import services as training_services
-from inference.training_config import DEFAULTS, LOSSES, OPTION_NAMES
+from inference.training_config import DEFAULTS, INITS, LOSSES, OPTION_NAMES
+from inference.weights import EXPORT_DTYPES
 
 
 class Command(BaseCommand):
@@ -26,6 +28,13 @@ class Command(BaseCommand):
         parser.add_argument("--batch-size", type=int, default=DEFAULTS.batch_size)
         parser.add_argument("--lr", type=float, default=DEFAULTS.lr)
         parser.add_argument("--patience", type=int, default=DEFAULTS.patience)
+        parser.add_argument(
+            "--init",
+            choices=INITS,
+            default=DEFAULTS.init,
+            help="starting weights: auto (ImageNet backbone if its file is in the torch cache, else random), "
+            "imagenet (that file, or an error saying where to put it), scratch (random)",
+        )
         parser.add_argument("--queue", action="store_true", help="run on a Celery worker instead of in this process")
         parser.add_argument(
             "--export",
@@ -33,9 +42,16 @@ class Command(BaseCommand):
             metavar="PATH",
             help="also copy the registered checkpoint file out of storage to PATH",
         )
+        parser.add_argument(
+            "--export-dtype",
+            choices=EXPORT_DTYPES,
+            default="fp32",
+            help="fp16 writes the exported copy with half-precision tensors (half the size; a new SHA-256, "
+            "its meta names the registered checkpoint's); loading casts back to fp32",
+        )
         add_user_argument(parser)
 
-    def handle(self, *args, detector, dataset, queue, user, export, **options):
+    def handle(self, *args, detector, dataset, queue, user, export, export_dtype, **options):
         owner = owner_for(user)
         found = Dataset.objects.filter(owner=owner)
         found = found.filter(pk=int(dataset)) if dataset.isdigit() else found.filter(name=dataset)
@@ -60,24 +76,39 @@ class Command(BaseCommand):
             f"val F1 {checkpoint.val_metrics.get('f1')}, val IoU {checkpoint.val_metrics.get('iou')}"
         )
         if export:
-            self._export(checkpoint, Path(export))
+            self._export(checkpoint, Path(export), export_dtype)
 
-    def _export(self, checkpoint, path: Path):
-        """Copy the stored bytes, checking they are the ones registered (same SHA-256)."""
+    def _export(self, checkpoint, path: Path, dtype: str):
+        """Copy the stored bytes, checking they are the ones registered (same SHA-256); for fp16, write
+        a half-precision copy of them instead."""
+        from inference.weights import convert_checkpoint
+
         data = storage.read_bytes(checkpoint.file_key)
         if hashlib.sha256(data).hexdigest() != checkpoint.sha256:
             raise CommandError(
                 f"stored checkpoint {checkpoint.file_key} does not match its SHA-256 {checkpoint.sha256}"
             )
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(data)
-        self.stdout.write(f"Exported checkpoint to {path} ({len(data) / 1e6:.1f} MB, sha256 {checkpoint.sha256})")
+        if dtype == "fp32":
+            path.write_bytes(data)
+            sha256 = checkpoint.sha256
+        else:
+            with tempfile.TemporaryDirectory() as folder:
+                source = Path(folder) / "registered.pt"
+                source.write_bytes(data)
+                sha256 = convert_checkpoint(source, path, dtype)
+        size = path.stat().st_size
+        self.stdout.write(f"Exported {dtype} checkpoint to {path} ({size / 1e6:.1f} MB, sha256 {sha256})")
 
     def _announce(self, detector, dataset, options):
         from inference.training import describe_init, estimate_training_seconds
+        from inference.weights import WeightsUnavailable
 
         n_pairs = dataset.pairs.exclude(label="").count()
-        self.stdout.write(f"{detector}: {describe_init(detector)}")
+        try:  # before any job exists: --init imagenet without the backbone file stops here
+            self.stdout.write(f"{detector}: {describe_init(detector, options['init'])}")
+        except WeightsUnavailable as exc:
+            raise CommandError(str(exc)) from None
         try:
             seconds = estimate_training_seconds(detector, n_pairs, options["epochs"], options["size"])
             self.stdout.write(
