@@ -51,11 +51,13 @@ def send_run(run_id: int) -> None:
     """A run's canvas: prepare (cpu) -> one task per detector on its queue, in a chord -> finish (cpu)."""
     run = Run.objects.select_related("experiment__owner").get(pk=run_id)
     experiment = run.experiment
+    attempt = (run.progress or {}).get("attempt")  # a retry's tasks are told apart from the earlier attempt's
     detector_tasks = [
-        _task(TASK_RUN_DETECTOR, run_id, name, queue=detector_queue(experiment, name)) for name in experiment.detectors
+        _task(TASK_RUN_DETECTOR, run_id, name, attempt, queue=detector_queue(experiment, name))
+        for name in experiment.detectors
     ]
-    finish = _task(TASK_FINISH_RUN, run_id, queue="cpu")
-    chain(_task(TASK_PREPARE_RUN, run_id, queue="cpu"), chord(detector_tasks, finish)).apply_async()
+    finish = _task(TASK_FINISH_RUN, run_id, attempt, queue="cpu")
+    chain(_task(TASK_PREPARE_RUN, run_id, attempt, queue="cpu"), chord(detector_tasks, finish)).apply_async()
 
 
 def send_training(job_id: int) -> None:

@@ -1,6 +1,8 @@
 """Shared fixtures: a private media folder per test, users, image bytes."""
 
 import io
+import os
+import shutil
 import sys
 
 import numpy as np
@@ -97,3 +99,38 @@ def gradient_plugin(scratch_registry):
 def no_queue(monkeypatch):
     """Runs are created but not sent to a broker (tests that run the engine in process)."""
     monkeypatch.setattr("experiments.outbox.send_run", lambda run_id: None)
+
+
+# One Chromium for the whole session, shared by the browser tests and the deployment test: Playwright's
+# sync API allows one running instance per thread.
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+
+@pytest.fixture(scope="session")
+def browser(django_db_setup):
+    executable = shutil.which("chromium")
+    if executable is None:
+        pytest.skip("Debian's chromium is not installed (make browser)")
+    from playwright.sync_api import sync_playwright
+
+    # Playwright's sync API keeps an event loop in this thread; the ORM calls the tests make
+    # meanwhile are plain synchronous ones, so Django's async guard is lifted for this session.
+    previous = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+    try:
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
+            yield browser
+            browser.close()
+    finally:
+        if previous is None:
+            os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+        else:
+            os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = previous

@@ -88,7 +88,9 @@ class DetectorSlot:
         return None  # "auto": ImageNet weights or none at all; only loading tells
 
     def _info_key(self) -> str:
-        return f"{self.name}|{self.weights_ref}|{self.input_size}|{self.device}"
+        # the detector's record says how it scales large pairs: runs that differ only in that differ here
+        scaling = self.run.experiment.scaling if self.learned else ""
+        return f"{self.name}|{self.weights_ref}|{self.input_size}|{self.device}|{scaling}"
 
     @property
     def meter_device(self) -> str:

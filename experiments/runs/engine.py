@@ -47,9 +47,20 @@ class RunCancelled(Exception):
     pass
 
 
-def prepare_run(run_id: int) -> bool:
+def is_stale(run: Run, attempt: str | None) -> bool:
+    """A task queued for an earlier start of this run (before a retry): it must not touch the run now.
+    Tasks without an attempt (called in process, or queued before attempts existed) are current."""
+    if attempt is not None and (run.progress or {}).get("attempt") != attempt:
+        logger.info("run %s: a task of an earlier attempt is skipped", run.pk)
+        return True
+    return False
+
+
+def prepare_run(run_id: int, attempt: str | None = None) -> bool:
     """Mark the run running, record its environment, align its pairs once. False: nothing to do."""
     run = Run.objects.select_related("experiment__dataset").get(pk=run_id)
+    if is_stale(run, attempt):
+        return False
     if run.cancel_requested:
         _finish_cancelled(run)
         return False
@@ -69,9 +80,9 @@ def _prepared_environment(run: Run) -> dict:
     return record
 
 
-def run_detector(run_id: int, name: str) -> None:
+def run_detector(run_id: int, name: str, attempt: str | None = None) -> None:
     run = Run.objects.select_related("experiment__dataset", "experiment__owner").get(pk=run_id)
-    if run.state != RunState.RUNNING:
+    if run.state != RunState.RUNNING or is_stale(run, attempt):
         return
     pairs = list(scored_pairs(run.experiment))
     finished = set(run.results.filter(detector=name).values_list("pair_id", flat=True))
@@ -292,13 +303,15 @@ def _finish_cancelled(run: Run) -> None:
         run_transition(run.pk, RunState.CANCELLED)
 
 
-def finish_run(run_id: int) -> None:
+def finish_run(run_id: int, attempt: str | None = None) -> None:
     """The leaderboard of the detectors that finished. Ends `succeeded` when every detector did,
     `partial` when some did and others failed (each failed one a row with its reason, and `error`
     listing them), `failed` when none did."""
     from experiments.runs.aggregation import build_leaderboard
 
     run = Run.objects.select_related("experiment").get(pk=run_id)
+    if is_stale(run, attempt):
+        return
     if run.cancel_requested:
         _finish_cancelled(run)
         return

@@ -94,6 +94,13 @@ def run_delete(*, run: Run) -> None:
         transaction.on_commit(lambda: storage.delete_prefix(storage.run_key(run_id)))
 
 
+def new_attempt() -> str:
+    """A token for one start or retry of a run; its tasks carry it (see `engine.is_stale`)."""
+    import uuid
+
+    return uuid.uuid4().hex
+
+
 def _enqueue_on_commit(run_id: int) -> None:
     transaction.on_commit(lambda: outbox.dispatch(Run, run_id))
 
@@ -111,7 +118,7 @@ def run_start(*, experiment: Experiment, cloned_from: Run | None = None) -> Run:
     run = Run.objects.create(
         experiment=experiment,
         progress_total=pair_count * len(experiment.detectors),
-        progress={"stage": "queued", "detectors": {}},
+        progress={"stage": "queued", "detectors": {}, "attempt": new_attempt()},
         cloned_from=cloned_from,
     )
     _enqueue_on_commit(run.pk)
@@ -136,6 +143,7 @@ def run_retry(*, run: Run) -> Run:
     if run.state not in RETRYABLE_RUN_STATES:
         raise InvalidState(f"Only partial, failed or cancelled runs can be retried; this one is {run.state}.")
     progress = dict(run.progress or {})
+    progress["attempt"] = new_attempt()  # tasks still queued for the earlier attempt find it stale
     progress["detectors"] = {
         name: {key: value for key, value in entry.items() if key != "failed"} if isinstance(entry, dict) else entry
         for name, entry in (progress.get("detectors") or {}).items()

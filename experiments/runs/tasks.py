@@ -32,9 +32,9 @@ def _fail(run_id: int, exc: Exception) -> None:
 
 
 @shared_task(name=outbox.TASK_PREPARE_RUN, **TASK_OPTIONS)
-def prepare_run(self, run_id: int) -> None:
+def prepare_run(self, run_id: int, attempt: str | None = None) -> None:
     try:
-        engine.prepare_run(run_id)
+        engine.prepare_run(run_id, attempt)
     except TRANSIENT_ERRORS:
         raise
     except Exception as exc:  # noqa: BLE001 - anything else ends the run with its reason
@@ -42,9 +42,9 @@ def prepare_run(self, run_id: int) -> None:
 
 
 @shared_task(name=outbox.TASK_RUN_DETECTOR, **TASK_OPTIONS)
-def run_detector(self, run_id: int, detector: str) -> None:
+def run_detector(self, run_id: int, detector: str, attempt: str | None = None) -> None:
     try:
-        engine.run_detector(run_id, detector)
+        engine.run_detector(run_id, detector, attempt)
     except engine.RunCancelled:
         engine.fail_run(run_id, "cancelled")
     except TRANSIENT_ERRORS:
@@ -55,9 +55,9 @@ def run_detector(self, run_id: int, detector: str) -> None:
 
 
 @shared_task(name=outbox.TASK_FINISH_RUN, **TASK_OPTIONS)
-def finish_run(self, run_id: int) -> None:
+def finish_run(self, run_id: int, attempt: str | None = None) -> None:
     try:
-        engine.finish_run(run_id)
+        engine.finish_run(run_id, attempt)
     except TRANSIENT_ERRORS:
         raise
     except Exception as exc:  # noqa: BLE001

@@ -134,3 +134,15 @@ def test_each_shipped_file_loads_into_its_detector_and_maps_a_pair(name):
     if name not in BARELY_TRAINED:
         label = pair.label > 0
         assert prob[label].mean() > prob[~label].mean() + 0.5, name  # the added object stands out
+
+
+@pytest.mark.django_db
+def test_weights_only_registers_the_shipped_weights_without_a_demo_dataset(other_user):
+    from experiments.models import Dataset
+
+    call_command("setup_demo", "--weights-only", stdout=io.StringIO(), stderr=io.StringIO())
+    assert not Dataset.objects.exists()
+    for name in LEARNED:
+        assert checkpoint_selectors.newest_checkpoint(other_user, name).is_public, name
+    release = (setup_demo.WEIGHTS_DIR.parent / "deploy" / "release.sh").read_text()
+    assert "setup_demo --weights-only" in release  # production's release step registers them too

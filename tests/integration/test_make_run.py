@@ -32,6 +32,7 @@ def test_make_run_serves_the_login_page_and_admin_and_stops_on_ctrl_c(tmp_path):
                 time.sleep(0.5)
             text = log.read_text(errors="replace")
             assert f"http://127.0.0.1:{port}/" in text
+            assert "manage.py createsuperuser" in text  # the demo account is not staff: how to get an admin
             password = re.search(r"Demo account: username 'demo', password '([^']+)'", text).group(1)
             base = f"http://127.0.0.1:{port}"
             browser = requests.Session()

@@ -29,11 +29,18 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("--pairs", type=int, default=480, help="size of the benchmark whose test split is the demo")
         parser.add_argument("--size", type=int, default=128)
+        parser.add_argument(
+            "--weights-only",
+            action="store_true",
+            help="only register the shipped weights (production: the release step), no demo dataset",
+        )
         add_user_argument(parser)
 
-    def handle(self, *args, pairs, size, user, **options):
-        owner = owner_for(user)
+    def handle(self, *args, pairs, size, user, weights_only=False, **options):
         self._register_weights()
+        if weights_only:
+            return
+        owner = owner_for(user)
         if Dataset.objects.filter(owner=owner, name="synthetic-demo").exists():
             self.stdout.write("Demo dataset synthetic-demo already exists.")
             return
