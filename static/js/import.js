@@ -34,7 +34,8 @@
     box.hidden = false;
     poll();
     fetch(form.getAttribute("action") || location.href, { method: "POST", body: data, credentials: "same-origin" })
-      .then((response) => { window.location.assign(response.url); })
+      // read the (redirected) page to its end before leaving: navigating away mid-body aborts the request
+      .then((response) => response.text().then(() => { window.location.assign(response.url); }))
       .catch(() => { form.submit(); })
       .finally(() => { if (timer) window.clearTimeout(timer); });
   });
