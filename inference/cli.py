@@ -161,7 +161,7 @@ def run_diff(detector, a, b, *, label, align: bool, threshold: float) -> dict:
 
 
 def pair_metrics(prob, mask, label, valid) -> dict:
-    from inference import metrics
+    from inference import metrics, object_metrics
 
     conf = metrics.confusion(mask, label, valid)
     threshold, f1 = metrics.best_f1_threshold(prob, label)
@@ -172,7 +172,7 @@ def pair_metrics(prob, mask, label, valid) -> dict:
         "average_precision": metrics.average_precision(prob, label),
         "oracle_threshold": threshold,  # tuned on this very pair: an upper bound, not a result
         "oracle_best_f1": f1,
-        "objects": metrics.object_scores(mask, label),
+        "objects": object_metrics.object_scores(mask, label),
     }
 
 

@@ -41,7 +41,7 @@ def false_alarm(metrics: dict) -> bool | None:
 
 
 def pair_metrics(prob: np.ndarray, mask: np.ndarray, label: np.ndarray | None, valid: np.ndarray | None = None) -> dict:
-    from inference import metrics
+    from inference import metrics, object_metrics
 
     valid_count = int(valid.sum()) if valid is not None else mask.size
     predicted = int((mask & valid).sum()) if valid is not None else int(mask.sum())
@@ -56,7 +56,7 @@ def pair_metrics(prob: np.ndarray, mask: np.ndarray, label: np.ndarray | None, v
     result.update(tp=conf.tp, fp=conf.fp, fn=conf.fn, tn=conf.tn)
     result.update(metrics.scores(conf))
     result.update({key: finite_or_none(value) for key, value in metrics.ranking_scores(prob_v, label_v).items()})
-    objects = metrics.object_scores(mask, label, valid=valid)
+    objects = object_metrics.object_scores(mask, label, valid=valid)
     result.update(object_precision=objects["precision"], object_recall=objects["recall"], object_f1=objects["f1"])
     result["fp_area"] = conf.fp / valid_count if valid_count else 0.0
     result["has_change"] = has_change(result)

@@ -13,7 +13,6 @@ from inference.metrics import (
     best_f1_from_histograms,
     best_f1_threshold,
     confusion,
-    object_scores,
     pr_curve,
     pr_curve_from_histograms,
     ranking_from_histograms,
@@ -22,6 +21,7 @@ from inference.metrics import (
     scores,
     threshold_histogram,
 )
+from inference.object_metrics import object_scores
 
 SEEDS = [0, 1, 2]
 DENSITIES = [0.02, 0.3, 0.7]
