@@ -251,6 +251,10 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "experiments.api.schema_hooks.collapse_blank_alternatives",
+    ],
 }
 
 # --- Content Security Policy (django-csp 4): no inline scripts, everything served from here.

@@ -179,6 +179,7 @@ class ApiView(APIView):
         serializer = serializer_class(data=self.request.data if data is None else data)
         if isinstance(serializer.initial_data, dict) and not hasattr(serializer.initial_data, "getlist"):
             json_types_check(serializer.fields, serializer.initial_data)
+        sent_lengths_check(serializer.fields, serializer.initial_data)
         serializer.is_valid(raise_exception=True)
         return serializer
 
@@ -221,6 +222,37 @@ def json_types_check(fields, data: dict) -> None:
             problem = _json_type_problem(field, data[name])
             if problem:
                 problems[name] = [problem]
+    if problems:
+        raise serializers.ValidationError(problems)
+
+
+def _too_long(field, value) -> str | None:
+    limit = getattr(field, "max_length", None)
+    if isinstance(field, serializers.CharField) and limit is not None and isinstance(value, str) and len(value) > limit:
+        return f"must have at most {limit} characters, as the schema says; got {len(value)}."
+    child = getattr(field, "child", None)
+    if child is not None and isinstance(value, list):
+        return next(filter(None, (_too_long(child, item) for item in value)), None)
+    return None
+
+
+def sent_lengths_check(fields, data) -> None:
+    """A text field's `maxLength` holds for the value as sent: DRF checks it after trimming the
+    surrounding spaces, so it would take 256 characters of which 2 are spaces for a 255 limit."""
+    if not hasattr(data, "get"):
+        return
+    problems = {}
+    for name, field in fields.items():
+        if field.read_only or name not in data:
+            continue
+        value = (
+            data.getlist(name)
+            if hasattr(data, "getlist") and isinstance(field, serializers.ListField)
+            else data.get(name)
+        )
+        problem = _too_long(field, value)
+        if problem:
+            problems[name] = [problem]
     if problems:
         raise serializers.ValidationError(problems)
 

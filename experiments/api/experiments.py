@@ -270,8 +270,7 @@ class RunResultsView(ApiView):
     )
     def get(self, request, pk):
         run = visible_run(request, pk)
-        filters = s.ResultFilterInput(data=request.query_params)
-        filters.is_valid(raise_exception=True)
+        filters = self.valid(s.ResultFilterInput, request.query_params)
         data = filters.validated_data
         try:
             results = run_selectors.run_results_filtered(

@@ -1,0 +1,37 @@
+"""OpenAPI schema post-processing (drf-spectacular POSTPROCESSING_HOOKS)."""
+
+import re
+
+BLANK_STRING = {"type": "string", "maxLength": 0}
+
+
+def _admits_blank(schema: dict) -> bool:
+    if schema.get("type") != "string" or schema.get("minLength", 0) > 0 or "enum" in schema:
+        return False
+    pattern = schema.get("pattern")
+    return pattern is None or re.search(pattern, "") is not None
+
+
+def _collapse(node):
+    if isinstance(node, list):
+        return [_collapse(item) for item in node]
+    if not isinstance(node, dict):
+        return node
+    node = {key: _collapse(value) for key, value in node.items()}
+    alternatives = node.get("oneOf")
+    # drf-spectacular writes a blank-allowed CharField as oneOf[string, blank string]. When the
+    # first branch already admits "" the blank string matches both branches, which oneOf forbids:
+    # the schema then calls a blank value invalid although the API takes it. One branch says it.
+    if (
+        isinstance(alternatives, list)
+        and len(alternatives) == 2
+        and alternatives[1] == BLANK_STRING
+        and _admits_blank(alternatives[0])
+    ):
+        rest = {key: value for key, value in node.items() if key != "oneOf"}
+        return {**alternatives[0], **rest}
+    return node
+
+
+def collapse_blank_alternatives(result, generator, request, public):
+    return _collapse(result)
