@@ -63,5 +63,5 @@ def pair_metrics(prob: np.ndarray, mask: np.ndarray, label: np.ndarray | None, v
     result["false_alarm"] = false_alarm(result)
     pos, neg = metrics.ranking_histogram(prob, label, bins=HISTOGRAM_BINS, valid=valid)
     result["hist_bins"] = HISTOGRAM_BINS
-    result["hist_pos"], result["hist_neg"] = [int(v) for v in pos], [int(v) for v in neg]
+    result["hist_pos"], result["hist_neg"] = pos.tolist(), neg.tolist()
     return result

@@ -254,7 +254,10 @@ MAX_AMBIGUOUS_LABEL_SHARE = 0.05
 
 
 def _binarise_label(values: np.ndarray, full_scale: int) -> tuple[np.ndarray, list[str]]:
-    present = set(np.unique(values).tolist())
+    if values.dtype in (np.uint8, np.uint16):  # counting is several times faster than np.unique's hashing
+        present = set(np.flatnonzero(np.bincount(values.ravel())).tolist())
+    else:
+        present = set(np.unique(values).tolist())
     for changed_value in (full_scale, 255, 1):
         if present <= {0, changed_value}:
             return values == changed_value, []

@@ -355,10 +355,15 @@ def _tied_counts(prob: np.ndarray, label: np.ndarray) -> tuple[np.ndarray, np.nd
     _check_same_shape(prob, label, "prob", "label")
     if prob.size == 0:
         raise ValueError("prob and label are empty")
-    levels, inverse = np.unique(prob.ravel(), return_inverse=True)
-    positives = np.bincount(inverse, weights=label.ravel(), minlength=len(levels))
-    totals = np.bincount(inverse, minlength=len(levels))
-    positives = positives.astype(np.int64)
+    # Two value sorts (all scores, then the changed pixels' scores) instead of np.unique's argsort:
+    # sorting values alone is several times faster, and the groups come out the same.
+    flat = prob.ravel()
+    ordered = np.sort(flat)
+    starts = np.flatnonzero(np.concatenate(([True], ordered[1:] != ordered[:-1])))
+    levels = ordered[starts]
+    totals = np.diff(np.append(starts, ordered.size))
+    changed = np.sort(flat[label.ravel()])
+    positives = np.bincount(np.searchsorted(levels, changed), minlength=len(levels)).astype(np.int64)
     return levels[::-1], positives[::-1], (totals - positives)[::-1]
 
 

@@ -18,6 +18,9 @@ import cv2
 import numpy as np
 
 PNG_COMPRESSION = 1  # zlib level: result pictures are written once per pair on the engine's critical path
+# No per-row PNG filter: choosing one per row cost more than the deflate itself; unfiltered, a 256 px
+# heatmap, error map and mask encode about 3x faster and, on these maps, into fewer bytes.
+PNG_PARAMS = [cv2.IMWRITE_PNG_COMPRESSION, PNG_COMPRESSION, cv2.IMWRITE_PNG_FILTER, cv2.IMWRITE_PNG_FILTER_NONE]
 
 ERROR_MAP_COLOURS: dict[str, tuple[int, int, int]] = {
     "tp": (0, 158, 115),  # Okabe-Ito bluish green: change found
@@ -130,7 +133,7 @@ _ERROR_PALETTE = np.array([ERROR_MAP_COLOURS[name] for name in ("tn", "fp", "fn"
 
 def encode_png(array: np.ndarray) -> bytes:
     """PNG bytes of a uint8 HxW (gray) or HxWx3 (RGB) picture, or a bool mask (0/255), written with
-    OpenCV at zlib level ``PNG_COMPRESSION``: about 3x faster than level 6 for 10-40 % more bytes."""
+    OpenCV at zlib level ``PNG_COMPRESSION`` without row filters (``PNG_PARAMS``)."""
     array = np.asarray(array)
     if array.dtype == bool:
         array = array.view(np.uint8) * 255
@@ -138,7 +141,7 @@ def encode_png(array: np.ndarray) -> bytes:
         raise ValueError(f"encode_png needs uint8 HxW or HxWx3 pixels, got {array.dtype} {array.shape}")
     if array.ndim == 3:
         array = cv2.cvtColor(array, cv2.COLOR_RGB2BGR)
-    ok, data = cv2.imencode(".png", array, [cv2.IMWRITE_PNG_COMPRESSION, PNG_COMPRESSION])
+    ok, data = cv2.imencode(".png", array, PNG_PARAMS)
     if not ok:
         raise ValueError("OpenCV could not encode the picture as PNG")
     return data.tobytes()

@@ -1,7 +1,7 @@
 """Did a detector score pairs its weights were trained on? Checkpoints record the fingerprints of
 their train and val pairs (`config["trained_on"]`); a run compares them with the pairs it scored."""
 
-from experiments.models import ModelCheckpoint, Run
+from experiments.models import ModelCheckpoint, Run, pair_fingerprint
 
 
 def _trained_prints(provenance: str) -> set[str] | None:
@@ -20,12 +20,13 @@ def trained_pairs_scored(run: Run) -> dict[str, int | None]:
     None when its checkpoint does not record what it was trained on."""
     counts: dict[str, int | None] = {}
     known: dict[str, set[str] | None] = {}
-    for result in run.results.select_related("pair").only("detector", "weights", "pair__a_sha256", "pair__b_sha256"):
-        if result.weights not in known:
-            known[result.weights] = _trained_prints(result.weights or "")
-        prints = known[result.weights]
+    rows = run.results.values_list("detector", "weights", "pair__a_sha256", "pair__b_sha256")
+    for detector, weights, a_sha256, b_sha256 in rows.iterator(chunk_size=2000):
+        if weights not in known:
+            known[weights] = _trained_prints(weights or "")
+        prints = known[weights]
         if prints is None:
-            counts[result.detector] = None
-        elif counts.get(result.detector, 0) is not None:
-            counts[result.detector] = counts.get(result.detector, 0) + (result.pair.fingerprint in prints)
+            counts[detector] = None
+        elif counts.get(detector, 0) is not None:
+            counts[detector] = counts.get(detector, 0) + (pair_fingerprint(a_sha256, b_sha256) in prints)
     return counts

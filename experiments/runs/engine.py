@@ -37,6 +37,7 @@ logger = logging.getLogger(__name__)
 
 BATCH_SIZE = 8  # pairs loaded, checked against the cache, predicted and stored together; the throughput batch size
 LATENCY_SAMPLES = measurement.LATENCY_SAMPLES  # pairs per detector task predicted alone for their latency
+CACHED_CHUNK = 256  # results served from the result cache, looked up and stored together
 
 
 # Kept from the previous attempt when a failed or cancelled run is retried: they describe results it keeps.
@@ -91,6 +92,7 @@ def run_detector(run_id: int, name: str, attempt: str | None = None) -> None:
     slot = DetectorSlot(run, name, batch_size=BATCH_SIZE)
     slot.record()
     alignments = {a.pair_id: a for a in run.alignments.all()} if run.experiment.align else {}
+    todo = link_cached_results(run, slot, todo, alignments, reporter)
     sampled = latency_sample(todo)
     pipeline = ResultPipeline()
     try:
@@ -100,7 +102,7 @@ def run_detector(run_id: int, name: str, attempt: str | None = None) -> None:
             batch = todo[start : start + BATCH_SIZE]
             stored = functools.partial(_batch_stored, slot, reporter, len(batch))
             process_batch(run, slot, batch, alignments, final=start + BATCH_SIZE >= len(todo), sampled=sampled,
-                          pipeline=pipeline, done=stored)  # fmt: skip
+                          pipeline=pipeline, done=stored, looked_up=True)  # fmt: skip
         pipeline.drain()
     except BaseException:
         try:
@@ -116,6 +118,32 @@ def run_detector(run_id: int, name: str, attempt: str | None = None) -> None:
         pipeline.close()
     slot.flush_measurements(force=True)
     reporter.advance(0, stage="done")
+
+
+def link_cached_results(
+    run: Run, slot: DetectorSlot, pairs: list[ImagePair], alignments: dict, reporter: ProgressReporter
+) -> list[ImagePair]:
+    """Store the results the result cache already holds for `pairs` (looked up and written
+    `CACHED_CHUNK` at a time: one Redis round trip and one upsert per chunk); returns the pairs
+    left to compute, in their order."""
+    misses = []
+    for start in range(0, len(pairs), CACHED_CHUNK):
+        if Run.objects.filter(pk=run.pk, cancel_requested=True).exists():
+            raise RunCancelled()
+        chunk = pairs[start : start + CACHED_CHUNK]
+        keys = [slot.cache_key(pair, alignments.get(pair.pk)) for pair in chunk]
+        entries = result_cache.lookup_many(keys)
+        rows = []
+        for pair, key in zip(chunk, keys, strict=True):
+            cached = entries.get(key)
+            if cached and storage.exists(cached["heatmap_key"]):
+                rows.append((pair, cached, True))
+            else:
+                misses.append(pair)
+        if rows:
+            _store_rows(run, slot, rows, [])
+            reporter.advance(len(rows))
+    return misses
 
 
 def _batch_stored(slot: DetectorSlot, reporter: ProgressReporter, count: int) -> None:
@@ -169,15 +197,16 @@ def process_batch(
     sampled: set[int] | None = None,
     pipeline: "ResultPipeline | None" = None,
     done=None,
+    looked_up: bool = False,
 ) -> None:
-    """Results for a batch: cache hits are linked; the misses are predicted together (sampled ones
-    alone, timed: their latency), and every row of the batch is written in one bulk upsert. With a
-    `pipeline`, pictures and metrics are made on its thread and the rows written when the next batch
-    is handed over; `done()` runs once they are."""
+    """Results for a batch: cache hits are linked (unless `looked_up`: `link_cached_results` did);
+    the misses are predicted together (sampled ones alone, timed: their latency), and every row of
+    the batch is written in one bulk upsert. With a `pipeline`, pictures and metrics are made on its
+    thread and the rows written when the next batch is handed over; `done()` runs once they are."""
     rows, misses = [], []
     for pair in pairs:
         key = slot.cache_key(pair, alignments.get(pair.pk))
-        cached = result_cache.lookup(key)
+        cached = None if looked_up else result_cache.lookup(key)
         if cached and storage.exists(cached["heatmap_key"]):
             rows.append((pair, cached, True))
         else:

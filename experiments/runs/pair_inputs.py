@@ -1,6 +1,8 @@
 """A run's pairs as the detectors see them: aligned once per run (A warped onto B), loaded per pair."""
 
 import logging
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 
 import numpy as np
@@ -12,6 +14,9 @@ from experiments.models import ImagePair, PairAlignment, Run
 from experiments.runs.selectors import scored_pairs
 
 logger = logging.getLogger(__name__)
+
+# A run's detector tasks decode the same pairs: a worker keeps up to this many bytes of them decoded.
+DECODED_PAIRS_BYTES = 128 * 2**20
 
 
 def align_run_pairs(run: Run) -> None:
@@ -68,7 +73,58 @@ def load_pair_images(pair: ImagePair) -> tuple[np.ndarray, np.ndarray]:
     )
 
 
+class DecodedPairs:
+    """Decoded pairs a worker process keeps between the detector tasks of a run, which would each
+    decode the same files again; least recently used out first, within `budget` bytes. Entries are
+    keyed by the storage keys they were decoded from (stored files are never rewritten in place) and
+    their arrays are read-only, so no detector can change what the next one is given."""
+
+    def __init__(self, budget: int):
+        self.budget = budget
+        self._entries: OrderedDict = OrderedDict()
+        self._bytes = 0
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple):
+        with self._lock:
+            arrays = self._entries.get(key)
+            if arrays is not None:
+                self._entries.move_to_end(key)
+            return arrays
+
+    def put(self, key: tuple, arrays: tuple) -> None:
+        size = sum(array.nbytes for array in arrays if array is not None)
+        if size > self.budget:
+            return
+        for array in arrays:
+            if array is not None:
+                array.flags.writeable = False
+        with self._lock:
+            if key in self._entries:
+                return
+            self._entries[key] = arrays
+            self._bytes += size
+            while self._bytes > self.budget:
+                _, dropped = self._entries.popitem(last=False)
+                self._bytes -= sum(array.nbytes for array in dropped if array is not None)
+
+
+DECODED_PAIRS = DecodedPairs(budget=DECODED_PAIRS_BYTES)
+
+
 def load_pair_inputs(pair: ImagePair, alignment: PairAlignment | None) -> PairInputs:
+    """A pair decoded for the detectors (A warped onto B when the run aligns), from `DECODED_PAIRS`
+    when an earlier detector task of this worker decoded it."""
+    key = (pair.image_a, pair.image_b, pair.label, alignment.warped_a_key if alignment else "",
+           alignment.valid_mask_key if alignment else "")  # fmt: skip
+    arrays = DECODED_PAIRS.get(key)
+    if arrays is None:
+        arrays = _decode_pair(pair, alignment)
+        DECODED_PAIRS.put(key, arrays)
+    return PairInputs(pair, *arrays)
+
+
+def _decode_pair(pair: ImagePair, alignment: PairAlignment | None) -> tuple:
     from inference import load_image
     from inference.images import load_mask
 
@@ -78,4 +134,4 @@ def load_pair_inputs(pair: ImagePair, alignment: PairAlignment | None) -> PairIn
         a = load_image(storage.read_bytes(alignment.warped_a_key))
         valid, _ = load_mask(storage.read_bytes(alignment.valid_mask_key))
     label = load_mask(storage.read_bytes(pair.label))[0] if pair.label else None
-    return PairInputs(pair, a, b, label, valid)
+    return a, b, label, valid

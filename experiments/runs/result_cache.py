@@ -73,6 +73,12 @@ def lookup(key: str) -> dict | None:
     return cache.get(f"result:{key}")
 
 
+def lookup_many(keys: list[str]) -> dict[str, dict]:
+    """The entries the cache holds for `keys` (one round trip), by key; keys it lacks are left out."""
+    found = cache.get_many([f"result:{key}" for key in keys])
+    return {key: found[f"result:{key}"] for key in keys if f"result:{key}" in found}
+
+
 def store(key: str, entry: dict) -> None:
     cache.set(f"result:{key}", entry, timeout=TIMEOUT_S)
 

@@ -101,3 +101,23 @@ def test_a_cancel_stores_the_batch_already_predicted(user, monkeypatch):
     with pytest.raises(engine.RunCancelled):
         engine.run_detector(run.pk, "absdiff")
     assert Result.objects.filter(run=run).count() == 6  # both predicted batches, the second stored on the way out
+
+
+@pytest.mark.django_db
+def test_a_rerun_links_every_cached_result_in_one_chunk_and_predicts_nothing(user, monkeypatch):
+    first = run_in_process(_start(user, 7))
+    assert first.state == RunState.SUCCEEDED
+    again = run_services.run_start(experiment=first.experiment)
+    batches, upserts = [], []
+    real_batch, real_upsert = engine.process_batch, engine._upsert_results
+    monkeypatch.setattr(engine, "process_batch", lambda *a, **k: (batches.append(a[2]), real_batch(*a, **k)))
+    monkeypatch.setattr(engine, "_upsert_results", lambda run, name, rows: (upserts.append(len(rows)),
+                                                                            real_upsert(run, name, rows)))  # fmt: skip
+    again = run_in_process(again)
+    assert again.state == RunState.SUCCEEDED
+    assert batches == []  # 7 pairs, batches of 3: every one was a cache hit, none predicted
+    assert upserts == [7]  # one upsert for the chunk of hits, not one per batch
+    rows = list(Result.objects.filter(run=again))
+    assert len(rows) == 7 and all(r.from_cache for r in rows)
+    firsts = dict(Result.objects.filter(run=first).values_list("pair_id", "heatmap_key"))
+    assert {r.pair_id: r.heatmap_key for r in rows} == firsts
