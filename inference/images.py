@@ -254,7 +254,8 @@ MAX_AMBIGUOUS_LABEL_SHARE = 0.05
 
 
 def _binarise_label(values: np.ndarray, full_scale: int) -> tuple[np.ndarray, list[str]]:
-    if values.dtype in (np.uint8, np.uint16):  # counting is several times faster than np.unique's hashing
+    if np.issubdtype(values.dtype, np.integer) and values.size and values.min() >= 0:
+        # pixel values (0 .. full_scale): counting them is several times faster than np.unique's hashing
         present = set(np.flatnonzero(np.bincount(values.ravel())).tolist())
     else:
         present = set(np.unique(values).tolist())
