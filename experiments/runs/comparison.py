@@ -12,6 +12,7 @@ from experiments.errors import InvalidState, ServiceError
 from experiments.models import LEADERBOARD_RUN_STATES, Run
 from experiments.runs import leaderboard
 from experiments.runs import selectors as run_selectors
+from experiments.runs.leaderboard import run_identity
 
 MAX_RUNS = 20
 MATCHED_BY = "pair fingerprint (the SHA-256 of images A and B): the same images count as one pair in any dataset"
@@ -58,16 +59,10 @@ def runs_of_detector(user, detector: str) -> list[Run]:
 
 
 def run_summary(run: Run) -> dict:
-    experiment = run.experiment
     return {
         "id": run.pk,
-        "state": run.state,
-        "experiment": experiment.pk,
-        "experiment_name": experiment.name,
-        "dataset": experiment.dataset_id,
-        "dataset_name": experiment.dataset.name,
-        "detectors": list(experiment.detectors),
-        "settings": experiment.settings_record(),
+        **run_identity(run),
+        "detectors": list(run.experiment.detectors),
         "created_at": run.created_at,
     }
 

@@ -102,7 +102,7 @@ def run_detector(run_id: int, name: str, attempt: str | None = None) -> None:
             batch = todo[start : start + BATCH_SIZE]
             stored = functools.partial(_batch_stored, slot, reporter, len(batch))
             process_batch(run, slot, batch, alignments, final=start + BATCH_SIZE >= len(todo), sampled=sampled,
-                          pipeline=pipeline, done=stored, looked_up=True)  # fmt: skip
+                          pipeline=pipeline, done=stored)  # fmt: skip
         pipeline.drain()
     except BaseException:
         try:
@@ -197,20 +197,12 @@ def process_batch(
     sampled: set[int] | None = None,
     pipeline: "ResultPipeline | None" = None,
     done=None,
-    looked_up: bool = False,
 ) -> None:
-    """Results for a batch: cache hits are linked (unless `looked_up`: `link_cached_results` did);
-    the misses are predicted together (sampled ones alone, timed: their latency), and every row of
-    the batch is written in one bulk upsert. With a `pipeline`, pictures and metrics are made on its
-    thread and the rows written when the next batch is handed over; `done()` runs once they are."""
-    rows, misses = [], []
-    for pair in pairs:
-        key = slot.cache_key(pair, alignments.get(pair.pk))
-        cached = None if looked_up else result_cache.lookup(key)
-        if cached and storage.exists(cached["heatmap_key"]):
-            rows.append((pair, cached, True))
-        else:
-            misses.append((pair, key))
+    """Results for a batch of pairs the result cache does not hold (`link_cached_results` took the
+    others): predicted together (sampled ones alone, timed: their latency), and every row of the
+    batch written in one bulk upsert. With a `pipeline`, pictures and metrics are made on its thread
+    and the rows written when the next batch is handed over; `done()` runs once they are."""
+    misses = [(pair, slot.cache_key(pair, alignments.get(pair.pk))) for pair in pairs]
     predicted = []
     if misses:
         slot.load()
@@ -239,7 +231,7 @@ def process_batch(
             for _, _, entry in computed:  # no row will point at them
                 _discard_unreferenced(entry)
             raise error
-        _store_rows(run, slot, rows + [(pair, entry, False) for pair, _, entry in computed], computed)
+        _store_rows(run, slot, [(pair, entry, False) for pair, _, entry in computed], computed)
         if done is not None:
             done()
 

@@ -321,18 +321,25 @@ def _said_not_measured(record: dict) -> dict:
     return record | dict.fromkeys(UNMEASURED_COLUMNS, NOT_MEASURED)
 
 
-def leaderboard_json(run: Run, state: LeaderboardState | None = None) -> dict:
-    """The flat rows, what the run was and the full stored leaderboard (CIs, comparisons, categories)."""
-    state = state or LeaderboardState.default(run)
+def run_identity(run: Run) -> dict:
+    """What a run was, as its exports and comparisons name it: state, experiment, dataset, settings."""
     experiment = run.experiment
     return {
-        "run": run.pk,
         "state": run.state,
         "experiment": experiment.pk,
         "experiment_name": experiment.name,
         "dataset": experiment.dataset_id,
         "dataset_name": experiment.dataset.name,
         "settings": experiment.settings_record(),
+    }
+
+
+def leaderboard_json(run: Run, state: LeaderboardState | None = None) -> dict:
+    """The flat rows, what the run was and the full stored leaderboard (CIs, comparisons, categories)."""
+    state = state or LeaderboardState.default(run)
+    return {
+        "run": run.pk,
+        **run_identity(run),
         "environment": run.environment,
         "baseline": state.baseline,
         "columns": record_fields(),
