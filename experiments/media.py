@@ -13,6 +13,7 @@ from django.http import FileResponse, Http404, HttpResponse, HttpResponseRedirec
 from experiments import storage
 from experiments.checkpoints.selectors import checkpoints_visible_to
 from experiments.datasets.selectors import datasets_visible_to
+from experiments.runs import result_pictures
 from experiments.runs.selectors import results_visible_to, runs_visible_to
 
 
@@ -39,6 +40,7 @@ def media_response(user, key: str):
     """The file at `key` for `user`, or Http404 when it is not theirs or not there."""
     if not media_key_visible_to(user, key):
         raise Http404("No such file.")
+    result_pictures.ensure(key)  # a result's heatmap or error map is drawn when first asked for
     if not storage.is_local():
         return HttpResponseRedirect(storage.presigned_url(key))
     content_type = mimetypes.guess_type(key)[0] or "application/octet-stream"

@@ -6,7 +6,10 @@ can check permissions from the key alone: `datasets/<id>/...`, `runs/<id>/...`,
 """
 
 import json
+import os
+import tempfile
 from functools import lru_cache
+from pathlib import Path
 
 from django.conf import settings
 from django.core.files.base import ContentFile
@@ -33,6 +36,21 @@ def save_bytes(key: str, data: bytes) -> str:
     stored = default_storage.save(key, ContentFile(data))
     if stored != key:  # a storage that renames would break ownership-by-key
         raise RuntimeError(f"storage stored {key!r} as {stored!r}")
+    return key
+
+
+def replace_bytes(key: str, data: bytes) -> str:
+    """Write `data` at `key` so that a reader, or a second writer of the same bytes at the same
+    moment, never sees a partial file or a renamed copy (on local disk: a temporary file renamed
+    over the key; object stores replace a key in one request)."""
+    if not is_local():
+        return save_bytes(key, data)
+    path = Path(local_path(key))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile(dir=path.parent, prefix=".", suffix=".part", delete=False) as handle:
+        handle.write(data)
+    os.chmod(handle.name, settings.FILE_UPLOAD_PERMISSIONS or 0o644)  # as the storage writes files: nginx reads them
+    os.replace(handle.name, path)
     return key
 
 

@@ -36,18 +36,30 @@ _PANEL_BACKGROUND = 255
 _TEXT_COLOUR = (0, 0, 0)
 
 
-def heatmap_rgb(prob: np.ndarray) -> np.ndarray:
-    """Viridis colours of ``prob`` (float HxW) on the fixed 0..1 scale, RGB uint8.
+def probability_levels(prob: np.ndarray) -> np.ndarray:
+    """``round(255 p)`` as uint8: the 256 levels a heatmap colours (a stored map's compact form).
 
     Values outside [0, 1] (rounding noise) are clipped; NaN is an error.
     """
-    levels = np.rint(_as_prob(prob) * 255.0).astype(np.uint8)
-    return _viridis(levels)
+    return np.rint(_as_prob(prob) * 255.0).astype(np.uint8)
+
+
+def heatmap_rgb(prob: np.ndarray) -> np.ndarray:
+    """Viridis colours of ``prob`` (float HxW) on the fixed 0..1 scale, RGB uint8."""
+    return _viridis(probability_levels(prob))
 
 
 def heatmap_png(prob: np.ndarray, *, colorbar: bool = True) -> bytes:
     """Heatmap PNG; with ``colorbar`` a strip labelled 0 / 0.5 / 1 is added on the right."""
-    picture = heatmap_rgb(prob)
+    return heatmap_levels_png(probability_levels(prob), colorbar=colorbar)
+
+
+def heatmap_levels_png(levels: np.ndarray, *, colorbar: bool = True) -> bytes:
+    """The heatmap PNG of ``probability_levels`` (uint8 HxW): the same pixels as ``heatmap_png``."""
+    levels = np.asarray(levels)
+    if levels.dtype != np.uint8 or levels.ndim != 2:
+        raise ValueError(f"levels must be uint8 HxW, got {levels.dtype} {levels.shape}")
+    picture = _viridis(levels)
     if colorbar:
         picture = np.hstack([picture, _colorbar_panel(picture.shape[0])])
     return encode_png(picture)

@@ -23,7 +23,7 @@ from experiments.datasets import ingest
 from experiments.datasets.services import dataset_create
 from experiments.errors import InvalidState, ServiceError
 from experiments.models import LEADERBOARD_RUN_STATES, BatchJob
-from experiments.runs import selectors
+from experiments.runs import result_pictures, selectors
 from experiments.runs.leaderboard import leaderboard_csv
 from experiments.runs.results import results_csv
 from experiments.runs.services import experiment_start
@@ -193,7 +193,7 @@ def build_archive(run) -> bytes:
                 ("error-maps", result.error_map_key),
             ):
                 if key:
-                    archive.writestr(f"{folder}/{result.detector}/{result.pair.name}.png", storage.read_bytes(key))
+                    archive.writestr(f"{folder}/{result.detector}/{result.pair.name}.png", result_pictures.read(key))
         archive.writestr("metrics.csv", results_csv(results))
         archive.writestr("leaderboard.csv", leaderboard_csv(run))
     return buffer.getvalue()

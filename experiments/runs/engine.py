@@ -26,7 +26,7 @@ from experiments import storage
 from experiments.lifecycle import run_transition
 from experiments.live.progress import publish_run_progress
 from experiments.models import ImagePair, Result, Run, RunState
-from experiments.runs import measurement, result_cache
+from experiments.runs import measurement, result_cache, result_pictures
 from experiments.runs.detector_slot import DetectorSlot
 from experiments.runs.environment import environment_record
 from experiments.runs.pair_inputs import PairInputs, align_run_pairs, load_pair_inputs
@@ -136,7 +136,7 @@ def link_cached_results(
         rows = []
         for pair, key in zip(chunk, keys, strict=True):
             cached = entries.get(key)
-            if cached and storage.exists(cached["heatmap_key"]):
+            if cached and result_pictures.stored(cached):
                 rows.append((pair, cached, True))
             else:
                 misses.append(pair)
@@ -251,8 +251,7 @@ def _store_rows(run: Run, slot: DetectorSlot, rows: list, computed: list) -> Non
             _discard_unreferenced(entry)
         raise
     slot.pending_pairs += len(computed)
-    for _, key, entry in computed:
-        result_cache.store(key, entry)
+    result_cache.store_many({key: entry for _, key, entry in computed})
 
 
 def _discard_unreferenced(entry: dict) -> None:
@@ -263,7 +262,7 @@ def _discard_unreferenced(entry: dict) -> None:
     from django.core.cache import caches
     from django.db.models import Q
 
-    keys = [entry[name] for name in ("heatmap_key", "mask_key", "error_map_key") if entry.get(name)]
+    keys = result_pictures.files(entry)
     if not keys:
         return
     parts = keys[0].split("/")
@@ -284,18 +283,13 @@ def _discard_unreferenced(entry: dict) -> None:
 
 
 def build_result_entry(key: str, item: PairInputs, prob: np.ndarray, threshold: float) -> dict:
+    """A computed result's metrics and stored map (`result_pictures`: its heatmap and error map are
+    drawn when first read)."""
     from inference.evaluation import pair_metrics
-    from inference.render import error_map_png, heatmap_png, mask_png
 
     mask = prob >= threshold
-    prefix = f"results/{key}"
-    heatmap_key = storage.save_bytes(f"{prefix}/heatmap.png", heatmap_png(prob))
-    mask_key = storage.save_bytes(f"{prefix}/mask.png", mask_png(mask))
-    error_key = ""
-    if item.label is not None:
-        error_key = storage.save_bytes(f"{prefix}/error-map.png", error_map_png(mask, item.label, item.valid))
-    metrics = pair_metrics(prob, mask, item.label, item.valid)
-    return {"metrics": metrics, "heatmap_key": heatmap_key, "mask_key": mask_key, "error_map_key": error_key}
+    return {"metrics": pair_metrics(prob, mask, item.label, item.valid),
+            **result_pictures.write(key, prob, mask, labelled=item.label is not None)}  # fmt: skip
 
 
 _RESULT_FIELDS = ("metrics", "iou", "f1", "latency_ms", "peak_memory_mb", "weights", "heatmap_key", "mask_key",

@@ -13,9 +13,8 @@ import json
 
 from django.template.loader import render_to_string
 
-from experiments import storage
 from experiments.models import Run
-from experiments.runs import figures
+from experiments.runs import figures, result_pictures
 from experiments.runs.leaderboard import category_table, leaderboard_table
 from experiments.runs.thesis_table import NOT_MEASURED, thesis_records
 
@@ -171,7 +170,7 @@ def pair_panels(run: Run, count: int = PANEL_PAIRS) -> list[dict]:
             if not key:
                 continue
             try:
-                pictures.append({"title": title, "src": _png_data_uri(storage.read_bytes(key), mask=mask)})
+                pictures.append({"title": title, "src": _png_data_uri(result_pictures.read(key), mask=mask)})
             except (OSError, ValueError):  # a missing or unreadable file: the panel shows the others
                 continue
         panels.append({"pair": pair.name, "detector": detector, "iou": result.iou, "pictures": pictures})

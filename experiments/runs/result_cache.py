@@ -5,8 +5,9 @@ weights' identity and :func:`computation_record`: everything else that can chang
 and library versions, device and precision, the alignment applied to the pair, input size,
 threshold, the detector's options, an ensemble's members and their weights).
 
-Entries point at content-addressed artefacts (`results/<key>/...`) that are never rewritten, so
-a hit costs one Redis read and one storage existence check.
+Entries point at content-addressed artefacts (`results/<key>/...`: a map and a mask, and the
+pictures drawn from them when first read, `runs.result_pictures`), so a hit costs one Redis read
+and two storage existence checks.
 """
 
 import hashlib
@@ -81,6 +82,12 @@ def lookup_many(keys: list[str]) -> dict[str, dict]:
 
 def store(key: str, entry: dict) -> None:
     cache.set(f"result:{key}", entry, timeout=TIMEOUT_S)
+
+
+def store_many(entries: dict[str, dict]) -> None:
+    """Store a batch's entries in one round trip."""
+    if entries:
+        cache.set_many({f"result:{key}": entry for key, entry in entries.items()}, timeout=TIMEOUT_S)
 
 
 def lookup_info(key: str) -> dict | None:

@@ -13,16 +13,19 @@ logger = logging.getLogger(__name__)
 
 
 PERSIST_EVERY_S = 1.0
+PUBLISH_EVERY_S = 0.5  # a live bar moves twice a second; each event costs a channel-layer round trip
 
 
 class ProgressReporter:
-    """Counts one detector's pairs; persists at most once a second and publishes every batch."""
+    """Counts one detector's pairs; persists at most once a second and publishes at most twice a second
+    (always when it persists, and the last count)."""
 
     def __init__(self, run_id: int, detector: str, total: int, done: int):
         self.run_id, self.detector, self.total, self.done = run_id, detector, total, done
         self.started = time.monotonic()
         self.started_done = done
         self.last_persist = 0.0
+        self.last_publish = 0.0
 
     def advance(self, count: int, stage: str = "detecting") -> None:
         self.done += count
@@ -41,6 +44,9 @@ class ProgressReporter:
             self.last_persist = time.monotonic()
         else:
             overall = None
+            if stage == "detecting" and time.monotonic() - self.last_publish < PUBLISH_EVERY_S:
+                return
+        self.last_publish = time.monotonic()
         publish_run_progress(
             self.run_id, {"detector": self.detector, **state, **({"overall": overall} if overall else {})}
         )

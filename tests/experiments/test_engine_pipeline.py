@@ -10,7 +10,7 @@ from PIL import Image
 
 from experiments import storage
 from experiments.models import Result, RunState
-from experiments.runs import engine
+from experiments.runs import engine, result_pictures
 from experiments.runs import services as run_services
 from tests.conftest import png_bytes
 from tests.factories import make_dataset, run_in_process
@@ -44,7 +44,7 @@ def _start(user, count: int, detectors=("absdiff",)):
 
 
 def _png(key: str) -> np.ndarray:
-    return np.asarray(Image.open(io.BytesIO(storage.read_bytes(key))))
+    return np.asarray(Image.open(io.BytesIO(result_pictures.read(key))))  # a heatmap or error map drawn when read
 
 
 @pytest.mark.django_db
@@ -81,8 +81,8 @@ def test_a_failure_making_pictures_keeps_the_stored_batches_and_leaves_no_orphan
 
     stored = list(Result.objects.filter(run=run))
     assert len(stored) == 3  # the first batch of 3; the second failed while being made
-    referenced = {key for r in stored for key in (r.heatmap_key, r.mask_key, r.error_map_key)}
-    assert set(storage.list_all_keys("results")) == referenced  # the fourth pair's pictures were removed
+    referenced = {key for r in stored for key in (r.mask_key, r.heatmap_key.replace("heatmap.png", "levels.png"))}
+    assert set(storage.list_all_keys("results")) == referenced  # the fourth pair's map and mask were removed
 
 
 @pytest.mark.django_db

@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 import torch
 
-from experiments import outbox, storage
+from experiments import outbox
 from experiments.checkpoints import services as checkpoint_services
 from experiments.checkpoints.weights import weights_for
 from experiments.models import Result
-from experiments.runs import detector_setup, detector_slot, model_cache, pair_inputs
+from experiments.runs import detector_setup, detector_slot, model_cache, pair_inputs, result_pictures
 from experiments.runs import services as run_services
 from inference import create_detector
 from inference.evaluation import pair_metrics
@@ -162,7 +162,7 @@ def test_the_ensemble_map_is_the_weighted_mean_of_its_members_maps_alone(user, u
         expected = pair_metrics(mean, mean >= threshold, item.label)
         for key in ("iou", "f1", "auroc", "ap", "changed_fraction", "hist_pos", "hist_neg"):
             assert ensemble.metrics[key] == pytest.approx(expected[key]), key
-        assert storage.read_bytes(ensemble.heatmap_key) == heatmap_png(mean)
+        assert result_pictures.read(ensemble.heatmap_key) == heatmap_png(mean)
         assert not np.allclose(mean, (maps["absdiff"] + maps["ssim"]) / 2, atol=1e-3)  # the network counts
 
 
