@@ -9,7 +9,10 @@ import pytest
 
 pytestmark = pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="a glibc setting")
 
-# In a fresh process: page faults of the second of two same-sized 64 MiB tensors, each filled and freed.
+# In a fresh process: page faults of the last of 12 same-sized 64 MiB tensors, each filled and freed.
+# Not the second: torch allocates 64-byte aligned, and glibc's aligned allocation leaves a small
+# remainder after each block that its per-thread cache holds for a while (at most 7 of them), so
+# the first few blocks cannot merge; from then on the same memory comes back (bounded, tested).
 _PROBE = """
 import resource, sys
 import torch
@@ -17,25 +20,26 @@ from inference.runtime import keep_freed_memory
 if sys.argv[1] == "keep":
     assert keep_freed_memory()
 faults = []
-for _ in range(2):
+for _ in range(12):
     before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     buffer = torch.empty(64 * 2**20, dtype=torch.uint8)
     buffer.fill_(1)
     del buffer
     faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
-print(faults[1])
+print(max(faults[-3:]))
 """
 
 
-def _second_buffer_faults(mode: str) -> int:
+def _last_buffer_faults(mode: str) -> int:
     answer = subprocess.run([sys.executable, "-c", _PROBE, mode], capture_output=True, text=True, check=True)
     return int(answer.stdout)
 
 
 def test_a_freed_buffer_is_reused_without_page_faults_only_when_kept():
     pages = 64 * 2**20 // 4096
-    assert _second_buffer_faults("default") > pages // 2  # glibc's default: mapped and faulted in again
-    assert _second_buffer_faults("keep") < pages // 100  # kept: the same memory, already resident
+    assert _last_buffer_faults("default") > pages // 2  # glibc's default: mapped and faulted in again
+    for _ in range(3):  # the heap's layout differs from process to process
+        assert _last_buffer_faults("keep") < pages // 100  # kept: the same memory, already resident
 
 
 def test_preparing_a_model_keeps_freed_memory():
