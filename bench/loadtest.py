@@ -54,7 +54,7 @@ def wait_http(url: str, timeout: float = 60) -> None:
         try:
             if requests.get(url, timeout=1).ok:
                 return
-        except requests.ConnectionError:
+        except requests.RequestException:  # refused, or accepted but still loading the app (a read timeout)
             pass
         time.sleep(0.2)
     raise RuntimeError(f"{url} did not answer")

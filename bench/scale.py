@@ -215,7 +215,7 @@ def start_server(env: dict, workdir: Path, port: int):
         try:
             requests.get(f"http://127.0.0.1:{port}/api/v1/", timeout=1)
             return server
-        except requests.ConnectionError:
+        except requests.RequestException:  # refused, or accepted but still loading the app (a read timeout)
             time.sleep(0.2)
     raise RuntimeError("daphne did not answer")
 
