@@ -30,21 +30,14 @@ def checkpoint_key(checkpoint_ref: str, filename: str) -> str:
 
 
 def save_bytes(key: str, data: bytes) -> str:
-    """Write `data` at exactly `key` (overwriting), return the key."""
-    if default_storage.exists(key):
-        default_storage.delete(key)
-    stored = default_storage.save(key, ContentFile(data))
-    if stored != key:  # a storage that renames would break ownership-by-key
-        raise RuntimeError(f"storage stored {key!r} as {stored!r}")
-    return key
-
-
-def replace_bytes(key: str, data: bytes) -> str:
-    """Write `data` at `key` so that a reader, or a second writer of the same bytes at the same
-    moment, never sees a partial file or a renamed copy (on local disk: a temporary file renamed
-    over the key; object stores replace a key in one request)."""
+    """Write `data` at exactly `key` (overwriting it), return the key. A reader, or a second writer
+    of the same bytes at the same moment, never sees a partial file or a renamed copy: on local
+    disk a temporary file is renamed over the key; object stores replace a key in one request."""
     if not is_local():
-        return save_bytes(key, data)
+        stored = default_storage.save(key, ContentFile(data))  # file_overwrite: one PUT replaces the key
+        if stored != key:  # a storage that renames would break ownership-by-key
+            raise RuntimeError(f"storage stored {key!r} as {stored!r}")
+        return key
     path = Path(local_path(key))
     path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.NamedTemporaryFile(dir=path.parent, prefix=".", suffix=".part", delete=False) as handle:

@@ -6,8 +6,9 @@ Keys (change class unless prefixed `m`): `tp fp fn tn`, `iou f1 precision recall
 pixels), `has_change` (the label marks at least one valid pixel changed; None without valid
 pixels), `false_alarm` (only on pairs without change, else None: `fp_area > MIN_FALSE_ALARM_AREA`),
 `hist_pos hist_neg` (counts of changed / unchanged pixels in the `hist_bins + 2` score groups of
-`inference.metrics.ranking_histogram`, summed over a dataset for pooled AUROC/AP with a proven
-error bound, best F1 and the PR curve). Without a label only `changed_fraction`.
+`inference.metrics.ranking_histogram`, packed by `inference.metrics.pack_counts` (read them with
+`unpack_counts`), summed over a dataset for pooled AUROC/AP with a proven error bound, best F1 and
+the PR curve). Without a label only `changed_fraction`.
 Pixels outside `valid` (B not covered by aligned A) are left out of every count, objects included.
 """
 
@@ -63,5 +64,5 @@ def pair_metrics(prob: np.ndarray, mask: np.ndarray, label: np.ndarray | None, v
     result["false_alarm"] = false_alarm(result)
     pos, neg = metrics.ranking_histogram(prob, label, bins=HISTOGRAM_BINS, valid=valid)
     result["hist_bins"] = HISTOGRAM_BINS
-    result["hist_pos"], result["hist_neg"] = pos.tolist(), neg.tolist()
+    result["hist_pos"], result["hist_neg"] = metrics.pack_counts(pos), metrics.pack_counts(neg)
     return result

@@ -8,7 +8,8 @@ and the benchmark make the same choices:
   CPU autocast is slower than fp32 for these convolutional networks;
 - ``channels_last`` memory format (NHWC) is used for convolutional networks;
 - ``torch.compile`` is opt-in (off by default: its first call compiles for minutes on a CPU);
-- freed tensor buffers stay in the process's heap for the next batch (``keep_freed_memory``).
+- freed tensor buffers stay in the process's heap for the next batch (``keep_freed_memory``);
+- NumPy, SciPy and OpenCV compute BLAS on the calling thread (``single_threaded_blas``).
 """
 
 from __future__ import annotations
@@ -108,6 +109,27 @@ def keep_freed_memory() -> bool:
     return bool(libc.mallopt(_M_TRIM_THRESHOLD, KEPT_FREE_BYTES)) & bool(libc.mallopt(_M_MMAP_MAX, 0))
 
 
+@functools.cache
+def single_threaded_blas() -> int:
+    """Run the OpenBLAS of NumPy, SciPy and OpenCV (each ships its own) on one thread; the number limited.
+
+    After each multi-threaded call (``np.dot`` on float arrays of a few thousand values, as the
+    per-pair ranking metrics make) OpenBLAS's helper threads busy-wait for more work for about
+    0.1 CPU-second before they sleep. Next to torch's own threads on a small machine they take the
+    CPUs from the network: on 2 CPUs a siamese-mobilenetv3 pair predicted right after the metrics of
+    the previous batch took 30-50 ms instead of 14 ms. The platform's parallel work is torch's (and
+    its worker processes); BLAS calls outside it are small. ``OPENBLAS_NUM_THREADS`` is set too, for
+    a library loaded later. Called once per process by ``prepare_model`` and the run engine.
+    """
+    import cv2  # noqa: F401 - loaded here so that its OpenBLAS is limited too
+    import scipy.linalg  # noqa: F401 - the same for SciPy's
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+    threadpool_limits(limits=1, user_api="blas")
+    return sum(1 for library in threadpool_info() if library["user_api"] == "blas")
+
+
 def prepare_model(model: nn.Module, device: torch.device, options: RuntimeOptions) -> nn.Module:
     """Move ``model`` to ``device`` in eval mode, with the memory format the options ask for.
 
@@ -115,6 +137,7 @@ def prepare_model(model: nn.Module, device: torch.device, options: RuntimeOption
     otherwise ``model`` itself (which keeps its parameters and state dict keys unchanged).
     """
     keep_freed_memory()
+    single_threaded_blas()
     model.to(device).eval()
     if options.channels_last:
         model.to(memory_format=torch.channels_last)

@@ -11,10 +11,10 @@ from collections import defaultdict
 
 import numpy as np
 
-from experiments import storage
 from experiments.models import Run
+from experiments.runs import result_pictures
 from experiments.runs.contamination import trained_pairs_scored
-from inference.comparison import bootstrap_ci, compare_with_baseline, consensus_map, mask_iou
+from inference.comparison import bootstrap_ci, compare_with_baseline, mask_iou
 from inference.numbers import finite_or_none
 
 SCORE_NAMES = ("iou", "f1", "precision", "recall", "oa", "kappa", "miou", "mf1")
@@ -43,17 +43,18 @@ def _pooled_ranking(labelled) -> dict:
     """Pooled AUROC and AP with their proven error bounds, oracle best F1 and the PR curve, from the
     summed score histograms. Results whose histograms differ in layout (e.g. served from a cache
     filled by older code) cannot be summed: every figure is then None and `ranking_note` says why."""
-    from inference.metrics import ranking_from_histograms, threshold_histogram
+    from inference.metrics import ranking_from_histograms, threshold_histogram, unpack_counts
 
-    layouts = {(r.metrics.get("hist_bins"), len(r.metrics["hist_pos"])) for r in labelled}
+    positive = [unpack_counts(r.metrics["hist_pos"]) for r in labelled]
+    negative = [unpack_counts(r.metrics["hist_neg"]) for r in labelled]
+    layouts = {(r.metrics.get("hist_bins"), len(counts)) for r, counts in zip(labelled, positive, strict=True)}
     if len(layouts) != 1:
         return {
             **dict.fromkeys(("auroc", "ap", "auroc_bound", "ap_bound", "best_f1", "best_f1_threshold")),
             "pr_curve": {},
             "ranking_note": "the results' score histograms differ in layout; pooled AUROC/AP not computed",
         }
-    pos = np.sum([r.metrics["hist_pos"] for r in labelled], axis=0, dtype=np.int64)
-    neg = np.sum([r.metrics["hist_neg"] for r in labelled], axis=0, dtype=np.int64)
+    pos, neg = np.sum(positive, axis=0, dtype=np.int64), np.sum(negative, axis=0, dtype=np.int64)
     if labelled[0].metrics.get("hist_bins") is None:  # legacy: 256 levels round(p * 255), no group is one score
         ranking = ranking_from_histograms(pos, neg, exact_groups=())
     else:
@@ -171,18 +172,13 @@ def _comparisons(by_detector: dict, baseline: str, seed: int) -> dict:
     return compare_with_baseline(ious, baseline, seed=seed)
 
 
-def _agreement(run: Run, by_detector: dict) -> tuple[list[dict], dict]:
+def _agreement(by_detector: dict) -> tuple[list[dict], dict]:
     """Pairwise IoU of the detectors' predicted masks (useful without labels): the mean per detector
     pair, and each pair's own value (`"a|b" -> {pair id: IoU}`) for sorting pairs by disagreement.
-    Also stores each pair's consensus map (share of detectors calling a pixel changed)."""
-    from inference.images import load_mask
-
+    (Each pair's consensus map is drawn when first shown: `result_pictures`.)"""
     names = sorted(by_detector)
-    masks = {
-        name: {r.pair_id: load_mask(storage.read_bytes(r.mask_key))[0] for r in results}
-        for name, results in by_detector.items()
-    }
-    _store_consensus_maps(run, masks)
+    masks = {name: {r.pair_id: result_pictures.read_mask(r.mask_key) for r in results}
+             for name, results in by_detector.items()}  # fmt: skip
     rows, by_pair = [], {}
     for i, first in enumerate(names):
         for second in names[i + 1 :]:
@@ -195,26 +191,14 @@ def _agreement(run: Run, by_detector: dict) -> tuple[list[dict], dict]:
     return rows, by_pair
 
 
-def consensus_key(run_id: int, pair_id: int) -> str:
-    return storage.run_key(run_id, "consensus", f"{pair_id}.png")
-
-
-def _store_consensus_maps(run: Run, masks: dict) -> None:
-    from inference.render import heatmap_png
-
-    pair_ids = set().union(*(per_pair.keys() for per_pair in masks.values()))
-    for pair_id in pair_ids:
-        available = [per_pair[pair_id] for per_pair in masks.values() if pair_id in per_pair]
-        if len(available) > 1:
-            storage.save_bytes(consensus_key(run.pk, pair_id), heatmap_png(consensus_map(available)))
-
-
 def _compact_histograms(result):
-    """A result with its score histograms (4098 groups each) as int32 arrays: about 33 kB instead of
-    some 300 kB of Python ints, so a run of thousands of results fits in memory while it is pooled."""
+    """A result with its score histograms (4098 groups each, stored packed or, before that, as lists)
+    as arrays, so a run of thousands of results fits in memory while it is pooled."""
+    from inference.metrics import unpack_counts
+
     for name in ("hist_pos", "hist_neg"):
         if name in result.metrics:
-            result.metrics[name] = np.asarray(result.metrics[name], np.int32)
+            result.metrics[name] = unpack_counts(result.metrics[name])
     return result
 
 
@@ -246,7 +230,8 @@ def build_leaderboard(run: Run, failed: dict[str, str] | None = None) -> dict:
         row["trained_on_pairs"] = trained_on.get(name)
         rows.append(row)
     labelled = any("tp" in r.metrics for r in results)
-    agreement, agreement_by_pair = _agreement(run, by_detector) if len(by_detector) > 1 else ([], {})
+    result_pictures.forget_consensus_maps(run.pk)  # drawn again from the detectors that finished now
+    agreement, agreement_by_pair = _agreement(by_detector) if len(by_detector) > 1 else ([], {})
     return {
         "baseline": baseline,
         "labelled": labelled,

@@ -82,6 +82,9 @@ def _prepared_environment(run: Run) -> dict:
 
 
 def run_detector(run_id: int, name: str, attempt: str | None = None) -> None:
+    from inference.runtime import single_threaded_blas
+
+    single_threaded_blas()  # the metrics' BLAS calls must not leave threads spinning beside the network
     run = Run.objects.select_related("experiment__dataset", "experiment__owner").get(pk=run_id)
     if run.state != RunState.RUNNING or is_stale(run, attempt):
         return

@@ -11,8 +11,8 @@ from urllib.parse import urlencode
 from experiments import storage
 from experiments.models import ImagePair, Run
 from experiments.runs import selectors
-from experiments.runs.aggregation import consensus_key
 from experiments.runs.leaderboard import detector_colours
+from experiments.runs.result_pictures import consensus_key
 from inference.numbers import finite_or_none
 
 GALLERY_SORTS = {
@@ -217,6 +217,8 @@ def pair_alignment(run: Run, pair: ImagePair):
 
 
 def consensus_url(run: Run, pair: ImagePair) -> str:
-    """The pair's consensus map (share of detectors calling each pixel changed), when the run has one."""
-    key = consensus_key(run.pk, pair.pk)
-    return storage.media_url(key) if len(run.experiment.detectors) > 1 and storage.exists(key) else ""
+    """The pair's consensus map (share of the finished detectors calling each pixel changed, drawn when
+    first shown) when the run has one: two or more detectors finished and computed the pair."""
+    if len(selectors.consensus_mask_keys(run, pair.pk)) < 2:
+        return ""
+    return storage.media_url(consensus_key(run.pk, pair.pk))

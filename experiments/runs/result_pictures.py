@@ -8,6 +8,9 @@ region white) are drawn from those files, the label and the valid region the fir
 reads them (the media view, the report, the result archive) and stored beside them: the same pixels
 the run would have drawn, kept off the run's critical path. Results stored before this drew every
 picture during the run; their files are already there.
+
+A finished run's consensus map of a pair (`runs/<run>/consensus/<pair>.png`: the share of the run's
+finished detectors calling each pixel changed, as a heatmap) is drawn the same way, from their masks.
 """
 
 import numpy as np
@@ -16,6 +19,7 @@ from experiments import storage
 from inference import render
 
 HEATMAP, MASK, ERROR_MAP, LEVELS = "heatmap.png", "mask.png", "error-map.png", "levels.png"
+CONSENSUS = "consensus"
 
 
 def write(cache_key: str, prob: np.ndarray, mask: np.ndarray, labelled: bool) -> dict:
@@ -55,14 +59,55 @@ def read(key: str) -> bytes:
 
 
 def ensure(key: str) -> None:
-    """Draw the result picture at `key` when it is one not drawn yet; any other key is left alone
-    (a missing file then stays missing, for the caller to report)."""
+    """Draw the result picture (or consensus map) at `key` when it is one not drawn yet; any other
+    key is left alone (a missing file then stays missing, for the caller to report)."""
     parts = key.split("/")
-    if len(parts) != 3 or parts[0] != "results" or parts[2] not in (HEATMAP, ERROR_MAP) or storage.exists(key):
+    if _is_consensus(parts):
+        draw = _consensus
+    elif len(parts) == 3 and parts[0] == "results" and parts[2] in (HEATMAP, ERROR_MAP):
+        draw = _heatmap if parts[2] == HEATMAP else _error_map
+    else:
         return
-    picture = _heatmap(key) if parts[2] == HEATMAP else _error_map(key)
+    if storage.exists(key):
+        return
+    picture = draw(key)
     if picture is not None:
-        storage.replace_bytes(key, picture)
+        storage.save_bytes(key, picture)
+
+
+def consensus_key(run_id: int, pair_id: int) -> str:
+    return storage.run_key(run_id, CONSENSUS, f"{pair_id}.png")
+
+
+def forget_consensus_maps(run_id: int) -> None:
+    """Remove a run's drawn consensus maps (its finished detectors are about to change)."""
+    storage.delete_prefix(storage.run_key(run_id, CONSENSUS))
+
+
+def read_mask(key: str) -> np.ndarray:
+    """A stored result mask (`render.mask_png`: 0 / 255) as a boolean array."""
+    try:
+        return _decode_gray(storage.read_bytes(key)) > 127
+    except ValueError:  # not the 8-bit gray PNG the engine writes: the general decoder
+        from inference.images import load_mask
+
+        return load_mask(storage.read_bytes(key))[0]
+
+
+def _is_consensus(parts: list[str]) -> bool:
+    return (len(parts) == 4 and parts[0] == "runs" and parts[1].isdigit() and parts[2] == CONSENSUS
+            and parts[3].endswith(".png") and parts[3][:-4].isdigit())  # fmt: skip
+
+
+def _consensus(key: str) -> bytes | None:
+    from experiments.models import Run
+    from experiments.runs.selectors import consensus_mask_keys
+    from inference.comparison import consensus_map
+
+    _, run_id, _, name = key.split("/")
+    run = Run.objects.filter(pk=int(run_id)).first()
+    masks = [read_mask(mask_key) for mask_key in consensus_mask_keys(run, int(name[:-4]))] if run else []
+    return render.heatmap_png(consensus_map(masks)) if len(masks) > 1 else None
 
 
 def _heatmap(key: str) -> bytes | None:

@@ -1,7 +1,8 @@
 """A run's leaderboard at another threshold, recomputed from the stored per-pair score histograms
 (no image is read, no new run is made).
 
-Each labelled Result stores `hist_pos`/`hist_neg` (`inference.metrics.ranking_histogram`, 4096 groups);
+Each labelled Result stores `hist_pos`/`hist_neg` (`inference.metrics.ranking_histogram`, 4096 groups,
+packed: `inference.metrics.unpack_counts`);
 after `threshold_histogram`, level `m` holds exactly the pixels with `m / 4096 <= p < (m + 1) / 4096`,
 so predicting `level >= m` is exactly the engine's mask `p >= threshold` at `threshold = m / 4096`.
 Thresholds are therefore restricted to that grid (the page's slider moves in steps of 1/256, which lie
@@ -19,8 +20,6 @@ do not depend on the threshold.
 import contextlib
 import copy
 from collections import defaultdict
-
-import numpy as np
 
 from experiments.models import Run
 from experiments.runs.validation import check_threshold
@@ -48,10 +47,10 @@ def _level(threshold: float) -> int:
 def _pair_metrics(metrics: dict, level: int) -> dict:
     """One result's stored metrics with every threshold-dependent figure recomputed at `level / BINS`."""
     from inference.evaluation import false_alarm, has_change
-    from inference.metrics import Confusion, scores, threshold_histogram
+    from inference.metrics import Confusion, scores, threshold_histogram, unpack_counts
 
-    pos = threshold_histogram(np.asarray(metrics["hist_pos"], np.int64))
-    neg = threshold_histogram(np.asarray(metrics["hist_neg"], np.int64))
+    pos = threshold_histogram(unpack_counts(metrics["hist_pos"]))
+    neg = threshold_histogram(unpack_counts(metrics["hist_neg"]))
     tp, fp = int(pos[level:].sum()), int(neg[level:].sum())
     conf = Confusion(tp, fp, int(pos.sum()) - tp, int(neg.sum()) - fp)
     updated = {key: value for key, value in metrics.items() if key not in NOT_RECOMPUTED}

@@ -84,6 +84,13 @@ def pair_results(run: Run, pair) -> dict[str, Result]:
     return {r.detector: r for r in run.results.filter(pair=pair)}
 
 
+def consensus_mask_keys(run: Run, pair_id: int) -> list[str]:
+    """The masks a pair's consensus map is drawn from: those of the run's detectors that finished
+    (its leaderboard's rows without a failure); none before the run has a leaderboard."""
+    finished = [row["detector"] for row in (run.leaderboard or {}).get("detectors", []) if "failed" not in row]
+    return list(run.results.filter(pair_id=pair_id, detector__in=finished).values_list("mask_key", flat=True))
+
+
 def pair_alignment(run: Run, pair) -> PairAlignment | None:
     return run.alignments.filter(pair=pair).first()
 

@@ -166,13 +166,15 @@ def test_each_pair_gets_a_consensus_map_of_the_detectors(run_factory):
 
     from PIL import Image
 
-    from experiments.runs.aggregation import consensus_key
+    from experiments.runs import result_pictures
+    from experiments.runs.result_pictures import consensus_key
     from inference.comparison import consensus_map
     from inference.render import heatmap_png
 
     run = execute(run_factory())
     for pair in run.experiment.dataset.pairs.all():
         masks = [load_mask(storage.read_bytes(r.mask_key))[0] for r in Result.objects.filter(run=run, pair=pair)]
-        stored = storage.read_bytes(consensus_key(run.pk, pair.pk))
+        assert not storage.exists(consensus_key(run.pk, pair.pk))  # drawn when first read, not by the run
+        stored = result_pictures.read(consensus_key(run.pk, pair.pk))
         assert stored == heatmap_png(consensus_map(masks))
         assert Image.open(_io.BytesIO(stored)).size[1] == pair.b_height

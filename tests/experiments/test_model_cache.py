@@ -49,3 +49,28 @@ def test_weightless_detectors_are_bounded_too(built):
     for seed in range(model_cache.WEIGHTLESS_CAPACITY + 5):
         _get("absdiff", learned=False, seed=seed)
     assert len(model_cache._models) == model_cache.WEIGHTLESS_CAPACITY
+
+
+# In a fresh process: what the cyclic garbage collector still walks after the first network is loaded.
+_FREEZE_PROBE = """
+import gc
+from experiments.runs import model_cache
+model_cache.get_detector("absdiff", None, "none", "cpu", None)
+assert gc.get_freeze_count() == 0  # a classical detector: nothing frozen yet
+model_cache.get_detector("siamese-mobilenetv3", "random", "random", "cpu", 64)
+frozen = gc.get_freeze_count()
+model_cache.get_detector("siamese-unet", "random", "random", "cpu", 64)
+gc.collect()
+print(frozen, gc.get_freeze_count(), len(gc.get_objects()))
+"""
+
+
+def test_the_first_network_takes_the_process_objects_out_of_the_collectors_way_once():
+    import subprocess
+    import sys
+
+    answer = subprocess.run([sys.executable, "-c", _FREEZE_PROBE], capture_output=True, text=True, check=True)
+    frozen, frozen_later, walked = (int(value) for value in answer.stdout.split())
+    assert frozen > 100_000  # torch, torchvision and the platform's imports
+    assert abs(frozen_later - frozen) < 1_000  # not frozen again (objects freed or re-tracked move it a little)
+    assert 500 < walked < frozen // 10  # a full collection walks the second network's objects, little else

@@ -546,3 +546,48 @@ def test_pair_metrics_leave_label_objects_outside_the_valid_area_out():
 
     assert (result["object_precision"], result["object_recall"], result["object_f1"]) == (1.0, 1.0, 1.0)
     assert (result["tp"], result["fn"]) == (16, 0)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_packed_counts_come_back_exactly_and_small(seed):
+    import json
+
+    from inference.metrics import pack_counts, unpack_counts
+
+    rng = np.random.default_rng(seed)
+    prob = rng.beta(0.5, 0.5, (256, 256)).astype(np.float32)
+    label = rng.random((256, 256)) < 0.2
+    for counts in ranking_histogram(prob, label, bins=4096):
+        packed = pack_counts(counts)
+        assert json.loads(json.dumps(packed)) == packed
+        np.testing.assert_array_equal(unpack_counts(packed), counts)
+        assert len(packed) < len(json.dumps(counts.tolist())) / 2  # every group filled: the least it saves
+    np.testing.assert_array_equal(unpack_counts([3, 0, 2]), [3, 0, 2])  # results stored as lists before
+
+
+def test_packed_counts_refuse_what_they_cannot_hold():
+    from inference.metrics import pack_counts, unpack_counts
+
+    for bad in (np.array([-1, 2]), np.array([2**32]), np.zeros((2, 2), int)):
+        with pytest.raises(ValueError):
+            pack_counts(bad)
+    with pytest.raises(ValueError):
+        unpack_counts("not packed")
+
+
+def test_pair_metrics_store_the_histogram_numpy_counts():
+    from inference.evaluation import HISTOGRAM_BINS, pair_metrics
+    from inference.metrics import unpack_counts
+
+    rng = np.random.default_rng(5)
+    prob = rng.random((64, 64)).astype(np.float32)
+    prob[:4] = 0.0
+    prob[-4:] = 1.0
+    label = rng.random((64, 64)) < 0.3
+    stored = pair_metrics(prob, prob >= 0.5, label)
+    # independent reference: numpy's histogram over the stated group edges (0, (0, 1/B), [k/B, (k+1)/B), 1)
+    edges = np.concatenate([[0.0, np.nextafter(0.0, 1.0)], np.arange(1, HISTOGRAM_BINS + 1) / HISTOGRAM_BINS, [1.0]])
+    for name, pixels in (("hist_pos", prob[label]), ("hist_neg", prob[~label])):
+        expected = np.histogram(pixels[pixels < 1.0], bins=edges[:-1])[0]
+        expected = np.append(expected, (pixels == 1.0).sum())
+        np.testing.assert_array_equal(unpack_counts(stored[name]), expected)
