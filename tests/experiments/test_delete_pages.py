@@ -8,6 +8,7 @@ from django.urls import reverse
 from experiments import storage
 from experiments.checkpoints import services as checkpoint_services
 from experiments.models import Dataset, Experiment, ImagePair, ModelCheckpoint, Result, Run, TrainingJob
+from experiments.runs import result_pictures
 from experiments.runs import services as run_services
 from tests.factories import make_dataset, run_in_process
 
@@ -20,6 +21,9 @@ def world(user, make_pair_bytes, no_queue):
     experiment = run_services.experiment_create(owner=user, dataset=dataset, name="e", detectors=["absdiff", "ssim"])
     runs = [run_in_process(run_services.run_start(experiment=experiment)) for _ in range(2)]
     assert [run.state for run in runs] == ["succeeded", "succeeded"]
+    for run in runs:  # the pairs' consensus maps, drawn as viewing the pairs draws them: the runs' own files
+        for pair in dataset.pairs.all():
+            result_pictures.read(result_pictures.consensus_key(run.pk, pair.pk))
     return {"dataset": dataset, "experiment": experiment, "runs": runs}
 
 
@@ -37,7 +41,7 @@ def summary(response) -> str:
 def test_the_run_page_confirms_with_counts_and_get_deletes_nothing(client, user, world):
     run = world["runs"][0]
     files = storage.list_all_keys(storage.run_key(run.pk))
-    assert files  # heatmaps and masks were written
+    assert files  # the consensus maps
     response = logged_in(client, user).get(reverse("experiments:run_delete", args=[run.pk]))
     assert response.status_code == 200
     text = summary(response)
