@@ -111,10 +111,10 @@ def compare_with_baseline(values: dict, baseline: str, *, seed: int = 0) -> dict
 
 def mask_iou(mask_a: np.ndarray, mask_b: np.ndarray) -> float:
     """Agreement of two predicted masks; two empty masks agree fully (1.0)."""
-    union = np.logical_or(mask_a, mask_b).sum()
+    union = np.count_nonzero(np.logical_or(mask_a, mask_b))
     if union == 0:
         return 1.0
-    return float(np.logical_and(mask_a, mask_b).sum() / union)
+    return np.count_nonzero(np.logical_and(mask_a, mask_b)) / union
 
 
 def consensus_map(masks: Sequence[np.ndarray]) -> np.ndarray:

@@ -354,7 +354,8 @@ def _as_prob(prob: np.ndarray) -> np.ndarray:
     prob = np.asarray(prob)
     if not np.issubdtype(prob.dtype, np.floating):
         raise TypeError(f"prob must be a float array of probabilities, got {prob.dtype}")
-    if prob.size and (np.isnan(prob).any() or prob.min() < 0.0 or prob.max() > 1.0):
+    # NaN propagates through min and max, and fails both comparisons: two passes, no temporary array
+    if prob.size and not (prob.min() >= 0.0 and prob.max() <= 1.0):
         raise ValueError("prob must hold probabilities in [0, 1] without NaN")
     return prob
 

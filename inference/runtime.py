@@ -7,6 +7,7 @@ and the benchmark make the same choices:
 - automatic mixed precision (bf16 where the GPU supports it, else fp16) is used on CUDA only:
   CPU autocast is slower than fp32 for these convolutional networks;
 - ``channels_last`` memory format (NHWC) is used for convolutional networks;
+- BatchNorm is folded into the convolution before it for inference (``InferenceModule``);
 - ``torch.compile`` is opt-in (off by default: its first call compiles for minutes on a CPU);
 - freed tensor buffers stay in the process's heap for the next batch (``keep_freed_memory``);
 - NumPy, SciPy and OpenCV compute BLAS on the calling thread (``single_threaded_blas``).
@@ -17,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import functools
+import itertools
 import os
 import platform
 import random
@@ -35,6 +37,7 @@ class RuntimeOptions:
     channels_last: bool = True
     compile: bool = False
     batch_size: int = 8
+    fold_batch_norm: bool = True
 
     def amp_enabled(self, device: torch.device) -> bool:
         if device.type != "cuda":
@@ -130,20 +133,108 @@ def single_threaded_blas() -> int:
     return sum(1 for library in threadpool_info() if library["user_api"] == "blas")
 
 
-def prepare_model(model: nn.Module, device: torch.device, options: RuntimeOptions) -> nn.Module:
+def prepare_model(model: nn.Module, device: torch.device, options: RuntimeOptions) -> InferenceModule:
     """Move ``model`` to ``device`` in eval mode, with the memory format the options ask for.
 
-    Returns the module to call for inference: the compiled wrapper when ``options.compile``,
-    otherwise ``model`` itself (which keeps its parameters and state dict keys unchanged).
+    Returns what to call for inference (``InferenceModule``); ``model`` itself keeps its parameters
+    and state dict keys unchanged (training and checkpoints use it).
     """
     keep_freed_memory()
     single_threaded_blas()
     model.to(device).eval()
     if options.channels_last:
         model.to(memory_format=torch.channels_last)
-    if options.compile:
-        return torch.compile(model)
-    return model
+    return InferenceModule(model, options)
+
+
+class InferenceModule:
+    """What a detector calls for inference (in eval mode): its model with every BatchNorm that follows
+    a convolution folded into that convolution (``fold_batch_norm``), compiled when ``options.compile``.
+
+    Folding applies the eval-mode normalisation to the convolution's weights once, so a forward pass
+    makes one pass over each activation instead of two: siamese-mobilenetv3 at 256 px on 2 CPUs ran
+    25 % faster per pair at batch 8, 15 % at batch 1 (docs/engine.md). Outputs equal the model's to
+    float rounding (about 1e-6). The folded copy is rebuilt whenever the model's parameters or
+    buffers change (training on the platform, loaded weights: their version counters move), so it
+    never computes with stale weights. It holds a second copy of the weights.
+    """
+
+    def __init__(self, model: nn.Module, options: RuntimeOptions):
+        self.model, self.options = model, options
+        self._stamp: tuple | None = None
+        self._module: nn.Module | None = None
+        self._tensors: dict = {}
+
+    def __call__(self, *inputs):
+        stamp = _state_stamp(self.model, self._tensors)
+        if stamp != self._stamp:
+            self._module, self._stamp = self._build(), stamp
+        return self._module(*inputs)
+
+    def _build(self) -> nn.Module:
+        module = self.model
+        if self.options.fold_batch_norm:
+            module = fold_batch_norm(module)
+            if self.options.channels_last:
+                module.to(memory_format=torch.channels_last)
+        return torch.compile(module) if self.options.compile else module
+
+
+def fold_batch_norm(model: nn.Module) -> nn.Module:
+    """An eval-mode copy of ``model`` in which each BatchNorm fed only by a convolution is folded into
+    it (``torch.fx.experimental.optimization.fuse``). Where fx cannot trace a module (Python control
+    flow on tensors), its children are folded one by one."""
+    import copy
+
+    with torch.no_grad():
+        return _fold(copy.deepcopy(model).eval())
+
+
+def _fold(module: nn.Module) -> nn.Module:
+    from torch.fx.experimental.optimization import fuse
+
+    children = list(module.named_children())
+    if not children:
+        return module
+    try:
+        return fuse(module, inplace=True)
+    except Exception:  # noqa: BLE001 - fx could not trace it (control flow, untraceable calls): fold inside
+        for name, child in children:
+            setattr(module, name, _fold(child))
+        return module
+
+
+class _Registrations:
+    """Counts every parameter, buffer and submodule registered on any module in this process (torch's
+    global registration hooks), so a module's list of tensors is walked again only after one was."""
+
+    count = 0
+
+    @classmethod
+    def bump(cls, *_args) -> None:
+        cls.count += 1
+
+
+nn.modules.module.register_module_parameter_registration_hook(_Registrations.bump)
+nn.modules.module.register_module_buffer_registration_hook(_Registrations.bump)
+nn.modules.module.register_module_module_registration_hook(_Registrations.bump)
+
+
+def _state_stamp(model: nn.Module, cached: dict) -> tuple:
+    """Version counter and storage of every parameter and buffer: changes when any of them does
+    (in-place updates move the version, reassigned ``.data`` or a device move the storage). The list
+    of tensors is kept in ``cached`` until a registration anywhere may have changed it."""
+    if cached.get("registrations") != _Registrations.count:
+        cached["tensors"] = list(itertools.chain(model.parameters(), model.buffers()))
+        cached["registrations"] = _Registrations.count
+    stamp = []
+    for tensor in cached["tensors"]:
+        try:
+            version = tensor._version
+        except RuntimeError:  # an inference tensor has no version counter (it cannot be trained)
+            version = None
+        stamp.append((version, tensor.data_ptr()))
+    return tuple(stamp)
 
 
 def seed_everything(seed: int) -> None:

@@ -4,10 +4,12 @@ Events carry a per-run sequence number (a Redis counter, atomic across worker pr
 client can order them and tell a snapshot from what came before it.
 """
 
+import asyncio
 import logging
+import os
+import threading
 import time
 
-from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.core.cache import cache
 
@@ -32,11 +34,41 @@ def current_seq(group: str) -> int:
     return cache.get(f"seq:{group}", 0)
 
 
+SEND_TIMEOUT_S = 10
+
+
+class _Sender:
+    """Sends to the channel layer from one event loop that a daemon thread keeps running for the life of
+    the process (a new one after a fork), so every publish reuses the layer's Redis connection: about
+    0.5 ms instead of the 3-4 ms of a fresh loop and connection per message (`async_to_sync`), which a
+    run's progress paid tens of times per detector."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._pid: int | None = None
+
+    def send(self, group: str, message: dict) -> None:
+        coroutine = get_channel_layer().group_send(group, message)
+        asyncio.run_coroutine_threadsafe(coroutine, self._running_loop()).result(SEND_TIMEOUT_S)
+
+    def _running_loop(self) -> asyncio.AbstractEventLoop:
+        with self._lock:
+            if self._loop is None or self._pid != os.getpid() or self._loop.is_closed():
+                loop = asyncio.new_event_loop()
+                threading.Thread(target=loop.run_forever, name="channel-layer-sender", daemon=True).start()
+                self._loop, self._pid = loop, os.getpid()
+            return self._loop
+
+
+_SENDER = _Sender()
+
+
 def publish(group: str, payload: dict) -> None:
     """Send `payload` to every socket following `group`. Never raises: progress is best effort."""
     try:
         message = {**payload, "seq": next_seq(group), "sent_at": time.time()}
-        async_to_sync(get_channel_layer().group_send)(group, {"type": "group.event", "event": message})
+        _SENDER.send(group, {"type": "group.event", "event": message})
     except Exception:
         logger.warning("could not publish to %s", group, exc_info=True)
 

@@ -243,6 +243,11 @@ class DetectorSlot:
         self.throughput_timed += 1
         return maps
 
+    @property
+    def timing_throughput(self) -> bool:
+        """Whether the next batched call may be timed (a throughput sample)."""
+        return self.throughput_timed < THROUGHPUT_BATCHES
+
     def worker(self) -> dict:
         if self._worker is None:
             self._worker = worker_record(self.device, self.precision)

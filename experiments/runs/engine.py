@@ -97,7 +97,9 @@ def run_detector(run_id: int, name: str, attempt: str | None = None) -> None:
     alignments = {a.pair_id: a for a in run.alignments.all()} if run.experiment.align else {}
     todo = link_cached_results(run, slot, todo, alignments, reporter)
     sampled = latency_sample(todo)
-    pipeline = ResultPipeline()
+    # On a GPU the next batch is predicted while the CPUs make this one's results; on the CPU that work
+    # would only take the cores from the network (measured: no gain), so it runs between batches.
+    pipeline = ResultPipeline(overlap=slot.meter_device.startswith("cuda"))
     try:
         for start in range(0, len(todo), BATCH_SIZE):
             if Run.objects.filter(pk=run_id, cancel_requested=True).exists():
@@ -155,22 +157,27 @@ def _batch_stored(slot: DetectorSlot, reporter: ProgressReporter, count: int) ->
 
 
 class ResultPipeline:
-    """A batch's pictures, metrics and storage writes are made on one helper thread while the task's
-    thread predicts the next batch; its rows (database, result cache) are written by the task's thread,
-    in batch order, before the next batch is handed over. At most one batch waits, so memory stays
-    flat however many pairs a task has."""
+    """A batch's pictures and metrics, made on the CPUs, one result per thread (`in_parallel`:
+    NumPy, OpenCV and zlib release the GIL for most of that work). With `overlap` they are made while
+    the task's thread predicts the next batch (a GPU computes meanwhile); the rows (database, result
+    cache) are written by the task's thread, in batch order, before the next batch is handed over.
+    At most one batch waits, so memory stays flat however many pairs a task has."""
 
-    def __init__(self):
+    def __init__(self, overlap: bool = True):
         from concurrent.futures import ThreadPoolExecutor
 
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="run-results")
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="run-results") if overlap else None
         self._waiting = None
 
     def submit(self, build, store) -> None:
         self.drain()
-        self._waiting = (self._pool.submit(build), store)
+        if self._pool is None:
+            store(build())
+        else:
+            self._waiting = (self._pool.submit(build), store)
 
     def drain(self) -> None:
+        """Store the batch waiting (nothing is made meanwhile: called before a prediction is timed)."""
         if self._waiting is None:
             return
         future, store = self._waiting
@@ -178,7 +185,32 @@ class ResultPipeline:
         store(future.result())
 
     def close(self) -> None:
-        self._pool.shutdown(wait=True)
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+
+
+@functools.cache
+def _threads(pid: int):
+    """This process's threads for a batch's CPU work (created after a fork, never inherited)."""
+    import os
+    from concurrent.futures import ThreadPoolExecutor
+
+    return ThreadPoolExecutor(max_workers=min(BATCH_SIZE, os.cpu_count() or 1), thread_name_prefix="batch")
+
+
+def in_parallel(function, items: list) -> list:
+    """`function` of each item on this process's threads (decoding, metrics, PNG encoding and file
+    writes release the GIL for most of their time), in order: each answer, or the exception it raised."""
+    import os
+
+    futures = [_threads(os.getpid()).submit(function, item) for item in items]
+    answers = []
+    for future in futures:
+        try:
+            answers.append(future.result())
+        except Exception as error:  # noqa: BLE001 - handed to the caller, which decides
+            answers.append(error)
+    return answers
 
 
 def latency_sample(pairs: list[ImagePair], samples: int | None = None) -> set[int]:
@@ -209,24 +241,32 @@ def process_batch(
     predicted = []
     if misses:
         slot.load()
-        inputs = [load_pair_inputs(pair, alignments.get(pair.pk)) for pair, _ in misses]
+        inputs = in_parallel(lambda miss: load_pair_inputs(miss[0], alignments.get(miss[0].pk)), misses)
+        if failed := next((item for item in inputs if isinstance(item, Exception)), None):
+            raise failed
         alone = {index for index, (pair, _) in enumerate(misses) if sampled and pair.pk in sampled}
+        if pipeline is not None and (alone or slot.timing_throughput):
+            pipeline.drain()  # nothing else runs while a prediction is timed
         predicted = list(zip(misses, inputs, slot.predict_pairs(inputs, alone=alone, final=final), strict=True))
     threshold, weights = run.experiment.threshold, slot.info["weights"] if predicted else ""
 
+    def entry_of(computed) -> dict:
+        (_, key), item, (prob, latency_ms, memory) = computed
+        entry = build_result_entry(key, item, prob, threshold)
+        entry.update(latency_ms=latency_ms, peak_memory_mb=memory.peak_mb if memory else None, weights=weights)
+        entry["metrics"]["memory_kind"] = memory.kind if memory else None
+        return entry
+
     def build() -> tuple[list[tuple[ImagePair, str, dict]], Exception | None]:
-        """Pictures and metrics of the computed pairs (no database access: it may run on the pipeline's
-        thread); on a failure, what was made before it comes back with the error."""
-        computed = []
-        try:
-            for (pair, key), item, (prob, latency_ms, memory) in predicted:
-                entry = build_result_entry(key, item, prob, threshold)
-                entry.update(latency_ms=latency_ms, peak_memory_mb=memory.peak_mb if memory else None, weights=weights)
-                entry["metrics"]["memory_kind"] = memory.kind if memory else None
-                computed.append((pair, key, entry))
-        except Exception as error:  # noqa: BLE001 - raised again by store(), on the task's thread
-            return computed, error
-        return computed, None
+        """Pictures and metrics of the computed pairs, one per thread (no database access); on a
+        failure, what was made besides comes back with the error."""
+        made, error = [], None
+        for ((pair, key), _, _), entry in zip(predicted, in_parallel(entry_of, predicted), strict=True):
+            if isinstance(entry, Exception):
+                error = error or entry  # raised again by store(), on the task's thread
+            else:
+                made.append((pair, key, entry))
+        return made, error
 
     def store(built) -> None:
         computed, error = built

@@ -78,12 +78,14 @@ class LearnedDetector(Detector):
         from inference.runtime import autocast
 
         was_training = self.model.training
-        self.model.eval()
+        if was_training:  # eval() walks every submodule: only when a training loop left it in train mode
+            self.model.eval()
         try:
             with torch.inference_mode(), autocast(self.device, self.options.amp_enabled(self.device)):
                 yield
         finally:
-            self.model.train(was_training)
+            if was_training:
+                self.model.train(True)
 
     def forward_logits(self, xa: torch.Tensor, xb: torch.Tensor) -> torch.Tensor:
         """The network's logits as float32, run as ``running()`` describes."""
