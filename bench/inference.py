@@ -5,8 +5,9 @@ both alike):
 
 - platform: ``detector.predict(a, b)`` on 256x256 uint8 pairs, batch 1, including
   preprocessing (resize, normalise) and postprocessing (sigmoid, resize back, to NumPy);
-- bare: ``detector.model(xa, xb)`` on already preprocessed tensors, under
-  ``torch.inference_mode`` (and the same AMP setting on CUDA): the network alone.
+- bare: ``detector.forward_logits(xa, xb)`` on already preprocessed tensors (the module the
+  platform calls, BatchNorm folded, under ``torch.inference_mode`` and the same AMP setting on
+  CUDA): the network alone.
 
 It prints medians after warm-up, the ratio platform / bare (goal <= 1.10) and the
 ``siamese-mobilenetv3`` latency (goal <= 45 ms per pair at 256x256 on the CPU).
@@ -31,7 +32,7 @@ import numpy as np
 import torch
 
 from inference.registry import create_detector, detector_info, list_detectors
-from inference.runtime import autocast, seed_everything, synchronize
+from inference.runtime import seed_everything, synchronize
 
 RATIO_GOAL = 1.10
 MOBILENET_GOAL_MS = 45.0
@@ -54,11 +55,9 @@ def bench_detector(name: str, *, size: int, repeats: int, warmup: int, device: s
     a = rng.integers(0, 256, (size, size, 3), dtype=np.uint8)
     b = rng.integers(0, 256, (size, size, 3), dtype=np.uint8)
     xa, xb = detector.preprocess(a), detector.preprocess(b)
-    use_amp = detector.options.amp_enabled(detector.device)
 
     def bare():
-        with torch.inference_mode(), autocast(detector.device, use_amp):
-            detector.model(xa, xb)
+        detector.forward_logits(xa, xb)
 
     def platform():
         detector.predict(a, b)

@@ -48,11 +48,17 @@ def start(args, env, log_path):
     return subprocess.Popen(args, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
 
 
-def wait_http(url: str, timeout: float = 60) -> None:
+def wait_http(url: str, timeout: float = 60, process: subprocess.Popen | None = None, log: Path | None = None,
+              any_status: bool = False) -> None:  # fmt: skip
+    """Until `url` answers 2xx (any status with `any_status`: the server is up, whatever it says of its
+    dependencies); RuntimeError after `timeout`, or at once (with `log`) when `process` exits."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(log.read_text() if log else f"the server exited with {process.returncode}")
         try:
-            if requests.get(url, timeout=1).ok:
+            answer = requests.get(url, timeout=1)
+            if any_status or answer.ok:
                 return
         except requests.RequestException:  # refused, or accepted but still loading the app (a read timeout)
             pass

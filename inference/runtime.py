@@ -166,14 +166,18 @@ class InferenceModule:
         self._tensors: dict = {}
 
     def __call__(self, *inputs):
+        return self.current()(*inputs)
+
+    def current(self) -> nn.Module:
+        """The module inference runs now (built again first when the model's weights changed)."""
         stamp = _state_stamp(self.model, self._tensors)
         if stamp != self._stamp:
             self._module, self._stamp = self._build(), stamp
-        return self._module(*inputs)
+        return self._module
 
     def _build(self) -> nn.Module:
         module = self.model
-        if self.options.fold_batch_norm:
+        if self.options.fold_batch_norm and any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in module.modules()):
             module = fold_batch_norm(module)
             if self.options.channels_last:
                 module.to(memory_format=torch.channels_last)

@@ -44,7 +44,7 @@ class LearnedDetector(Detector):
         self.device = device
         self.options = options
         self.input_size = info.input_size
-        self._run = prepare_model(model, device, options)
+        self.inference = prepare_model(model, device, options)  # what runs: see InferenceModule
         self._scale, self._shift = _normalisation(info.mean, info.std, device)
         self.set_scaling(scaling)
 
@@ -90,7 +90,7 @@ class LearnedDetector(Detector):
     def forward_logits(self, xa: torch.Tensor, xb: torch.Tensor) -> torch.Tensor:
         """The network's logits as float32, run as ``running()`` describes."""
         with self.running():
-            return self._run(xa, xb).float()
+            return self.inference(xa, xb).float()
 
     def predict_batch(self, pairs: Sequence[Pair]) -> list[np.ndarray]:
         """Resized pairs run ``options.batch_size`` at a time; a tiled pair runs its windows

@@ -22,8 +22,9 @@ def test_scale_benchmark_runs_on_a_tiny_run():
     assert done.returncode == 0, done.stderr[-3000:]
     out = done.stdout
     assert "8 pairs (32 px) x 2 detectors = 16 results" in out
-    # full 4096-group score histograms stored per result, as the engine stores them
-    assert float(re.search(r"stored metrics per result: ([\d.]+) kB", out).group(1)) > 20
+    # the 4098-group score histograms stored per result, packed as the engine stores them: about 3 kB
+    # on these noisy 32 px maps (the rest of the metrics is about 0.5 kB; as JSON lists they were 25 kB)
+    assert 1 < float(re.search(r"stored metrics per result: ([\d.]+) kB", out).group(1)) < 20
     for request in ("page /runs/{id}/ (leaderboard)", "API leaderboard/?format=csv", "API results/ first page",
                     "API results/ walk 2 pages", "page /runs/{id}/gallery/", "threshold=0.25 (cold"):  # fmt: skip
         assert request in out, out

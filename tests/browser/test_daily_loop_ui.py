@@ -8,6 +8,7 @@ import pytest
 
 from experiments import storage
 from experiments.models import Run
+from experiments.runs import result_pictures
 from experiments.runs import services as run_services
 from tests.browser.conftest import Watched
 from tests.browser.test_ui import log_in
@@ -117,6 +118,8 @@ def test_without_permission_only_the_toast_shows_and_notify_me_is_offered(page_a
 
 def test_delete_a_run_from_the_ui(page_at_1400, finished_run):
     run = finished_run
+    for pair in run.experiment.dataset.pairs.all():  # the run's own files: consensus maps, drawn as pair pages do
+        result_pictures.read(result_pictures.consensus_key(run.pk, pair.pk))
     files = storage.list_all_keys(storage.run_key(run.pk))
     assert files
     w = page_at_1400()

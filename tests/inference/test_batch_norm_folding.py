@@ -37,7 +37,7 @@ def test_folded_inference_equals_the_model_and_runs_no_batch_norm(name):
     maps = np.stack(detector.predict_batch(pairs))
     np.testing.assert_allclose(maps, _unfolded_maps(detector, pairs), atol=2e-5)
     assert any(isinstance(m, torch.nn.BatchNorm2d) for m in detector.model.modules())  # the model keeps its own
-    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in detector._run._module.modules())
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in detector.inference.current().modules())
 
 
 @pytest.mark.parametrize("change", ["training step", "loaded weights", "new parameter", "swapped data"])
@@ -74,4 +74,4 @@ def test_folding_can_be_turned_off():
                                options=RuntimeOptions(fold_batch_norm=False))  # fmt: skip
     pairs = _pairs()
     np.testing.assert_allclose(np.stack(detector.predict_batch(pairs)), _unfolded_maps(detector, pairs), atol=1e-6)
-    assert detector._run._module is detector.model
+    assert detector.inference.current() is detector.model

@@ -131,7 +131,7 @@ def test_predict_batch_runs_one_forward_per_batch(name, rng):
     detector = build(name)
     assert isinstance(detector, LearnedDetector)
     calls = []
-    handle = detector.model.register_forward_hook(lambda *_: calls.append(1))
+    handle = detector.inference.current().register_forward_hook(lambda *_: calls.append(1))  # the module that runs
     try:
         pairs = [changed_pair(rng)[:2] for _ in range(3)]
         detector.predict_batch(pairs)

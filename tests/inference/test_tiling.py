@@ -153,7 +153,7 @@ def test_a_translation_equivariant_network_gives_the_same_map_tiled_as_whole(rng
 def test_the_network_never_sees_more_than_one_tile_batch(rng):
     detector = pointwise_detector(scaling=Scaling("tile", tile_batch=3))
     seen = []
-    handle = detector.model.register_forward_hook(lambda _m, inputs, _o: seen.append(inputs[0].shape[0]))
+    handle = detector.inference.current().register_forward_hook(lambda _m, inputs, _o: seen.append(inputs[0].shape[0]))
     try:
         detector.predict(textured_image(rng, 300, 300), textured_image(rng, 300, 300))
     finally:
@@ -169,7 +169,9 @@ def test_auto_tiles_only_pairs_more_than_twice_the_input_size(rng):
     limit = AUTO_TILE_FACTOR * 64
     assert not detector.scaling.tiles(limit, limit, 64) and detector.scaling.tiles(limit + 1, 10, 64)
     calls = []
-    handle = detector.model.register_forward_hook(lambda _m, inputs, _o: calls.append(inputs[0].shape[-2:]))
+    handle = detector.inference.current().register_forward_hook(
+        lambda _m, inputs, _o: calls.append(inputs[0].shape[-2:])
+    )
     try:
         small = (textured_image(rng, limit, limit), textured_image(rng, limit, limit))
         large = (textured_image(rng, 100, limit + 1), textured_image(rng, 100, limit + 1))
