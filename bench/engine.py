@@ -42,14 +42,15 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import psutil
 
+from bench.bare_models import BareModel, batching_pairs_per_s
+from bench.load import LoadMeter, verdict
+
 ROOT = Path(__file__).resolve().parents[1]
 DETECTORS = ["absdiff", "ssim", "siamese-unet", "siamese-mobilenetv3", "siamese-resnet50"]
-BATCH_SIZE = 8  # the engine's batch size (experiments.runs.engine.BATCH_SIZE)
 GOALS = {  # name: (goal, "<=" or ">=")
     "end-to-end / bare": (1.25, "<="),
     "cached speed-up": (20.0, ">="),
@@ -104,53 +105,6 @@ def start_worker(env: dict, workdir: Path):
     return worker
 
 
-# ----------------------------------------------------------------------------------------- load
-def _own_cpu_seconds(pids: list[int]) -> float:
-    total = 0.0
-    for pid in pids:
-        try:
-            times = psutil.Process(pid).cpu_times()
-            total += times.user + times.system + times.children_user + times.children_system
-        except psutil.Error:
-            pass
-    return total
-
-
-@dataclass
-class LoadMeter:
-    """The machine's load over a stretch of time: load averages, and the share of all CPUs that
-    processes other than `pids` (this benchmark and its worker) used."""
-
-    pids: list[int]
-    started: float = field(default=0.0)
-    busy: float = field(default=0.0)
-    own: float = field(default=0.0)
-    load_before: tuple = field(default=())
-
-    def __enter__(self):
-        self.started, self.busy, self.own = time.monotonic(), _busy_seconds(), _own_cpu_seconds(self.pids)
-        self.load_before = os.getloadavg()
-        return self
-
-    def __exit__(self, *exc):
-        wall = time.monotonic() - self.started
-        busy = _busy_seconds() - self.busy
-        own = _own_cpu_seconds(self.pids) - self.own
-        cpus = psutil.cpu_count() or 1
-        self.others_share = max(0.0, busy - own) / (wall * cpus) if wall > 0 else 0.0
-        self.load_after = os.getloadavg()
-        return False
-
-    def summary(self) -> str:
-        return (f"load avg 1 min {self.load_before[0]:.2f} -> {self.load_after[0]:.2f}, "
-                f"other processes {100 * self.others_share:.0f}% of {psutil.cpu_count()} CPUs")  # fmt: skip
-
-
-def _busy_seconds() -> float:
-    times = psutil.cpu_times()
-    return sum(times) - times.idle - getattr(times, "iowait", 0.0)
-
-
 # -------------------------------------------------------------------------------- measurements
 def timed_run(experiment) -> tuple[float, object]:
     """Seconds from asking for the run until the worker marked it finished (its `finished_at`), so
@@ -177,98 +131,6 @@ def forget_results() -> None:
     keys = list(client.scan_iter(match="*:result:*", count=1000))
     if keys:
         client.delete(*keys)
-
-
-def engine_calls(count: int, *, latency_alone: bool = True) -> list[list[int]]:
-    """The forward calls the engine makes for `count` computed pairs, as lists of pair positions: in
-    batches of `BATCH_SIZE`, the pairs it samples for latency (`engine.latency_sample`) each alone."""
-    from types import SimpleNamespace
-
-    from experiments.runs.engine import latency_sample
-
-    alone = latency_sample([SimpleNamespace(pk=index) for index in range(count)]) if latency_alone else set()
-    calls = []
-    for start in range(0, count, BATCH_SIZE):
-        chunk = range(start, min(start + BATCH_SIZE, count))
-        calls += [[index] for index in chunk if index in alone]
-        calls += [rest] if (rest := [index for index in chunk if index not in alone]) else []
-    return calls
-
-
-@dataclass
-class BareModel:
-    """One detector as the benchmark times it bare: built once (as the worker keeps its networks), with
-    its inputs preprocessed beforehand for the engine's calls (`engine_calls`) and for batch 8 only."""
-
-    step: object
-    calls: dict
-
-    @classmethod
-    def build(cls, name: str, pairs, size: int, seed: int) -> "BareModel":
-        import torch
-
-        from inference import create_detector
-        from inference.catalogue import catalogue_entry
-        from inference.runtime import seed_everything
-
-        seed_everything(seed)
-        learned = catalogue_entry(name).learned
-        detector = create_detector(name, weights="random" if learned else None, device="cpu",
-                                   **({"input_size": size} if learned else {}))  # fmt: skip
-
-        def prepared(call):
-            chosen = [pairs[index] for index in call]
-            if not learned:
-                return (chosen,)
-            return detector.preprocess([a for a, _ in chosen]), detector.preprocess([b for _, b in chosen])
-
-        if learned:
-
-            def step(xa, xb):
-                torch.sigmoid(detector.forward_logits(xa, xb))
-        else:
-            step = detector.predict_batch
-        calls = {alone: [prepared(call) for call in engine_calls(len(pairs), latency_alone=alone)]
-                 for alone in (True, False)}  # fmt: skip
-        return cls(step, calls)
-
-    def seconds(self, *, latency_alone: bool = True) -> float:
-        """The calls the engine makes (its latency samples alone, the rest at batch 8), or with
-        `latency_alone=False` every pair at batch 8; one untimed call per batch shape first."""
-        calls = self.calls[latency_alone]
-        for size in {_batch_size(arguments) for arguments in calls}:
-            self.step(*next(arguments for arguments in calls if _batch_size(arguments) == size))
-        started = time.perf_counter()
-        for arguments in calls:
-            self.step(*arguments)
-        return time.perf_counter() - started
-
-
-def _batch_size(arguments) -> int:
-    return len(arguments[0])
-
-
-def batching_pairs_per_s(detector, pairs) -> tuple[float, float]:
-    """(batch 1, batch 8) pairs/s of `siamese-mobilenetv3` on the same pairs, interleaved group by
-    group (8 pairs one at a time, then the same 8 as one batch, the order alternating), so a change
-    in the machine's speed during the measurement weighs on both alike."""
-    one_s = batched_s = 0.0
-    for index, start in enumerate(range(0, len(pairs), BATCH_SIZE)):
-        group = pairs[start : start + BATCH_SIZE]
-
-        def alone(group=group):
-            for a, b in group:
-                detector.predict(a, b)
-
-        for step in (alone, lambda group=group: detector.predict_batch(group))[:: 1 if index % 2 == 0 else -1]:
-            started = time.perf_counter()
-            step()
-            elapsed = time.perf_counter() - started
-            if step is alone:
-                one_s += elapsed
-            else:
-                batched_s += elapsed
-    return len(pairs) / one_s, len(pairs) / batched_s
 
 
 def one_round(index: int, context: dict) -> dict:
@@ -321,19 +183,6 @@ def one_round(index: int, context: dict) -> dict:
         },
     )
     return figures
-
-
-BUSY_SHARE = 0.2  # other processes using more than this share of the CPUs in a round: no verdict
-
-
-def verdict(median: float, spread: float, goal: float, sense: str, busy: float = 0.0) -> str:
-    margin = abs(median - goal)
-    if busy > BUSY_SHARE:
-        return f"NO VERDICT (other processes used up to {100 * busy:.0f}% of the CPUs: not a quiet machine)"
-    if spread >= margin:
-        return f"NO VERDICT (spread {spread:.2f} >= margin {margin:.2f} to the goal: too noisy)"
-    met = median <= goal if sense == "<=" else median >= goal
-    return "PASS" if met else "FAIL"
 
 
 # ---------------------------------------------------------------------------------------- RSS
@@ -441,6 +290,7 @@ def main():
 
         from experiments.datasets.benchmark import synthetic_dataset_create
         from experiments.runs import services
+        from experiments.runs.engine import BATCH_SIZE
         from experiments.runs.pair_inputs import load_pair_images
         from experiments.runs.selectors import scored_pairs
         from inference import create_detector
@@ -467,7 +317,7 @@ def main():
             pairs = [load_pair_images(p) for p in scored]
             mobilenet = create_detector("siamese-mobilenetv3", weights="random", device="cpu", input_size=args.size)
             batch_pairs = [pairs[index % len(pairs)] for index in range(args.batch_pairs)]  # the pairs again past N
-            mobilenet.predict_batch(batch_pairs[:BATCH_SIZE])
+            mobilenet.predict_batch(batch_pairs[:BATCH_SIZE])  # its batch shape, warm
             mobilenet.predict(*batch_pairs[0])
             bare_models = {name: BareModel.build(name, pairs, args.size, SEED) for name in DETECTORS}
             context = {

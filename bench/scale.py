@@ -13,7 +13,7 @@ API that read it, timed through a live daphne server on loopback.
    maps, the state change), timed, with this process's peak RSS.
 3. HTTP: daphne serves the run page, `GET /api/v1/runs/{id}/results/` (first page, a cursor walk,
    ordered by IoU), the leaderboard CSV (API and page) and the gallery, each `--repeats` times:
-   p50/p95 with the machine's load while they ran (`bench.engine.LoadMeter`: 1-min load average and
+   p50/p95 with the machine's load while they ran (`bench.load.LoadMeter`: 1-min load average and
    the share of the CPUs other processes used). With `--threshold-probe`, one leaderboard at another
    threshold (recomputed from every stored histogram), cold then cached.
 4. There is no per-pair results CSV endpoint for a run (the per-pair CSV exists only inside a batch
@@ -41,7 +41,8 @@ import psutil
 import requests
 from tqdm import tqdm
 
-from bench.engine import ROOT, LoadMeter, configure, free_port
+from bench.engine import ROOT, configure, free_port
+from bench.load import LoadMeter
 from bench.loadtest import wait_http
 
 BATCH = 1000  # result rows per bulk_create (the engine writes a batch of pairs per upsert)

@@ -1,9 +1,9 @@
-"""`bench.engine` times the bare models in exactly the calls the engine makes (latency samples alone,
+"""`bench.engine` (`bench.bare_models`) times the bare models in exactly the calls the engine makes (latency samples alone,
 the rest in batches of 8): checked against the calls a real run makes."""
 
 import pytest
 
-from bench.engine import engine_calls
+from bench.bare_models import engine_calls
 from experiments.datasets.benchmark import synthetic_dataset_create
 from experiments.runs import engine
 from experiments.runs import services as run_services
