@@ -235,8 +235,8 @@ def process_batch(
 ) -> None:
     """Results for a batch of pairs the result cache does not hold (`link_cached_results` took the
     others): predicted together (sampled ones alone, timed: their latency), and every row of the
-    batch written in one bulk upsert. With a `pipeline`, pictures and metrics are made on its thread
-    and the rows written when the next batch is handed over; `done()` runs once they are."""
+    batch written in one bulk upsert. A `pipeline` decides when the pictures and metrics are made (at
+    once, or beside the next batch's prediction on a GPU); `done()` runs once the rows are written."""
     misses = [(pair, slot.cache_key(pair, alignments.get(pair.pk))) for pair in pairs]
     predicted = []
     if misses:
