@@ -112,14 +112,12 @@ def scores(conf: Confusion) -> dict[str, float]:
 
 def auroc(prob: np.ndarray, label: np.ndarray) -> float | None:
     """Area under the ROC curve (Mann-Whitney U with mid-ranks for ties); None for one class."""
-    _, positives, negatives = _tied_counts(prob, label)
-    return _auroc_from_counts(positives, negatives)
+    return _pixel_ranking(prob, label)[0].auroc()
 
 
 def average_precision(prob: np.ndarray, label: np.ndarray) -> float | None:
     """Step-wise AP as in scikit-learn: ``sum((R_k - R_{k-1}) * P_k)``; None for one class."""
-    _, positives, negatives = _tied_counts(prob, label)
-    return _ap_from_counts(positives, negatives)
+    return _pixel_ranking(prob, label)[0].ap()
 
 
 def best_f1_threshold(prob: np.ndarray, label: np.ndarray) -> tuple[float, float]:
@@ -128,30 +126,17 @@ def best_f1_threshold(prob: np.ndarray, label: np.ndarray) -> tuple[float, float
     Ties go to the highest such threshold. If the label has no change the best is predicting
     nothing: the threshold is then the next float above ``prob.max()`` and F1 is 1.0.
     """
-    levels, positives, negatives = _tied_counts(prob, label)
-    if positives.sum() == 0:
-        return float(np.nextafter(levels[0], np.inf)), 1.0
-    index, f1 = _best_f1_index(positives, negatives)
-    return float(levels[index]), f1
+    ranking, values = _pixel_ranking(prob, label)
+    return _best_f1_of_pixels(ranking, values)
 
 
 def ranking_scores(prob: np.ndarray, label: np.ndarray) -> dict:
     """``auroc``, ``ap``, ``best_f1_threshold`` and ``best_f1`` of one map, exactly as :func:`auroc`,
-    :func:`average_precision` and :func:`best_f1_threshold` give them, from one sort of its scores
-    (the engine computes them for every pair; each alone sorts the pixels again)."""
-    levels, positives, negatives = _tied_counts(prob, label)
-    sums = np.cumsum(positives), np.cumsum(negatives)  # shared by the three figures
-    if sums[0][-1] == 0:
-        threshold, best = float(np.nextafter(levels[0], np.inf)), 1.0
-    else:
-        index, best = _best_f1_index(positives, negatives, sums)
-        threshold = float(levels[index])
-    return {
-        "auroc": _auroc_from_counts(positives, negatives, sums),
-        "ap": _ap_from_counts(positives, negatives, sums),
-        "best_f1_threshold": threshold,
-        "best_f1": best,
-    }
+    :func:`average_precision` and :func:`best_f1_threshold` give them, from one ranking of its
+    scores (the engine computes them for every pair)."""
+    ranking, values = _pixel_ranking(prob, label)
+    threshold, best = _best_f1_of_pixels(ranking, values)
+    return {"auroc": ranking.auroc(), "ap": ranking.ap(), "best_f1_threshold": threshold, "best_f1": best}
 
 
 def pr_curve(prob: np.ndarray, label: np.ndarray, n: int = 101) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -198,11 +183,13 @@ def ranking_histogram(
         raise ValueError(f"bins must be a power of two, got {bins}")
     prob, label = _scored_pixels(prob, label, valid)
     prob = prob.ravel() if prob.dtype in (np.float32, np.float64) else prob.astype(np.float64).ravel()
-    # p * bins is exact in either precision (bins is a power of two); truncation is floor for p >= 0
-    levels = 1 + np.minimum(prob * bins, bins - 1).astype(np.int64)
-    levels[prob == 0.0] = 0
-    levels[prob == 1.0] = bins + 1
-    counts = np.bincount(2 * levels + label.ravel(), minlength=2 * (bins + 2)).reshape(bins + 2, 2)
+    # p * bins is exact in either precision (bins is a power of two) and truncates to floor(p * bins):
+    # + 1 for p > 0 puts 0 < p < 1 in 1 .. bins and p == 1 in bins + 1; p == 0 stays in 0
+    codes = (prob * bins).astype(np.intp)
+    codes += prob > 0
+    codes *= 2
+    codes += label.ravel()  # the group's slot for changed (odd) or unchanged (even) pixels
+    counts = np.bincount(codes, minlength=2 * (bins + 2)).reshape(bins + 2, 2)
     return counts[:, 1].copy(), counts[:, 0].copy()
 
 
@@ -275,9 +262,10 @@ def ranking_from_histograms(
     lo = np.divide(higher_tp + 1, higher_tp + higher_fp + 1 + neg, out=np.ones(len(pos)), where=pos > 0)
     hi = np.divide(higher_tp + pos, higher_tp + higher_fp + pos, out=np.ones(len(pos)), where=pos > 0)
     spread = np.where(grouped & (pos > 0), np.maximum(hi - mid, mid - lo), 0.0)
+    ranking, _ = _Ranking.of_groups(positives, negatives)
     return {
-        "auroc": _auroc_from_counts(positives, negatives),
-        "ap": _ap_from_counts(positives, negatives),
+        "auroc": ranking.auroc(),
+        "ap": ranking.ap(),
         "auroc_bound": auroc_bound,
         "ap_bound": float(np.dot(pos / total_positive, spread)),
     }
@@ -285,14 +273,12 @@ def ranking_from_histograms(
 
 def auroc_from_histograms(positive_hist: np.ndarray, negative_hist: np.ndarray) -> float | None:
     """AUROC from :func:`score_histogram` counts (each level is one group of tied scores)."""
-    positives, negatives = _descending(positive_hist), _descending(negative_hist)
-    return _auroc_from_counts(positives, negatives)
+    return _Ranking.of_groups(_descending(positive_hist), _descending(negative_hist))[0].auroc()
 
 
 def ap_from_histograms(positive_hist: np.ndarray, negative_hist: np.ndarray) -> float | None:
     """Average precision from :func:`score_histogram` counts."""
-    positives, negatives = _descending(positive_hist), _descending(negative_hist)
-    return _ap_from_counts(positives, negatives)
+    return _Ranking.of_groups(_descending(positive_hist), _descending(negative_hist))[0].ap()
 
 
 def best_f1_from_histograms(positive_hist: np.ndarray, negative_hist: np.ndarray) -> tuple[float, float]:
@@ -302,11 +288,11 @@ def best_f1_from_histograms(positive_hist: np.ndarray, negative_hist: np.ndarray
     so the threshold returned is ``1.0 + 1 / (bins - 1)``, one level above the top.
     """
     bins = len(positive_hist)
-    positives, negatives = _descending(positive_hist), _descending(negative_hist)
-    if positives.sum() == 0:
+    ranking, groups = _Ranking.of_groups(_descending(positive_hist), _descending(negative_hist))
+    if ranking.total_changed == 0:
         return 1.0 + 1.0 / (bins - 1), 1.0
-    index, f1 = _best_f1_index(positives, negatives)
-    return (bins - 1 - index) / (bins - 1), f1
+    position, f1 = ranking.best_f1()
+    return (bins - 1 - int(groups[position])) / (bins - 1), f1
 
 
 def pr_curve_from_histograms(
@@ -377,59 +363,85 @@ def _check_same_shape(x: np.ndarray, y: np.ndarray, x_name: str, y_name: str) ->
         raise ValueError(f"{x_name} has shape {x.shape} but {y_name} has shape {y.shape}")
 
 
-def _tied_counts(prob: np.ndarray, label: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Distinct scores in descending order with the number of positives/negatives at each."""
+@dataclass(frozen=True)
+class _Ranking:
+    """The groups of tied scores that hold changed pixels, highest score first, with what AUROC, AP and
+    best F1 need of each. Groups of unchanged pixels alone add nothing to AUROC or AP and never hold
+    the first best F1 (the changed group above has the same hits and fewer false alarms): left out."""
+
+    changed: np.ndarray  # changed pixels in the group
+    hits: np.ndarray  # changed pixels scored at or above the group (true positives at its threshold)
+    false_alarms: np.ndarray  # unchanged pixels scored at or above it (false positives)
+    unchanged_below: np.ndarray  # unchanged pixels scored below it
+    unchanged_tied: np.ndarray  # unchanged pixels with the group's score
+    total_changed: int
+    total_unchanged: int
+
+    @classmethod
+    def of_groups(cls, positives: np.ndarray, negatives: np.ndarray) -> tuple[_Ranking, np.ndarray]:
+        """From counts of changed / unchanged pixels per group, highest score first (a histogram);
+        with the positions of the kept groups in it."""
+        kept = np.flatnonzero(positives)
+        unchanged_at_or_above = np.cumsum(negatives)[kept]
+        total_unchanged = int(negatives.sum())
+        ranking = cls(positives[kept], np.cumsum(positives)[kept], unchanged_at_or_above,
+                      total_unchanged - unchanged_at_or_above, negatives[kept], int(positives.sum()), total_unchanged)  # fmt: skip
+        return ranking, kept
+
+    def auroc(self) -> float | None:
+        """Changed / unchanged pixel pairs ordered right (a tie counts half), over all such pairs."""
+        if self.total_changed == 0 or self.total_unchanged == 0:
+            return None
+        won = np.dot(self.changed, self.unchanged_below) + 0.5 * np.dot(self.changed, self.unchanged_tied)
+        return float(won) / (self.total_changed * self.total_unchanged)
+
+    def ap(self) -> float | None:
+        """Recall gained at each group times the precision there (every kept group predicts a pixel)."""
+        if self.total_changed == 0 or self.total_unchanged == 0:
+            return None
+        precision = self.hits / (self.hits + self.false_alarms)
+        return float(np.dot(self.changed / self.total_changed, precision))
+
+    def best_f1(self) -> tuple[int, float]:
+        """Position of the first (highest) group whose threshold gives the largest F1, and that F1."""
+        f1 = 2 * self.hits / (self.hits + self.total_changed + self.false_alarms)
+        position = int(np.argmax(f1))
+        return position, float(f1[position])
+
+
+def _pixel_ranking(prob: np.ndarray, label: np.ndarray) -> tuple[_Ranking, np.ndarray]:
+    """A map's :class:`_Ranking` and each group's score; the unchanged pixels are only counted below
+    and at each changed score (two value sorts and a binary search: no per-pixel running sums)."""
     prob = _as_prob(prob)
     label = _as_mask(label, "label")
     _check_same_shape(prob, label, "prob", "label")
     if prob.size == 0:
         raise ValueError("prob and label are empty")
-    # Two value sorts (all scores, then the changed pixels' scores) instead of np.unique's argsort:
-    # sorting values alone is several times faster, and the groups come out the same.
-    flat = prob.ravel()
-    ordered = np.sort(flat)
-    starts = np.flatnonzero(np.concatenate(([True], ordered[1:] != ordered[:-1])))
-    levels = ordered[starts]
-    totals = np.diff(np.append(starts, ordered.size))
-    changed = np.sort(flat[label.ravel()])
-    positives = np.bincount(np.searchsorted(levels, changed), minlength=len(levels)).astype(np.int64)
-    return levels[::-1], positives[::-1], (totals - positives)[::-1]
+    flat, label = prob.ravel(), label.ravel()
+    changed, unchanged = np.sort(flat[label]), np.sort(flat[~label])
+    starts = np.flatnonzero(np.concatenate(([changed.size > 0], changed[1:] != changed[:-1])))
+    values = changed[starts]  # lowest first here, reversed below
+    below = np.searchsorted(unchanged, values, "left")
+    tied = np.searchsorted(unchanged, values, "right") - below
+    counts = np.diff(np.append(starts, changed.size))[::-1]
+    ranking = _Ranking(
+        changed=counts,
+        hits=np.cumsum(counts),
+        false_alarms=unchanged.size - below[::-1],
+        unchanged_below=below[::-1],
+        unchanged_tied=tied[::-1],
+        total_changed=changed.size,
+        total_unchanged=unchanged.size,
+    )
+    return ranking, values[::-1] if values.size else unchanged[-1:]
+
+
+def _best_f1_of_pixels(ranking: _Ranking, values: np.ndarray) -> tuple[float, float]:
+    if ranking.total_changed == 0:  # predicting nothing is right: above the highest score
+        return float(np.nextafter(values[0], np.inf)), 1.0
+    position, f1 = ranking.best_f1()
+    return float(values[position]), f1
 
 
 def _descending(hist: np.ndarray) -> np.ndarray:
     return np.asarray(hist, np.int64)[::-1]
-
-
-def _running_sums(positives: np.ndarray, negatives: np.ndarray, sums) -> tuple[np.ndarray, np.ndarray]:
-    """``(tp, fp)``: changed / unchanged pixels at or above each tie group (``sums`` when given)."""
-    return sums if sums is not None else (np.cumsum(positives), np.cumsum(negatives))
-
-
-def _auroc_from_counts(positives: np.ndarray, negatives: np.ndarray, sums=None) -> float | None:
-    """Counts are per tie group, highest score first (``sums``: their running sums, when known)."""
-    tp, fp = _running_sums(positives, negatives, sums)
-    total_positive, total_negative = int(tp[-1]), int(fp[-1])
-    if total_positive == 0 or total_negative == 0:
-        return None
-    negatives_below = total_negative - fp
-    pairs_won = np.dot(positives, negatives_below) + 0.5 * np.dot(positives, negatives)
-    return float(pairs_won) / (total_positive * total_negative)
-
-
-def _ap_from_counts(positives: np.ndarray, negatives: np.ndarray, sums=None) -> float | None:
-    tp, fp = _running_sums(positives, negatives, sums)
-    total_positive, total_negative = int(tp[-1]), int(fp[-1])
-    if total_positive == 0 or total_negative == 0:
-        return None
-    predicted = tp + fp
-    precision = np.divide(tp, predicted, out=np.ones(len(tp)), where=predicted > 0)
-    return float(np.dot(positives / total_positive, precision))
-
-
-def _best_f1_index(positives: np.ndarray, negatives: np.ndarray, sums=None) -> tuple[int, float]:
-    """Index (into descending tie groups) of the first threshold with maximal F1."""
-    tp, fp = _running_sums(positives, negatives, sums)
-    fn = int(tp[-1]) - tp
-    f1 = 2 * tp / np.maximum(2 * tp + fp + fn, 1)
-    index = int(np.argmax(f1))
-    return index, float(f1[index])

@@ -41,7 +41,10 @@ def probability_levels(prob: np.ndarray) -> np.ndarray:
 
     Values outside [0, 1] (rounding noise) are clipped; NaN is an error.
     """
-    return np.rint(_as_prob(prob) * 255.0).astype(np.uint8)
+    prob = _checked_prob(prob)
+    levels = np.multiply(prob, 255.0, dtype=np.float64)  # in float64, as before: the same rounding
+    np.rint(levels, out=levels)
+    return np.clip(levels, 0.0, 255.0, out=levels).astype(np.uint8)  # clipping after rounding: the same levels
 
 
 def heatmap_rgb(prob: np.ndarray) -> np.ndarray:
@@ -181,13 +184,13 @@ def _draw_tick(panel, value: float, text: str, bar_right: int, length: int, font
     cv2.putText(panel, text, origin, cv2.FONT_HERSHEY_SIMPLEX, font_scale, _TEXT_COLOUR, 1, cv2.LINE_AA)
 
 
-def _as_prob(prob: np.ndarray) -> np.ndarray:
+def _checked_prob(prob: np.ndarray) -> np.ndarray:
     prob = np.asarray(prob)
     if prob.ndim != 2 or not np.issubdtype(prob.dtype, np.floating):
         raise ValueError(f"prob must be a float HxW array, got {prob.dtype} {prob.shape}")
     if np.isnan(prob).any():
         raise ValueError("prob contains NaN")
-    return np.clip(prob.astype(np.float64), 0.0, 1.0)
+    return prob
 
 
 def _as_mask(mask: np.ndarray) -> np.ndarray:

@@ -177,7 +177,9 @@ class InferenceModule:
 
     def _build(self) -> nn.Module:
         module = self.model
-        if self.options.fold_batch_norm and any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in module.modules()):
+        if self.options.fold_batch_norm and any(
+            isinstance(m, nn.modules.batchnorm._BatchNorm) for m in module.modules()
+        ):
             module = fold_batch_norm(module)
             if self.options.channels_last:
                 module.to(memory_format=torch.channels_last)
