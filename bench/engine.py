@@ -276,7 +276,7 @@ def main():
     parser.add_argument("--pairs", type=int, default=100)
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--batch-pairs", type=int, default=192, help="pairs timed for the batching ratio")
+    parser.add_argument("--batch-pairs", type=int, default=400, help="pairs timed for the batching ratio")
     parser.add_argument("--rss-pairs", type=int, default=0, help="also run N pairs and sample the worker's RSS")
     parser.add_argument("--rss-size", type=int, default=32)
     parser.add_argument("--rss-detector", default="siamese-mobilenetv3")
