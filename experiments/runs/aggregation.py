@@ -45,16 +45,21 @@ def _pooled_ranking(labelled) -> dict:
     filled by older code) cannot be summed: every figure is then None and `ranking_note` says why."""
     from inference.metrics import ranking_from_histograms, threshold_histogram, unpack_counts
 
-    positive = [unpack_counts(r.metrics["hist_pos"]) for r in labelled]
-    negative = [unpack_counts(r.metrics["hist_neg"]) for r in labelled]
-    layouts = {(r.metrics.get("hist_bins"), len(counts)) for r, counts in zip(labelled, positive, strict=True)}
-    if len(layouts) != 1:
-        return {
-            **dict.fromkeys(("auroc", "ap", "auroc_bound", "ap_bound", "best_f1", "best_f1_threshold")),
-            "pr_curve": {},
-            "ranking_note": "the results' score histograms differ in layout; pooled AUROC/AP not computed",
-        }
-    pos, neg = np.sum(positive, axis=0, dtype=np.int64), np.sum(negative, axis=0, dtype=np.int64)
+    pos = neg = None  # summed as they are read: one result's arrays at a time, whatever the run's size
+    layouts = set()
+    for result in labelled:
+        positive, negative = unpack_counts(result.metrics["hist_pos"]), unpack_counts(result.metrics["hist_neg"])
+        layouts.add((result.metrics.get("hist_bins"), len(positive)))
+        if len(layouts) != 1:
+            return {
+                **dict.fromkeys(("auroc", "ap", "auroc_bound", "ap_bound", "best_f1", "best_f1_threshold")),
+                "pr_curve": {},
+                "ranking_note": "the results' score histograms differ in layout; pooled AUROC/AP not computed",
+            }
+        if pos is None:
+            pos, neg = np.zeros(len(positive), np.int64), np.zeros(len(negative), np.int64)
+        pos += positive
+        neg += negative
     if labelled[0].metrics.get("hist_bins") is None:  # legacy: 256 levels round(p * 255), no group is one score
         ranking = ranking_from_histograms(pos, neg, exact_groups=())
     else:
@@ -177,28 +182,35 @@ def _agreement(by_detector: dict) -> tuple[list[dict], dict]:
     pair, and each pair's own value (`"a|b" -> {pair id: IoU}`) for sorting pairs by disagreement.
     (Each pair's consensus map is drawn when first shown: `result_pictures`.)"""
     names = sorted(by_detector)
-    masks = {name: {r.pair_id: result_pictures.read_mask(r.mask_key) for r in results}
-             for name, results in by_detector.items()}  # fmt: skip
+    keys = defaultdict(dict)  # pair id -> {detector: mask key}
+    for name, results in by_detector.items():
+        for result in results:
+            keys[result.pair_id][name] = result.mask_key
+    couples = [(first, second) for i, first in enumerate(names) for second in names[i + 1 :]]
+    values = {couple: {} for couple in couples}
+    for pair_id in sorted(keys):  # one pair's masks in memory at a time
+        masks = {name: result_pictures.read_mask(key) for name, key in keys[pair_id].items()}
+        for first, second in couples:
+            if first in masks and second in masks:
+                values[first, second][str(pair_id)] = mask_iou(masks[first], masks[second])
     rows, by_pair = [], {}
-    for i, first in enumerate(names):
-        for second in names[i + 1 :]:
-            shared = sorted(masks[first].keys() & masks[second].keys())
-            values = {str(p): mask_iou(masks[first][p], masks[second][p]) for p in shared}
-            by_pair[f"{first}|{second}"] = values
-            rows.append(
-                {"a": first, "b": second, "mean_iou": float(np.mean(list(values.values()))) if values else None}
-            )
+    for (first, second), by_pair_id in values.items():
+        by_pair[f"{first}|{second}"] = by_pair_id
+        mean = float(np.mean(list(by_pair_id.values()))) if by_pair_id else None
+        rows.append({"a": first, "b": second, "mean_iou": mean})
     return rows, by_pair
 
 
 def _compact_histograms(result):
-    """A result with its score histograms (4098 groups each, stored packed or, before that, as lists)
-    as arrays, so a run of thousands of results fits in memory while it is pooled."""
-    from inference.metrics import unpack_counts
+    """A result whose score histograms (4098 groups each) were stored as JSON lists, before they were
+    stored packed, with them packed (`inference.metrics.pack_counts`): about 1 kB each instead of some
+    30 kB of Python integers, so a run of many thousands of results fits in memory while it is pooled.
+    Packed ones are kept as they are and unpacked one at a time when pooled."""
+    from inference.metrics import pack_counts
 
     for name in ("hist_pos", "hist_neg"):
-        if name in result.metrics:
-            result.metrics[name] = unpack_counts(result.metrics[name])
+        if isinstance(result.metrics.get(name), list):
+            result.metrics[name] = pack_counts(np.asarray(result.metrics[name], np.int64))
     return result
 
 

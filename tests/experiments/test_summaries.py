@@ -371,3 +371,21 @@ def test_results_stored_by_older_code_pool_with_a_looser_bound_and_are_never_mix
 
 def rows_of_built(run) -> dict[str, dict]:
     return {row["detector"]: row for row in build_leaderboard(run)["detectors"]}
+
+
+@pytest.mark.django_db
+def test_agreement_is_each_pairs_mask_iou_and_its_mean(constructed_run):
+    """The detectors' agreement, read pair by pair from the stored masks, against scikit-learn's
+    Jaccard index of the masks (two empty masks agree fully)."""
+    pairs = {str(p.pk): p.name for p in constructed_run.experiment.dataset.pairs.all()}
+    built = build_leaderboard(constructed_run)
+    by_pair = built["agreement_by_pair"][f"{SILENT}|{TRIGGER}"]
+    assert set(by_pair) == set(pairs)
+    expected = {}
+    for pk, name in pairs.items():
+        a, b = predicted(SILENT, name).ravel(), predicted(TRIGGER, name).ravel()
+        expected[pk] = sk.jaccard_score(a, b, zero_division=1.0)
+        assert by_pair[pk] == pytest.approx(expected[pk])
+    (row,) = built["agreement"]
+    assert (row["a"], row["b"]) == (SILENT, TRIGGER)
+    assert row["mean_iou"] == pytest.approx(np.mean(list(expected.values())))
