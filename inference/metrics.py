@@ -363,30 +363,29 @@ def _check_same_shape(x: np.ndarray, y: np.ndarray, x_name: str, y_name: str) ->
         raise ValueError(f"{x_name} has shape {x.shape} but {y_name} has shape {y.shape}")
 
 
-@dataclass(frozen=True)
 class _Ranking:
     """The groups of tied scores that hold changed pixels, highest score first, with what AUROC, AP and
     best F1 need of each. Groups of unchanged pixels alone add nothing to AUROC or AP and never hold
-    the first best F1 (the changed group above has the same hits and fewer false alarms): left out."""
+    the first best F1 (the changed group above has the same hits and fewer false alarms): left out.
 
-    changed: np.ndarray  # changed pixels in the group
-    hits: np.ndarray  # changed pixels scored at or above the group (true positives at its threshold)
-    false_alarms: np.ndarray  # unchanged pixels scored at or above it (false positives)
-    unchanged_below: np.ndarray  # unchanged pixels scored below it
-    unchanged_tied: np.ndarray  # unchanged pixels with the group's score
-    total_changed: int
-    total_unchanged: int
+    Made from each group's changed pixels and the unchanged pixels below and tied with it; the
+    running sums (hits, false alarms) follow from those."""
+
+    def __init__(self, changed: np.ndarray, unchanged_below: np.ndarray, unchanged_tied: np.ndarray,
+                 total_unchanged: int):  # fmt: skip
+        self.changed, self.unchanged_below, self.unchanged_tied = changed, unchanged_below, unchanged_tied
+        self.total_changed, self.total_unchanged = int(changed.sum()), total_unchanged
+        self.hits = np.cumsum(changed)  # changed pixels at or above the group: true positives at its threshold
+        self.false_alarms = total_unchanged - unchanged_below  # unchanged pixels at or above it
 
     @classmethod
     def of_groups(cls, positives: np.ndarray, negatives: np.ndarray) -> tuple[_Ranking, np.ndarray]:
         """From counts of changed / unchanged pixels per group, highest score first (a histogram);
         with the positions of the kept groups in it."""
         kept = np.flatnonzero(positives)
-        unchanged_at_or_above = np.cumsum(negatives)[kept]
         total_unchanged = int(negatives.sum())
-        ranking = cls(positives[kept], np.cumsum(positives)[kept], unchanged_at_or_above,
-                      total_unchanged - unchanged_at_or_above, negatives[kept], int(positives.sum()), total_unchanged)  # fmt: skip
-        return ranking, kept
+        below = total_unchanged - np.cumsum(negatives)[kept]
+        return cls(positives[kept], below, negatives[kept], total_unchanged), kept
 
     def auroc(self) -> float | None:
         """Changed / unchanged pixel pairs ordered right (a tie counts half), over all such pairs."""
@@ -424,15 +423,7 @@ def _pixel_ranking(prob: np.ndarray, label: np.ndarray) -> tuple[_Ranking, np.nd
     below = np.searchsorted(unchanged, values, "left")
     tied = np.searchsorted(unchanged, values, "right") - below
     counts = np.diff(np.append(starts, changed.size))[::-1]
-    ranking = _Ranking(
-        changed=counts,
-        hits=np.cumsum(counts),
-        false_alarms=unchanged.size - below[::-1],
-        unchanged_below=below[::-1],
-        unchanged_tied=tied[::-1],
-        total_changed=changed.size,
-        total_unchanged=unchanged.size,
-    )
+    ranking = _Ranking(counts, below[::-1], tied[::-1], unchanged.size)
     return ranking, values[::-1] if values.size else unchanged[-1:]
 
 
