@@ -18,10 +18,8 @@ from django.conf import settings
 from kombu.exceptions import OperationalError as BrokerError
 from redis.exceptions import RedisError
 
-from experiments.checkpoints.weights import ensemble_members
-from experiments.detectors import detector_entry
 from experiments.models import Run, RunState, TrainingJob
-from inference.catalogue import catalogue_entry
+from experiments.plans import plan
 
 logger = logging.getLogger(__name__)
 BROKER_UNAVAILABLE = (BrokerError, RedisError, OSError)
@@ -39,12 +37,9 @@ def _task(name: str, *args, queue: str):
 
 
 def detector_queue(experiment, name: str) -> str:
-    """Where a detector of `experiment` runs: the catalogue's queue (learned: `gpu`, else `cpu`); an
-    ensemble runs where its members run, on `gpu` when any of its resolved members is learned."""
-    entry = detector_entry(experiment.owner, name, experiment.dataset)
-    if entry.family != "ensemble":
-        return entry.queue
-    return "gpu" if any(catalogue_entry(member).learned for member, _ in ensemble_members(experiment)) else "cpu"
+    """Where a detector of `experiment` runs: its plan's queue (learned: `gpu`, else `cpu`; an ensemble
+    on `gpu` when any of its members is learned)."""
+    return plan(experiment.owner, name, experiment=experiment).queue
 
 
 def send_run(run_id: int) -> None:

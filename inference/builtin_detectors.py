@@ -20,7 +20,7 @@ VGG16_FILES = ("vgg16-397923af.pth",)
 MOBILENET_V3_LARGE_FILES = ("mobilenet_v3_large-5c1a4163.pth", "mobilenet_v3_large-8738ca79.pth")
 
 # The ensemble's default members besides every learned detector that has a trained checkpoint
-# (`inference.detectors.ensemble`, and `experiments.checkpoints.weights.ensemble_members` in the platform).
+# (`inference.detectors.ensemble`, and `experiments.plans.kinds` in the platform).
 ENSEMBLE_CLASSICAL_MEMBERS = ("absdiff", "ssim")
 
 _CLASSICAL = "inference.detectors.classical"

@@ -58,6 +58,18 @@ class DetectorSpec:
                 raise ValueError(f"{self.name!r}: {field_name} {value!r} must look like 'package.module:attribute'")
         object.__setattr__(self, "imagenet_files", tuple(self.imagenet_files))
 
+    def facts(self) -> dict:
+        """What the detector is, as the lists show it (torch-free, JSON-safe)."""
+        return {
+            "name": self.name,
+            "family": self.family,
+            "learned": self.learned,
+            "description": self.description,
+            "relative_cost": self.relative_cost,
+            "input_size": self.input_size,
+            "params": self.params,
+        }
+
     def resolve_builder(self) -> Callable:
         return resolve(self.builder, what=f"builder of detector {self.name!r}")
 

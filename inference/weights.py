@@ -3,8 +3,9 @@
 ``weights="auto"`` resolves, in this order:
 
 1. an explicit checkpoint path (a ``str`` or ``Path`` passed as ``weights``);
-2. a platform checkpoint from the registered resolver (``set_checkpoint_resolver(fn)``,
-   ``fn(detector_name) -> path | None``; the Django side registers one);
+2. a checkpoint from the resolver a library user registered (``set_checkpoint_resolver(fn)``,
+   ``fn(detector_name) -> path | None``). The platform registers none: it decides what ``auto``
+   means in its detector plan (``experiments.plans``) and passes the checkpoint's path;
 3. torchvision ImageNet weights for the detector's backbone when the file is already in the
    torch cache (``torch.hub.get_dir()/checkpoints/<torchvision file name>``): provenance
    ``"imagenet"``, the layers after the backbone stay randomly initialised;
@@ -27,7 +28,7 @@ import io
 import json
 import os
 import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -116,18 +117,23 @@ def imagenet_filenames(backbone: str) -> list[str]:
 
 
 def imagenet_cache_dir() -> Path:
-    """``torch.hub.get_dir()/checkpoints`` (follows ``TORCH_HOME`` at call time)."""
-    import torch
+    """Where torchvision keeps downloaded weights, ``torch.hub.get_dir()/checkpoints``, computed
+    without torch (follows ``TORCH_HOME`` and ``XDG_CACHE_HOME`` at call time)."""
+    if os.environ.get("TORCH_HOME"):
+        base = Path(os.environ["TORCH_HOME"])
+    else:
+        base = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "torch"
+    return base / "hub" / "checkpoints"
 
-    return Path(torch.hub.get_dir()) / "checkpoints"
+
+def cached_imagenet_file(filenames: Iterable[str]) -> Path | None:
+    """The first of ``filenames`` present in the torch cache (torch-free), or None."""
+    folder = imagenet_cache_dir()
+    return next((folder / name for name in filenames if (folder / name).is_file()), None)
 
 
 def find_imagenet_file(backbone: str) -> Path | None:
-    for filename in imagenet_filenames(backbone):
-        candidate = imagenet_cache_dir() / filename
-        if candidate.is_file():
-            return candidate
-    return None
+    return cached_imagenet_file(imagenet_filenames(backbone))
 
 
 def load_imagenet_state_dict(source: WeightsSource) -> dict[str, torch.Tensor]:

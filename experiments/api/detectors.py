@@ -6,31 +6,20 @@ from rest_framework.response import Response
 from experiments.api import serializers as s
 from experiments.api.base import ApiView
 from experiments.api.errors import error_responses
-from experiments.checkpoints import selectors as checkpoint_selectors
-from experiments.checkpoints.availability import detector_availability
-from experiments.detectors import BROUGHT_IN_FAMILIES, detector_entries
-from inference.catalogue import CatalogueEntry
+from experiments.plans import DetectorPlan, plans_for
 
 SYNC_DIFF_DETECTORS = ("absdiff", "ssim")  # cheap enough to run inside a request (POST /api/v1/diff/)
 
 
-def detector_record(user, entry: CatalogueEntry) -> dict:
-    """The catalogue entry (params and input size included), with what a run would use for `user`."""
-    if entry.family in BROUGHT_IN_FAMILIES:
-        weights, available = "brought in", True
-    elif not entry.learned:
-        weights, available = "none", True
-    else:
-        checkpoint = checkpoint_selectors.newest_checkpoint(user, entry.name)
-        weights, available = (checkpoint.provenance, True) if checkpoint else ("untrained", False)
-    availability = detector_availability(user, entry.name)
+def detector_record(plan: DetectorPlan) -> dict:
+    """The plan's description (params and input size included), with what a run would use for its owner."""
     return {
-        **entry.as_dict(),
-        "weights": weights,
-        "weights_available": available,
-        "sync_diff": entry.name in SYNC_DIFF_DETECTORS,
-        "available": availability.available,
-        "unavailable_reason": availability.reason,
+        **plan.as_dict(),
+        "weights": plan.weights.listed,
+        "weights_available": plan.weights.listed != "untrained",
+        "sync_diff": plan.name in SYNC_DIFF_DETECTORS,
+        "available": plan.availability.available,
+        "unavailable_reason": plan.availability.reason,
     }
 
 
@@ -49,5 +38,5 @@ class DetectorListView(ApiView):
         responses={200: s.DetectorOutput(many=True), **error_responses()},
     )
     def get(self, request):
-        records = [detector_record(request.user, entry) for entry in detector_entries(request.user).values()]
+        records = [detector_record(plan) for plan in plans_for(request.user).values()]
         return Response(s.DetectorOutput(records, many=True).data)

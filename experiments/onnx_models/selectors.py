@@ -1,7 +1,6 @@
-"""Reads of uploaded ONNX models: the owner's, and the ready ones as detector entries."""
+"""Reads of uploaded ONNX models: the owner's, and the ready ones (detectors in `experiments.plans`)."""
 
 from experiments.models import UploadedModel
-from inference.catalogue import CatalogueEntry
 
 
 def models_of(owner):
@@ -28,26 +27,9 @@ def ready_model(owner, name: str) -> UploadedModel:
     return model
 
 
-def entry_of(model: UploadedModel) -> CatalogueEntry:
-    size = f"at {model.input_size} px" if model.input_size else "at B's size"
-    return CatalogueEntry(
-        name=model.detector_name,
-        family="onnx",
-        learned=True,
-        description=f"your ONNX model ({model.inputs} inputs, {model.output} out, {size}; sha256 {model.sha256[:12]})",
-        relative_cost=(model.probe or {}).get("probe_ms"),
-        input_size=model.input_size,
-        params=(model.probe or {}).get("params"),
-    )
-
-
-def onnx_entry(owner, name: str) -> CatalogueEntry:
-    return entry_of(ready_model(owner, name))
-
-
-def onnx_entries(owner) -> dict[str, CatalogueEntry]:
-    ready = models_of(owner).filter(state=UploadedModel.State.READY).order_by("name")
-    return {model.detector_name: entry_of(model) for model in ready}
+def ready_models(owner):
+    """The owner's validated models, by name: each a detector (`onnx:<name>`) in the owner's plans."""
+    return models_of(owner).filter(state=UploadedModel.State.READY).order_by("name")
 
 
 def contract_of(model: UploadedModel):

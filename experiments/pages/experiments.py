@@ -5,15 +5,14 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_http_methods
 
 from experiments.checkpoints import selectors as checkpoint_selectors
-from experiments.checkpoints.availability import detector_availability
 from experiments.datasets import selectors as dataset_selectors
-from experiments.detectors import BROUGHT_IN_FAMILIES, detector_entries
 from experiments.errors import ServiceError
 from experiments.pages.forms import ExperimentForm
+from experiments.plans import plans_for
 from experiments.runs import services as run_services
 
 
-def _weight_choices(user, entries) -> dict[str, list[tuple[str, str]]]:
+def _weight_choices(user, plans) -> dict[str, list[tuple[str, str]]]:
     """Per detector, the weights a user may pick, each labelled with its provenance."""
     checkpoints = {}
     for checkpoint in checkpoint_selectors.checkpoints_visible_to(user).select_related("dataset"):
@@ -22,10 +21,10 @@ def _weight_choices(user, entries) -> dict[str, list[tuple[str, str]]]:
         label += f" on {checkpoint.dataset.name})" if checkpoint.dataset else ")"
         checkpoints.setdefault(checkpoint.detector, []).append((checkpoint.provenance, label))
     choices = {}
-    for name, entry in sorted(entries.items()):
-        if entry.family in BROUGHT_IN_FAMILIES:
+    for name, plan in sorted(plans.items()):
+        if plan.weights.listed == "brought in":
             choices[name] = [("auto", "its own (uploaded)")]
-        elif entry.learned:
+        elif plan.learned:
             choices[name] = [
                 ("auto", "auto: your newest checkpoint, else a shipped one, else ImageNet backbone"),
                 ("random", "untrained (random init)"),
@@ -40,13 +39,13 @@ def _weight_choices(user, entries) -> dict[str, list[tuple[str, str]]]:
 @require_http_methods(["GET", "POST"])
 def experiment_create(request):
     datasets = dataset_selectors.datasets_listed_for(request.user)
-    entries = detector_entries(request.user)
-    weight_choices = _weight_choices(request.user, entries)
+    plans = plans_for(request.user)
+    weight_choices = _weight_choices(request.user, plans)
     initial = {"dataset": request.GET.get("dataset")}
     if request.GET.getlist("detectors"):
         initial["detectors"] = request.GET.getlist("detectors")
     form = ExperimentForm(
-        request.POST or None, datasets=datasets, weight_choices=weight_choices, entries=entries, initial=initial
+        request.POST or None, datasets=datasets, weight_choices=weight_choices, entries=plans, initial=initial
     )
     status = 200
     if request.method == "POST":
@@ -61,14 +60,14 @@ def experiment_create(request):
                 return redirect("experiments:run_detail", pk=run.pk)
         status = 400
     detector_rows = []
-    for entry in entries.values():
-        availability = detector_availability(request.user, entry.name)
-        weights_field = form[f"weights_{entry.name}"]
+    for plan in plans.values():
+        availability = plan.availability
+        weights_field = form[f"weights_{plan.name}"]
         # Unavailable with "auto": the checkbox is disabled until an explicit weights choice is picked.
         auto = (weights_field.value() or "auto") == "auto"
         detector_rows.append({
-            "entry": entry,
-            "checked": entry.name in (form["detectors"].value() or []),
+            "entry": plan,
+            "checked": plan.name in (form["detectors"].value() or []),
             "weights_field": weights_field,
             "available": availability.available,
             "unavailable_reason": availability.reason,
@@ -76,8 +75,8 @@ def experiment_create(request):
         })  # fmt: skip
     cost_data = {
         "datasets": {str(d.pk): d.pair_count for d in datasets},
-        "detectors": {e.name: e.relative_cost for e in entries.values()},
-        "sizes": {e.name: e.input_size for e in entries.values()},
+        "detectors": {p.name: p.relative_cost for p in plans.values()},
+        "sizes": {p.name: p.default_input_size for p in plans.values()},
     }
     return render(
         request,

@@ -52,7 +52,7 @@ class BulkUploadForm(forms.Form):
 
 
 def detector_choices(entries=None):
-    """Every detector a user can name (`experiments.detectors.detector_entries`); the registry's alone by default."""
+    """Every detector a user can name (`experiments.plans.plans_for`); the registry's alone by default."""
     entries = catalogue_entries() if entries is None else entries
     return [(name, f"{name} ({entry.family})") for name, entry in sorted(entries.items())]
 

@@ -1,7 +1,6 @@
-"""Reads of uploaded prediction sets: the owner's, and each as a detector entry for its dataset."""
+"""Reads of uploaded prediction sets: the owner's, and those a run on a dataset may name (`experiments.plans`)."""
 
 from experiments.models import PredictionSet
-from inference.catalogue import CatalogueEntry
 
 
 def prediction_sets_of(owner):
@@ -28,28 +27,10 @@ def prediction_set(owner, name: str, dataset) -> PredictionSet:
     raise KeyError(f"unknown detector 'external:{name}': no predictions called {name!r} were uploaded")
 
 
-def entry_of(predictions: PredictionSet) -> CatalogueEntry:
-    return CatalogueEntry(
-        name=predictions.detector_name,
-        family="external",
-        learned=False,
-        description=f"{predictions.kind} predictions uploaded for dataset {predictions.dataset.name!r} "
-        "(made elsewhere: latency and memory not measured here)",
-        relative_cost=None,
-        input_size=None,
-        params=None,
-    )
-
-
-def external_entry(owner, name: str, dataset=None) -> CatalogueEntry:
-    return entry_of(prediction_set(owner, name, dataset))
-
-
-def external_entries(owner, dataset=None) -> dict[str, CatalogueEntry]:
+def prediction_sets_for(owner, dataset=None):
+    """The owner's sets for `dataset` (every dataset's without one), by name: detectors `external:<name>`."""
     sets = prediction_sets_of(owner).order_by("name")
-    if dataset is not None:
-        sets = sets.filter(dataset=dataset)
-    return {predictions.detector_name: entry_of(predictions) for predictions in sets}
+    return sets.filter(dataset=dataset) if dataset is not None else sets
 
 
 def prediction_sets_visible_to(user):

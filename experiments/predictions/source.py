@@ -1,6 +1,7 @@
 """An uploaded prediction set standing in for a model inside a run: its identity and each pair's map.
 
-The detector slot (`experiments.runs.detector_slot`) asks this for what it would ask a model:
+The detector plan carries it as the weights of `external:<name>` (`experiments.plans`); the detector
+slot (`experiments.runs.detector_slot`) asks it for what it would ask a model:
 the record of what ran, a weights identity for the result cache (per pair: the stored map's
 sha256, so a re-upload is never served a stale result) and the pair's map. Nothing is timed or
 measured: the maps were made elsewhere.
@@ -11,17 +12,15 @@ import hashlib
 import numpy as np
 
 from experiments import storage
-from experiments.detectors import EXTERNAL_PREFIX
-from experiments.models import ImagePair
+from experiments.models import ImagePair, PredictionSet
 from experiments.predictions.maps import load_stored
-from experiments.predictions.selectors import prediction_set
 
 NOT_MEASURED = "not measured here"
 
 
 class PredictionSource:
-    def __init__(self, owner, name: str, dataset):
-        self.predictions = prediction_set(owner, name.removeprefix(EXTERNAL_PREFIX), dataset)
+    def __init__(self, predictions: PredictionSet):
+        self.predictions = predictions
         self._files = None
 
     @property

@@ -1,27 +1,15 @@
-"""One detector in one run inside a worker: resolved weights and size, the loaded model (from the
-per-process cache), its cache keys, and the record of what it ran as."""
+"""One detector in one run inside a worker: its plan (weights, size, device: `experiments.plans`),
+the loaded model (from the per-process cache), its cache keys, and the record of what it ran as."""
 
 import logging
 import time
 
 import numpy as np
 
-from experiments.detectors import detector_entry
 from experiments.models import ImagePair, PairAlignment, Run
+from experiments.plans import DetectorPlan
 from experiments.runs import measurement, model_cache, result_cache
-from experiments.runs.detector_setup import (
-    EnsembleMember,
-    alignment_record,
-    device_record,
-    ensemble_member_plan,
-    expected_precision,
-    flops_of,
-    inference_device,
-    onnx_device,
-    precision_of,
-    runtime_options,
-    weights_and_input_size,
-)
+from experiments.runs.detector_setup import alignment_record, device_record, flops_of, precision_of, runtime_options
 from experiments.runs.environment import code_version, key_library_versions, worker_record
 from experiments.runs.pair_inputs import PairInputs
 from experiments.runs.run_records import PERSIST_EVERY_S, record_detector, update_detector_record
@@ -38,29 +26,19 @@ class DetectorSlot:
     The cache key needs the weights' identity; for classical, seeded-random and checkpoint weights
     it is known without loading the model, so a fully cached pass never loads it at all. An
     ensemble is always built first: its members (and their weights) are part of its identity.
-    Its members are resolved as each would be alone in the run (`ensemble_member_plan`).
+    Its members are planned as each would be alone in the run (`DetectorPlan.members`).
 
     The slot also measures: the sampled pairs alone (batch 1: latency), a few of the batched calls
     that compute the other maps (throughput), and the memory of both; `flush_measurements` adds them to the run's record of this detector."""
 
-    def __init__(self, run: Run, name: str, batch_size: int = 8):
-        experiment = run.experiment
-        self.run, self.name = run, name
+    def __init__(self, run: Run, plan: DetectorPlan, batch_size: int = 8):
+        self.run, self.plan, self.name = run, plan, plan.name
         self.batch_size = batch_size  # the engine's batch: the size throughput is timed at
-        self.entry = detector_entry(experiment.owner, name, experiment.dataset)
-        self.external = _external_source(experiment, name) if self.entry.family == "external" else None
-        self.choice, self.input_size, self.input_size_source = weights_and_input_size(
-            experiment, name, experiment.detector_weights.get(name, "auto")
-        )
-        self.is_ensemble = self.entry.family == "ensemble"
-        # An ensemble's members, each with the weights and input size it has alone in this run.
-        self.member_plan = ensemble_member_plan(experiment) if self.is_ensemble else []
-        self.learned = self.entry.learned or any(member.learned for member in self.member_plan)
-        # Classical detectors compute with NumPy/OpenCV on the CPU whatever the worker has.
-        self.device = inference_device() if self.entry.learned or self.is_ensemble else "cpu"
-        self.precision = expected_precision(self.entry.learned, self.device)
-        if self.entry.family == "onnx":  # onnxruntime computes in fp32, on the GPU only with its CUDA provider
-            self.device, self.precision = onnx_device(self.device), "fp32"
+        self.external = plan.weights.load if plan.made_elsewhere else None  # uploaded maps in place of a model
+        self.input_size, self.input_size_source = plan.input_size, plan.input_size_source
+        self.is_ensemble = bool(plan.members)
+        self.learned = plan.learned_inside
+        self.device, self.precision = plan.device, plan.precision
         self.key_precision = self.precision  # fixed before loading, so a pass keys every pair alike
         self.members = None
         self.weights_ref = self._expected_weights_ref()
@@ -74,22 +52,11 @@ class DetectorSlot:
     def _expected_weights_ref(self) -> str | None:
         if self.is_ensemble:
             return None  # its members are known once it is built
-        if self.external is not None:
-            return self.external.weights_ref
-        ref = self.choice.ref
-        if ref == "none":
-            return "none:None"
-        if ref == "random":
-            return f"random:seed={self.run.experiment.seed}"
-        if ref.startswith("checkpoint:"):
-            return f"{ref}:{ref.split(':', 1)[1]}"
-        if ref.startswith("onnx:"):
-            return ref  # "onnx:<sha256>": what the loaded model reports (weights "onnx", its file's sha256)
-        return None  # "auto": ImageNet weights or none at all; only loading tells
+        return self.plan.weights.identity(self.run.experiment.seed)
 
     def _info_key(self) -> str:
         # the detector's record says how it scales large pairs: runs that differ only in that differ here
-        scaling = self.run.experiment.scaling if self.learned else ""
+        scaling = self.plan.scaling if self.learned else ""
         return f"{self.name}|{self.weights_ref}|{self.input_size}|{self.device}|{scaling}"
 
     @property
@@ -108,10 +75,11 @@ class DetectorSlot:
             self.detector, self.info = self.external, self.external.info
             return self.detector
         experiment = self.run.experiment
-        options = {"members": [member.build_options() for member in self.member_plan]} if self.is_ensemble else None
+        plan = self.plan
+        options = {"members": [member.build_options() for member in plan.members]} if self.is_ensemble else None
         detector = model_cache.get_detector(
-            self.name, self.choice.weights, self.choice.ref, self.device, self.input_size, experiment.seed,
-            options=options, scaling=experiment.scaling,
+            self.name, plan.weights.load, plan.weights.ref, self.device, self.input_size, experiment.seed,
+            options=options, scaling=plan.scaling, build=plan.builder(),
         )  # fmt: skip
         info = detector.info.as_dict()
         if info["weights"] == "random":
@@ -121,7 +89,7 @@ class DetectorSlot:
         if self.is_ensemble:  # keyed only once built: its members, device and precision are its identity
             self.members = _member_records(detector, experiment.seed)
             self.device, self.key_precision = info["device"], self.precision
-            info["members"] = _member_details(detector, self.members, self.member_plan)
+            info["members"] = _member_details(detector, self.members, plan.members)
             info["extra"] = {k: v for k, v in info["extra"].items() if k != "members"}  # said in info["members"]
             flops = [m["flops"] for m in info["members"] if m["flops"] is not None]
             info["flops"] = sum(flops) if flops else None
@@ -138,8 +106,8 @@ class DetectorSlot:
         """Everything besides the pair and the weights that this detector's result on it depends on."""
         if self._computation is None:
             experiment = self.run.experiment
-            options = {"input_size": self.input_size} if self.entry.learned else {}
-            options.update({"scaling": experiment.scaling} if self.learned else {})  # resize or tile (inference.tiling)
+            options = {"input_size": self.input_size} if self.plan.learned else {}
+            options.update({"scaling": self.plan.scaling} if self.learned else {})  # resize or tile (inference.tiling)
             # an ensemble's members' input sizes and weights are in "members"; its learned members' runtime here
             self._computation = {
                 "code": code_version(),
@@ -284,7 +252,7 @@ def _member_records(ensemble, seed: int) -> list[dict]:
     return records
 
 
-def _member_details(ensemble, records: list[dict], plan: list[EnsembleMember]) -> list[dict]:
+def _member_details(ensemble, records: list[dict], plan: tuple[DetectorPlan, ...]) -> list[dict]:
     """The run's record of an ensemble's members: their identity (`_member_records`) with where each
     input size comes from (as for a detector alone) and each member's FLOPs at that size."""
     details = []
@@ -295,13 +263,6 @@ def _member_details(ensemble, records: list[dict], plan: list[EnsembleMember]) -
             "flops": flops_of(member, member.info.input_size if member.info.learned else None),
         })  # fmt: skip
     return details
-
-
-def _external_source(experiment, name: str):
-    """Uploaded predictions (`external:<name>`) in place of a model: see `experiments.predictions.source`."""
-    from experiments.predictions.source import PredictionSource
-
-    return PredictionSource(experiment.owner, name, experiment.dataset)
 
 
 def _cached_flops(detector, input_size):

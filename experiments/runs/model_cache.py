@@ -21,18 +21,19 @@ def get_detector(
     seed: int = 0,
     options: dict | None = None,
     scaling: str = "auto",
+    build=None,
 ):
     """A detector from the LRU keyed by (name, weights, device, input size, seed, options), created on a miss.
 
     ``input_size`` is the size the engine resolved for a learned detector (override, checkpoint
     meta or registry default); it is passed to the builder, so the network runs at exactly that
     size. Classical detectors take none (``None``). ``options`` go to the builder as they are
-    (an ensemble's ``members``, each with its own weights and input size).
+    (an ensemble's ``members``, each with its own weights and input size). ``build(device)`` builds
+    a detector the registry does not know (an uploaded ONNX model: ``DetectorPlan.builder``).
 
     Random initialisation is seeded, so "random" weights are the same network in every process
     for the same seed (and their results can be cached and compared honestly)."""
     from inference import create_detector
-    from inference.catalogue import catalogue_entry
     from inference.runtime import seed_everything
 
     key = (name, weights_ref, str(weights), device, input_size, seed, json.dumps(options, sort_keys=True, default=str))
@@ -41,10 +42,10 @@ def get_detector(
         if key in _models:
             _models.move_to_end(key)
             return _models[key]
-    if weights_ref.startswith("onnx:"):
-        detector = _onnx_detector(name, weights, device).set_scaling(scaling)
+    if build is not None:
+        detector = build(device=device).set_scaling(scaling)
     else:
-        built_with = {"input_size": input_size} if catalogue_entry(name).learned and input_size else {}
+        built_with = {"input_size": input_size} if input_size else {}  # learned detectors only have one
         seed_everything(seed)
         detector = create_detector(
             name, weights=weights, device=device, scaling=scaling, **built_with, **(options or {})
@@ -83,13 +84,6 @@ def _evict() -> None:
 
 def _is_weightless(detector) -> bool:
     return getattr(getattr(detector, "info", None), "weights", None) == "none"
-
-
-def _onnx_detector(name: str, model_file, device: str):
-    """A user's ONNX model (`onnx:<name>`): `model_file` is its `OnnxModelFile` (path, sha256, contract)."""
-    from inference.detectors.onnx_model import OnnxDetector
-
-    return OnnxDetector(name, model_file, device=device)
 
 
 def clear() -> None:

@@ -4,8 +4,8 @@ Services, forms and serializers all call these, so the API, the pages and the CL
 refuse exactly the same values with the same message.
 """
 
-from experiments.detectors import detector_entry
 from experiments.errors import ServiceError
+from experiments.plans import plan
 
 THRESHOLD_MIN, THRESHOLD_MAX = 0.0, 1.0  # exclusive: at 0 every pixel is change, at 1 none is
 INPUT_SIZE_MIN, INPUT_SIZE_MAX = 32, 1024
@@ -81,13 +81,13 @@ def check_splits(splits, dataset) -> list[str]:
 
 def check_detectors(detectors, *, owner=None, dataset=None, field: str = "detectors") -> list[str]:
     """Known detector names, de-duplicated in the order given: the registry's, `owner`'s ready ONNX
-    models and the predictions uploaded for `dataset` (`experiments.detectors`)."""
+    models and the predictions uploaded for `dataset` (`experiments.plans`)."""
     if isinstance(detectors, str) or not isinstance(detectors, list | tuple) or not detectors:
         raise ServiceError("Choose at least one detector.", field=field)
     names = []
     for name in detectors:
         try:
-            detector_entry(owner, str(name), dataset)
+            plan(owner, str(name), dataset=dataset)
         except KeyError as exc:
             raise ServiceError(str(exc.args[0]), field=field) from None
         if str(name) not in names:
@@ -109,9 +109,13 @@ def check_weight_choices(detector_weights, detectors: list[str]) -> dict:
 def check_available(owner, detectors: list[str], detector_weights: dict, *, field: str = "detectors") -> None:
     """Refuse a detector that would run with weights "auto" but has nothing to load (the reason says
     what fixes it); an explicit "random" or "checkpoint:<sha256>" choice is allowed."""
-    from experiments.checkpoints.availability import unavailable_with_auto
-
-    refused = unavailable_with_auto(owner, detectors, detector_weights)
+    refused = {}
+    for name in detectors:
+        if str((detector_weights or {}).get(name, "auto")) != "auto":
+            continue
+        availability = plan(owner, name).availability
+        if not availability.available:
+            refused[name] = availability.reason
     if refused:
         reasons = "; ".join(f"{name} is unavailable: {reason}" for name, reason in refused.items())
         raise ServiceError(f'{reasons}. (Or choose its weights explicitly, e.g. "random".)', field=field)

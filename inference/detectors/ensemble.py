@@ -5,7 +5,7 @@ A member is a detector name, or a mapping with ``"name"`` and that member's own 
 ``create_detector`` (``"weights"``: a checkpoint path, ``"auto"`` or ``None``; ``"input_size"``;
 ...), so each member can be built exactly as it would be alone:
 ``members=[{"name": "siamese-unet", "weights": "unet.pt", "input_size": 256}, "absdiff"]``.
-The platform builds its ensembles this way (`experiments.runs.detector_setup.ensemble_member_plan`).
+The platform builds its ensembles this way (`experiments.plans`: an ensemble plan's members).
 
 Without ``members`` the ensemble takes the classical detectors plus every learned detector
 for which a *trained* checkpoint resolves under ``weights="auto"`` (the platform resolver or

@@ -411,6 +411,7 @@ def test_the_web_process_checks_an_upload_without_torch_or_onnxruntime():
 def test_on_a_gpu_worker_without_the_cuda_provider_the_model_runs_and_is_recorded_on_the_cpu(
     api, user, siamese_onnx, queued, django_capture_on_commit_callbacks, monkeypatch
 ):
+    from experiments.plans import run_plan, worker_side
     from experiments.runs import detector_slot
 
     assert "CUDAExecutionProvider" not in ort.get_available_providers()  # the CPU package of requirements.txt
@@ -418,9 +419,9 @@ def test_on_a_gpu_worker_without_the_cuda_provider_the_model_runs_and_is_recorde
     dataset = make_dataset(user, pairs=[("p", png_bytes(rgb(32, 32, 1)), png_bytes(rgb(32, 32, 2)), None)])
     experiment = run_services.experiment_create(owner=user, dataset=dataset, name="e", detectors=["onnx:siam"])
     run = run_services.run_start(experiment=experiment)
-    monkeypatch.setattr(detector_slot, "inference_device", lambda: "cuda:0")  # what a GPU worker resolves
-    monkeypatch.setattr(detector_slot, "expected_precision", lambda learned, device: "bf16")
-    slot = detector_slot.DetectorSlot(run, "onnx:siam")
+    monkeypatch.setattr(worker_side, "inference_device", lambda: "cuda:0")  # what a GPU worker resolves
+    monkeypatch.setattr(worker_side, "expected_precision", lambda learned, device: "bf16")
+    slot = detector_slot.DetectorSlot(run, run_plan(run, "onnx:siam"))
     assert (slot.device, slot.precision, slot.input_size, slot.input_size_source) == ("cpu", "fp32", None, "model")
     assert slot.static_record()["memory_kind"] == "cpu_peak_rss"
     assert slot.weights_ref == f"onnx:{UploadedModel.objects.get().sha256}"

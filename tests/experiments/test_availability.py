@@ -4,9 +4,9 @@ new-experiment page, the API's detector list and the services (so the CLI too)."
 import pytest
 from django.urls import reverse
 
-from experiments.checkpoints.availability import detector_availability
 from experiments.errors import ServiceError
 from experiments.models import ModelCheckpoint
+from experiments.plans import plan
 from experiments.runs import services as run_services
 from inference.registry import get_spec
 from tests.api.conftest import token_client
@@ -30,23 +30,23 @@ def dataset(user, make_pair_bytes):
 
 @pytest.mark.django_db
 def test_a_learned_detector_without_weights_is_unavailable_with_the_reason_and_the_fix(user, empty_torch_home):
-    availability = detector_availability(user, "siamese-resnet50")
+    availability = plan(user, "siamese-resnet50").availability
     assert not availability.available
     assert RESNET_FILE in availability.reason and str(empty_torch_home) in availability.reason
     assert "python manage.py train_detector siamese-resnet50 --dataset" in availability.reason
-    scratch = detector_availability(user, "siamese-unet")  # no ImageNet backbone for this architecture
+    scratch = plan(user, "siamese-unet").availability  # no ImageNet backbone for this architecture
     assert not scratch.available and "train_detector siamese-unet" in scratch.reason
     for name in ("absdiff", "ssim", "ensemble"):
-        assert detector_availability(user, name).available
-        assert detector_availability(user, name).reason == ""
+        assert plan(user, name).availability.available
+        assert plan(user, name).availability.reason == ""
 
 
 @pytest.mark.django_db
 def test_an_imagenet_file_in_the_torch_cache_makes_it_available(user, empty_torch_home):
     empty_torch_home.mkdir(parents=True)
     (empty_torch_home / RESNET_FILE).write_bytes(b"not read: found by name")
-    assert detector_availability(user, "siamese-resnet50").available
-    assert not detector_availability(user, "siamese-vgg16").available
+    assert plan(user, "siamese-resnet50").availability.available
+    assert not plan(user, "siamese-vgg16").availability.available
 
 
 @pytest.mark.django_db
@@ -54,12 +54,12 @@ def test_a_checkpoint_the_user_can_see_makes_it_available(user, other_user, empt
     ModelCheckpoint.objects.create(
         owner=user, detector="siamese-resnet50", file_key="checkpoints/x.pt", sha256="a" * 64
     )
-    assert detector_availability(user, "siamese-resnet50").available
-    assert not detector_availability(other_user, "siamese-resnet50").available  # not theirs, not public
+    assert plan(user, "siamese-resnet50").availability.available
+    assert not plan(other_user, "siamese-resnet50").availability.available  # not theirs, not public
     ModelCheckpoint.objects.create(
         detector="siamese-vgg16", file_key="checkpoints/y.pt", sha256="b" * 64, is_public=True
     )
-    assert detector_availability(other_user, "siamese-vgg16").available
+    assert plan(other_user, "siamese-vgg16").availability.available
 
 
 @pytest.mark.django_db

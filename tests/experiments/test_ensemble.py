@@ -8,9 +8,9 @@ import torch
 
 from experiments import outbox
 from experiments.checkpoints import services as checkpoint_services
-from experiments.checkpoints.weights import weights_for
 from experiments.models import Result
-from experiments.runs import detector_setup, detector_slot, model_cache, pair_inputs, result_pictures
+from experiments.plans import plan, run_plan
+from experiments.runs import detector_slot, model_cache, pair_inputs, result_pictures
 from experiments.runs import services as run_services
 from inference import create_detector
 from inference.evaluation import pair_metrics
@@ -118,15 +118,16 @@ def test_a_trained_checkpoint_joins_the_ensemble_with_its_provenance_and_input_s
 def test_a_member_takes_the_runs_weights_choice_and_input_size_override(user, unet_checkpoint, dataset_of):
     dataset = dataset_of(user)
     override = start(user, dataset, ["ensemble", UNET], input_size=32).experiment
-    (unet,) = [m for m in detector_setup.ensemble_member_plan(override) if m.learned]
-    assert (unet.name, unet.choice.ref, unet.input_size, unet.input_size_source) == (
+    (unet,) = [m for m in run_plan(override, "ensemble").members if m.learned]
+    assert (unet.name, unet.weights.ref, unet.input_size, unet.input_size_source) == (
         UNET, unet_checkpoint.provenance, 32, "override"
     )  # fmt: skip
-    alone = detector_slot.DetectorSlot(start(user, dataset, ["ensemble", UNET], input_size=32), UNET)
-    assert (alone.choice, alone.input_size) == (unet.choice, unet.input_size)
+    alone_run = start(user, dataset, ["ensemble", UNET], input_size=32)
+    alone = detector_slot.DetectorSlot(alone_run, run_plan(alone_run, UNET))
+    assert (alone.plan.weights, alone.input_size) == (unet.weights, unet.input_size)
 
     random_unet = start(user, dataset, ["ensemble", UNET], detector_weights={UNET: "random"})
-    assert [m.name for m in detector_setup.ensemble_member_plan(random_unet.experiment)] == ["absdiff", "ssim"]
+    assert [m.name for m in run_plan(random_unet.experiment, "ensemble").members] == ["absdiff", "ssim"]
     assert queues(random_unet) == {"ensemble": "cpu", UNET: "gpu"}  # never a member with random weights
 
 
@@ -141,7 +142,7 @@ def test_the_ensemble_map_is_the_weighted_mean_of_its_members_maps_alone(user, u
     assert members_of(info["ensemble"])[UNET]["weights"] == info[UNET]["weights"]
     assert members_of(info["ensemble"])[UNET]["input_size"] == info[UNET]["input_size"] == 64
 
-    path = weights_for(user, UNET).weights  # the same file the run loaded
+    path = plan(user, UNET, on_worker=True).weights.load  # the same file the run loaded
     alone = {
         "absdiff": create_detector("absdiff"),
         "ssim": create_detector("ssim"),

@@ -11,7 +11,8 @@ from django.core.cache import cache
 
 from experiments.checkpoints import services as checkpoint_services
 from experiments.models import PairAlignment, Result, Run, RunState
-from experiments.runs import detector_setup, detector_slot, engine, model_cache, result_cache, run_records
+from experiments.plans import run_plan
+from experiments.runs import detector_slot, engine, model_cache, result_cache, run_records
 from experiments.runs import services as run_services
 from experiments.runs.environment import dataset_manifest_hash
 from experiments.runs.selectors import scored_pairs
@@ -115,17 +116,18 @@ def test_the_input_size_and_its_source_are_recorded(user, pairs_of_sizes, detect
 
 
 @pytest.mark.django_db
-def test_the_registry_size_is_used_when_a_checkpoint_meta_says_nothing(user):
-    from experiments.checkpoints.weights import WeightsChoice
+def test_the_registry_size_is_used_when_a_checkpoint_meta_says_nothing(user, pairs_of_sizes):
     from inference.catalogue import catalogue_entry
 
     entry = catalogue_entry("siamese-unet")
-    assert detector_setup.resolve_input_size(entry, WeightsChoice(None, "random"), None) == (
-        entry.input_size,
-        "registry",
-    )
-    assert detector_setup.resolve_input_size(entry, WeightsChoice(None, "random"), 96) == (96, "override")
-    assert detector_setup.resolve_input_size(catalogue_entry("ssim"), WeightsChoice("auto", "none"), 96) == (None, None)
+    choices = {"detectors": ["siamese-unet", "ssim"], "detector_weights": {"siamese-unet": "random"}}
+    planned = run_plan(start(user, pairs_of_sizes([40]), **choices), "siamese-unet")
+    assert (planned.input_size, planned.input_size_source) == (entry.input_size, "registry")
+    dataset = Run.objects.get().experiment.dataset
+    overridden = run_services.experiment_create(owner=user, dataset=dataset, name="o", input_size=96, **choices)
+    unet, ssim = run_plan(overridden, "siamese-unet"), run_plan(overridden, "ssim")
+    assert (unet.input_size, unet.input_size_source) == (96, "override")
+    assert (ssim.input_size, ssim.input_size_source) == (None, None)
 
 
 # --------------------------------------------------------------------------- latency and throughput
@@ -418,9 +420,11 @@ def test_the_engine_keys_an_ensemble_by_its_members_and_a_pair_by_its_alignment(
     model_cache.clear()
     run = start(user, pairs_of_sizes([32]), ["ensemble", "absdiff"], align=True)
     pair = run.experiment.dataset.pairs.get()
-    slot = detector_slot.DetectorSlot(run, "ensemble")
+    slot = detector_slot.DetectorSlot(run, run_plan(run, "ensemble"))
     key = slot.cache_key(pair)
-    assert key == detector_slot.DetectorSlot(run, "ensemble").cache_key(pair)  # the same inputs: the same key
+    assert key == detector_slot.DetectorSlot(run, run_plan(run, "ensemble")).cache_key(
+        pair
+    )  # the same inputs: the same key
     computation = slot.computation(None)
     assert [(m["name"], m["weight"]) for m in computation["members"]] == [("absdiff", 0.5), ("ssim", 0.5)]
     assert computation["code"] and computation["libraries"]["opencv"] and computation["threshold"] == 0.5

@@ -7,6 +7,7 @@ from django.urls import reverse
 from experiments.errors import ServiceError
 from experiments.models import Experiment, Run
 from experiments.pages.forms import ExperimentForm
+from experiments.plans import run_plan
 from experiments.runs import detector_slot, model_cache
 from experiments.runs import services as run_services
 from experiments.runs.validation import check_scaling
@@ -133,7 +134,7 @@ def test_the_result_cache_key_differs_between_resize_and_tile(user, dataset, no_
         run = start(
             user, dataset, [detector], scaling=scaling, detector_weights={UNET: "random"} if detector == UNET else {}
         )
-        slot = detector_slot.DetectorSlot(run, detector)
+        slot = detector_slot.DetectorSlot(run, run_plan(run, detector))
         return slot.computation(None)["options"].get("scaling"), slot.cache_key(pair)
 
     (resize_scaling, resize_key), (tile_scaling, tile_key) = key(UNET, "resize"), key(UNET, "tile")

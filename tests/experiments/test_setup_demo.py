@@ -97,16 +97,16 @@ def test_the_shipped_weights_cover_every_learned_demo_detector_within_the_size_b
 def test_setup_demo_makes_every_learned_demo_detector_available_with_its_shipped_checkpoint(
     user, other_user, tmp_path, monkeypatch
 ):
-    from experiments.checkpoints.availability import detector_availability
+    from experiments.plans import plan
     from inference.weights import load_checkpoint
 
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))  # no ImageNet files: only the shipped weights count
     for name in LEARNED:
-        assert not detector_availability(other_user, name).available, name
+        assert not plan(other_user, name).availability.available, name
     call_command("setup_demo", "--user", user.username, "--pairs", "40", "--size", "48", stdout=io.StringIO(),
                  stderr=io.StringIO())  # fmt: skip
     for name in DEMO_DETECTORS:
-        assert detector_availability(other_user, name).available, name
+        assert plan(other_user, name).availability.available, name
     for name in LEARNED:
         checkpoint = checkpoint_selectors.newest_checkpoint(other_user, name)
         assert checkpoint.is_public and checkpoint.config["shipped_file"] == f"{name}.pt", name

@@ -4,7 +4,7 @@ import pytest
 
 from inference import catalogue
 from inference.registry import detector_info, get_spec, list_detectors
-from inference.weights import imagenet_filenames
+from inference.weights import imagenet_cache_dir, imagenet_filenames
 
 
 def test_catalogue_names_equal_the_registry():
@@ -19,7 +19,7 @@ def test_every_entry_is_the_registered_spec(name):
     assert (entry.name, entry.family, entry.learned) == (spec.name, spec.family, spec.learned)
     assert (entry.description, entry.relative_cost) == (spec.description, spec.relative_cost)
     assert (entry.input_size, entry.params) == (spec.input_size, spec.params)
-    assert entry.queue == ("gpu" if spec.learned else "cpu")
+    # its queue is the platform's plan's: tests/experiments/test_detector_plan.py
 
 
 def test_learned_flags_and_families_equal_the_registry():
@@ -31,8 +31,8 @@ def test_learned_flags_and_families_equal_the_registry():
         assert catalogue.catalogue_entry(name).params == info.params
 
 
-def test_an_entry_as_a_dict_has_every_field_and_its_queue():
-    data = catalogue.catalogue_entry("siamese-unet").as_dict()
+def test_an_entry_as_a_dict_has_every_field():
+    data = catalogue.catalogue_entry("siamese-unet").facts()
     assert data == {
         "name": "siamese-unet",
         "family": "siamese",
@@ -41,9 +41,7 @@ def test_an_entry_as_a_dict_has_every_field_and_its_queue():
         "relative_cost": 25,
         "input_size": 256,
         "params": 1_350_001,
-        "queue": "gpu",
-    }
-    assert catalogue.catalogue_entry("absdiff").as_dict()["queue"] == "cpu"
+    }  # with its queue ("gpu"; absdiff's "cpu"): tests/experiments/test_detector_plan.py
 
 
 def test_an_unknown_name_is_a_key_error_listing_the_known_ones():
@@ -87,8 +85,8 @@ def test_the_torch_free_cache_folder_is_torchs(tmp_path, monkeypatch):
     import torch
 
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
-    assert catalogue.torch_hub_checkpoints_dir() == tmp_path / "hub" / "checkpoints"
-    assert str(catalogue.torch_hub_checkpoints_dir()) == str(torch.hub.get_dir()) + "/checkpoints"
+    assert imagenet_cache_dir() == tmp_path / "hub" / "checkpoints"
+    assert str(imagenet_cache_dir()) == str(torch.hub.get_dir()) + "/checkpoints"
 
 
 def test_training_estimates_grow_with_work():

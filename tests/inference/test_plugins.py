@@ -81,10 +81,10 @@ def test_a_fresh_process_lists_the_plugin_and_the_catalogue_without_torch(tmp_pa
         "import json, sys\n"
         "from inference.catalogue import catalogue_entries, catalogue_entry, catalogue_names\n"
         "from inference.registry import get_spec, list_detectors\n"
-        "entries = {name: entry.as_dict() for name, entry in catalogue_entries().items()}\n"
+        "entries = {name: entry.facts() for name, entry in catalogue_entries().items()}\n"
         "facts = [get_spec(name).params for name in list_detectors()]\n"
         "print(json.dumps({'torch': 'torch' in sys.modules, 'names': catalogue_names(),\n"
-        "                  'entry': catalogue_entry('gradient-diff').as_dict(), 'entries': entries}))\n"
+        "                  'entry': catalogue_entry('gradient-diff').facts(), 'entries': entries}))\n"
     )
     result = run_python("-c", code, tmp_path=tmp_path)
     assert result.returncode == 0, result.stderr
@@ -93,7 +93,10 @@ def test_a_fresh_process_lists_the_plugin_and_the_catalogue_without_torch(tmp_pa
     assert NAME in data["names"]
     assert "siamese-resnet50" in data["names"]
     assert data["entry"] == data["entries"][NAME]
-    assert data["entry"]["queue"] == "cpu"
+    assert (data["entry"]["family"], data["entry"]["learned"]) == (
+        "classical",
+        False,
+    )  # queue: tests/api/test_plugins.py
 
 
 def test_the_catalogue_lists_a_loaded_plugin(plugin):
@@ -101,7 +104,7 @@ def test_the_catalogue_lists_a_loaded_plugin(plugin):
     assert catalogue.catalogue_entry(plugin) == entry
     assert plugin in catalogue.catalogue_names()
     assert plugin in catalogue.BUILTIN_DETECTORS  # the compatibility mapping follows the registry
-    assert (entry.family, entry.learned, entry.queue) == ("classical", False, "cpu")
+    assert (entry.family, entry.learned) == ("classical", False)  # its queue: tests/api/test_plugins.py
     assert (entry.input_size, entry.params, entry.relative_cost) == (None, 0, 3)
     assert "Sobel" in entry.description
 
