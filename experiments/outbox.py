@@ -19,7 +19,7 @@ from kombu.exceptions import OperationalError as BrokerError
 from redis.exceptions import RedisError
 
 from experiments.models import Run, RunState, TrainingJob
-from experiments.plans import plan
+from experiments.plans.kinds import plan
 
 logger = logging.getLogger(__name__)
 BROKER_UNAVAILABLE = (BrokerError, RedisError, OSError)

@@ -6,7 +6,8 @@ from rest_framework.response import Response
 from experiments.api import serializers as s
 from experiments.api.base import ApiView
 from experiments.api.errors import error_responses
-from experiments.plans import DetectorPlan, plans_for
+from experiments.plans.kinds import plans_for
+from experiments.plans.record import DetectorPlan
 
 SYNC_DIFF_DETECTORS = ("absdiff", "ssim")  # cheap enough to run inside a request (POST /api/v1/diff/)
 

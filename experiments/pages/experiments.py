@@ -8,7 +8,7 @@ from experiments.checkpoints import selectors as checkpoint_selectors
 from experiments.datasets import selectors as dataset_selectors
 from experiments.errors import ServiceError
 from experiments.pages.forms import ExperimentForm
-from experiments.plans import plans_for
+from experiments.plans.kinds import plans_for
 from experiments.runs import services as run_services
 
 

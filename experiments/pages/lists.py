@@ -11,7 +11,7 @@ from django.shortcuts import get_object_or_404, render
 from django.views.decorators.http import require_GET
 
 from experiments.datasets import selectors as dataset_selectors
-from experiments.plans import plans_for
+from experiments.plans.kinds import plans_for
 from experiments.runs import selectors as run_selectors
 
 PAGE_SIZE = 50

@@ -4,12 +4,15 @@ tells the kinds of detector apart.
 A name is a registered detector (built-ins and plug-ins), the registry's ensemble, one of the owner's
 validated ONNX models (``onnx:<name>``) or predictions the owner uploaded for the experiment's dataset
 (``external:<name>``). Validation, the outbox, the lists, the engine and the reports read the plan, so
-a brought-in detector is chosen, refused, queued and run by the same rules as a registered one."""
+a brought-in detector is chosen, refused, queued and run by the same rules as a registered one. A new
+kind (user-defined ensembles) adds its prefix, its lookup and its plan here."""
 
 import experiments.plans.worker_side as worker
 from experiments.errors import ServiceError
+from experiments.onnx_models.selectors import ready_model, ready_models
 from experiments.plans.record import AVAILABLE, EXTERNAL_PREFIX, ONNX_PREFIX, DetectorPlan, WeightsPlan
-from experiments.plans.weights_choice import choose_weights, is_trained
+from experiments.plans.registered import is_trained, registered_plan
+from experiments.predictions.selectors import prediction_set, prediction_sets_for
 from inference.catalogue import catalogue_entry, catalogue_names
 
 
@@ -22,13 +25,24 @@ def plan(owner, name: str, *, dataset=None, experiment=None, on_worker: bool = F
     if experiment is not None:
         owner, dataset = experiment.owner, experiment.dataset
     if name.startswith(ONNX_PREFIX):
-        return _onnx(owner, name, experiment, on_worker)
-    if name.startswith(EXTERNAL_PREFIX):
-        return _external(owner, name, dataset, on_worker)
-    spec = catalogue_entry(name)
-    if spec.family == "ensemble":
-        return _ensemble(owner, spec, experiment, on_worker)
-    return _registered(owner, spec, experiment, on_worker)
+        kind, found = "onnx", ready_model(owner, name.removeprefix(ONNX_PREFIX))
+    elif name.startswith(EXTERNAL_PREFIX):
+        kind, found = "external", prediction_set(owner, name.removeprefix(EXTERNAL_PREFIX), dataset)
+    else:
+        found = catalogue_entry(name)
+        kind = "ensemble" if found.family == "ensemble" else "registered"
+    return _plan_of(kind, found, owner, experiment, on_worker)
+
+
+def _plan_of(kind: str, found, owner, experiment, on_worker: bool) -> DetectorPlan:
+    if kind == "onnx":
+        return _onnx_plan(found, experiment, on_worker)
+    if kind == "external":
+        return _external_plan(found, on_worker)
+    if kind == "ensemble":
+        return _ensemble_plan(owner, found, experiment, on_worker)
+    choice = _choice(experiment, found.name)
+    return registered_plan(owner, found, choice=choice, experiment=experiment, on_worker=on_worker)
 
 
 def run_plan(run_or_experiment, name: str) -> DetectorPlan:
@@ -40,12 +54,9 @@ def run_plan(run_or_experiment, name: str) -> DetectorPlan:
 def plans_for(owner, dataset=None) -> dict[str, DetectorPlan]:
     """Every detector `owner` can run, by name: the registry's, their ready ONNX models and, with a
     dataset, the predictions uploaded for it; without one, the predictions of every dataset they own."""
-    from experiments.onnx_models.selectors import ready_models
-    from experiments.predictions.selectors import prediction_sets_for
-
     plans = {name: plan(owner, name, dataset=dataset) for name in catalogue_names()}
-    plans.update({model.detector_name: _onnx_plan(model, None, None) for model in ready_models(owner)})
-    plans.update({found.detector_name: _external_plan(found, None) for found in prediction_sets_for(owner, dataset)})
+    plans.update({model.detector_name: _onnx_plan(model, None, False) for model in ready_models(owner)})
+    plans.update({found.detector_name: _external_plan(found, False) for found in prediction_sets_for(owner, dataset)})
     return plans
 
 
@@ -57,42 +68,7 @@ def _scaling(experiment) -> str:
     return experiment.scaling if experiment is not None else "auto"
 
 
-def _registered(owner, spec, experiment, on_worker: bool, choice: str | None = None) -> DetectorPlan:
-    weights, availability = choose_weights(owner, spec, choice or _choice(experiment, spec.name), on_worker=on_worker)
-    size, size_source = _input_size(spec, weights, experiment, on_worker)
-    device = (worker.inference_device() if spec.learned else "cpu") if on_worker else None
-    return DetectorPlan(
-        **_facts(spec), kind="registered", weights=weights, input_size=size, input_size_source=size_source,
-        scaling=_scaling(experiment), queue="gpu" if spec.learned else "cpu", availability=availability,
-        device=device, precision=worker.expected_precision(spec.learned, device) if on_worker else None,
-    )  # fmt: skip
-
-
-def _facts(spec) -> dict:
-    facts = spec.facts()
-    facts["default_input_size"] = facts.pop("input_size")
-    return facts
-
-
-def _input_size(spec, weights: WeightsPlan, experiment, on_worker: bool) -> tuple[int | None, str | None]:
-    """The size a learned detector runs at and where it comes from: the experiment's override, the
-    checkpoint's `meta["input_size"]` (read on the worker), the registry's default, or the library's
-    default for a plug-in that declares none. Detectors that are not learned: `(None, None)`."""
-    if not spec.learned:
-        return None, None
-    if experiment is not None and experiment.input_size:
-        return int(experiment.input_size), "override"
-    from_checkpoint = worker.checkpoint_input_size(weights) if on_worker else None
-    if from_checkpoint:
-        return from_checkpoint, "checkpoint"
-    if spec.input_size:
-        return int(spec.input_size), "registry"
-    from inference.detectors.base import DEFAULT_INPUT_SIZE
-
-    return DEFAULT_INPUT_SIZE, "default"
-
-
-def _ensemble(owner, spec, experiment, on_worker: bool) -> DetectorPlan:
+def _ensemble_plan(owner, spec, experiment, on_worker: bool) -> DetectorPlan:
     """The registry's ensemble: its classical members and every learned detector whose choice in the
     same run (the experiment's, when it is among its detectors, else "auto") is a trained platform
     checkpoint, each planned as it would be alone in the run; queued on `gpu` when any member is learned.
@@ -100,33 +76,29 @@ def _ensemble(owner, spec, experiment, on_worker: bool) -> DetectorPlan:
     from inference.builtin_detectors import ENSEMBLE_CLASSICAL_MEMBERS
 
     in_run = experiment.detectors if experiment is not None else ()
-    members = [_registered(owner, catalogue_entry(name), experiment, on_worker) for name in ENSEMBLE_CLASSICAL_MEMBERS]
+    members = [
+        registered_plan(owner, catalogue_entry(name), choice="auto", experiment=experiment, on_worker=on_worker)
+        for name in ENSEMBLE_CLASSICAL_MEMBERS
+    ]  # classical: no weights to choose
     for name in catalogue_names():
-        member_spec = catalogue_entry(name)
-        if not member_spec.learned or member_spec.family == "ensemble":
-            continue
+        member = catalogue_entry(name)
         choice = _choice(experiment, name) if name in in_run else "auto"
-        if choice == "random":
+        if not member.learned or member.family == "ensemble" or choice == "random":
             continue
         try:
-            member = _registered(owner, member_spec, experiment, on_worker, choice=choice)
+            planned = registered_plan(owner, member, choice=choice, experiment=experiment, on_worker=on_worker)
         except ServiceError:  # a pinned checkpoint gone by now: the member is left out, not run untrained
             continue
-        if is_trained(member.weights):
-            members.append(member)
-    learned = any(member.learned for member in members)
-    device = worker.inference_device() if on_worker else None
+        if is_trained(planned.weights):
+            members.append(planned)
+    facts, device = spec.facts(), worker.inference_device() if on_worker else None
+    facts["default_input_size"] = facts.pop("input_size")
     return DetectorPlan(
-        **_facts(spec), kind="ensemble", weights=WeightsPlan(_choice(experiment, spec.name), "none", "none", "auto"),
-        scaling=_scaling(experiment), queue="gpu" if learned else "cpu", members=tuple(members), device=device,
+        **facts, kind="ensemble", weights=WeightsPlan(_choice(experiment, spec.name), "none", "none", "auto"),
+        scaling=_scaling(experiment), queue="gpu" if any(m.learned for m in members) else "cpu",
+        members=tuple(members), device=device,
         precision=worker.expected_precision(spec.learned, device) if on_worker else None,
     )  # fmt: skip
-
-
-def _onnx(owner, name: str, experiment, on_worker: bool) -> DetectorPlan:
-    from experiments.onnx_models.selectors import ready_model
-
-    return _onnx_plan(ready_model(owner, name.removeprefix(ONNX_PREFIX)), experiment, on_worker)
 
 
 def _onnx_plan(model, experiment, on_worker: bool) -> DetectorPlan:
@@ -145,12 +117,6 @@ def _onnx_plan(model, experiment, on_worker: bool) -> DetectorPlan:
         device=worker.onnx_device(worker.inference_device()) if on_worker else None,
         precision="fp32" if on_worker else None, row=model,
     )  # fmt: skip
-
-
-def _external(owner, name: str, dataset, on_worker: bool) -> DetectorPlan:
-    from experiments.predictions.selectors import prediction_set
-
-    return _external_plan(prediction_set(owner, name.removeprefix(EXTERNAL_PREFIX), dataset), on_worker)
 
 
 def _external_plan(predictions, on_worker: bool) -> DetectorPlan:

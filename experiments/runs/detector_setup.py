@@ -1,4 +1,4 @@
-"""What a loaded detector computes with (FLOPs, precision) and the records of its device, runtime and
+"""What a loaded detector is (its record, FLOPs, precision) and the records of its device, runtime and
 alignment that go into the result-cache key. What it loads, at which size and where is its plan's
 (`experiments.plans`)."""
 
@@ -10,6 +10,46 @@ logger = logging.getLogger(__name__)
 
 # per worker process: FLOP counts per (detector, input size)
 _flop_counts: dict[tuple[str, int | None], int | None] = {}
+
+
+def loaded_record(detector, plan, seed: int) -> tuple[dict, str, list[dict] | None]:
+    """`(record, precision, members)` of a detector loaded by its `plan`: the run's record of what it
+    ran as (its info, FLOPs at its input size; an ensemble's members with where each size comes from
+    and their FLOPs), the precision it computes in, and an ensemble's members as its identity."""
+    info = detector.info.as_dict()
+    if info["weights"] == "random":
+        info["weights_sha256"] = f"seed={seed}"  # seeded init: the seed identifies the weights
+    precision = precision_of(detector)
+    members = _member_records(detector, seed) if plan.members else None
+    if members is None:
+        info["flops"] = flops_of(detector, plan.input_size)
+        return info, precision, None
+    info["members"] = [
+        {**record, "input_size_source": planned.input_size_source,
+         "flops": flops_of(member, member.info.input_size if member.info.learned else None)}
+        for member, record, planned in zip(detector.members, members, plan.members, strict=True)
+    ]  # fmt: skip
+    info["extra"] = {k: v for k, v in info["extra"].items() if k != "members"}  # said in info["members"]
+    flops = [m["flops"] for m in info["members"] if m["flops"] is not None]
+    info["flops"] = sum(flops) if flops else None
+    return info, precision, members
+
+
+def _member_records(ensemble, seed: int) -> list[dict]:
+    """An ensemble's members as its identity: name, mixing weight, weights, input size, precision."""
+    records = []
+    for member, weight in zip(ensemble.members, ensemble.member_weights, strict=True):
+        info = member.info
+        records.append({
+            "name": info.name,
+            "weight": weight,
+            "weights": info.weights,
+            "weights_sha256": info.weights_sha256 if info.weights != "random" else f"seed={seed}",
+            "input_size": info.input_size,
+            "device": info.device,
+            "precision": precision_of(member),
+        })  # fmt: skip
+    return records
 
 
 def flops_of(detector, input_size: int | None) -> int | None:

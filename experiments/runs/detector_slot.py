@@ -4,12 +4,10 @@ the loaded model (from the per-process cache), its cache keys, and the record of
 import logging
 import time
 
-import numpy as np
-
 from experiments.models import ImagePair, PairAlignment, Run
-from experiments.plans import DetectorPlan
+from experiments.plans.record import DetectorPlan
 from experiments.runs import measurement, model_cache, result_cache
-from experiments.runs.detector_setup import alignment_record, device_record, flops_of, precision_of, runtime_options
+from experiments.runs.detector_setup import alignment_record, device_record, loaded_record, runtime_options
 from experiments.runs.environment import code_version, key_library_versions, worker_record
 from experiments.runs.pair_inputs import PairInputs
 from experiments.runs.run_records import PERSIST_EVERY_S, record_detector, update_detector_record
@@ -45,7 +43,7 @@ class DetectorSlot:
         self.info = result_cache.lookup_info(self._info_key()) if self.weights_ref else None
         self.detector = None
         self._computation = None
-        self._worker = None
+        self.worker = None  # `environment.worker_record` of this worker, made when the detector is loaded
         self.pending_pairs, self.pending_samples = 0, []
         self.throughput_timed, self.last_flush = 0, time.monotonic()
 
@@ -73,7 +71,11 @@ class DetectorSlot:
             return self.detector
         if self.external is not None:  # uploaded maps: nothing to load
             self.detector, self.info = self.external, self.external.info
-            return self.detector
+        else:
+            self._load_model()
+        return self.detector
+
+    def _load_model(self) -> None:
         experiment = self.run.experiment
         plan = self.plan
         options = {"members": [member.build_options() for member in plan.members]} if self.is_ensemble else None
@@ -81,26 +83,15 @@ class DetectorSlot:
             self.name, plan.weights.load, plan.weights.ref, self.device, self.input_size, experiment.seed,
             options=options, scaling=plan.scaling, build=plan.builder(),
         )  # fmt: skip
-        info = detector.info.as_dict()
-        if info["weights"] == "random":
-            info["weights_sha256"] = f"seed={experiment.seed}"  # seeded init: the seed identifies the weights
-        info["flops"] = _cached_flops(detector, self.input_size)
-        self.precision = precision_of(detector)
+        info, self.precision, self.members = loaded_record(detector, plan, experiment.seed)
         if self.is_ensemble:  # keyed only once built: its members, device and precision are its identity
-            self.members = _member_records(detector, experiment.seed)
             self.device, self.key_precision = info["device"], self.precision
-            info["members"] = _member_details(detector, self.members, plan.members)
-            info["extra"] = {k: v for k, v in info["extra"].items() if k != "members"}  # said in info["members"]
-            flops = [m["flops"] for m in info["members"] if m["flops"] is not None]
-            info["flops"] = sum(flops) if flops else None
             self._computation = None
         self.weights_ref = f"{info['weights']}:{info.get('weights_sha256')}"
         self.info = info
         result_cache.store_info(self._info_key(), info)
-        if not getattr(detector, "_diffplatform_warm", False):
-            warm_up(detector)
+        model_cache.warm_up(detector)
         self.detector = detector
-        return detector
 
     def computation(self, alignment: PairAlignment | None) -> dict:
         """Everything besides the pair and the weights that this detector's result on it depends on."""
@@ -152,7 +143,8 @@ class DetectorSlot:
     def record(self) -> None:
         if self.info is None:
             self.load()
-        record_detector(self.run.pk, self.name, {**self.info, **self.static_record()})
+        record = {**self.info, **self.static_record()}
+        record_detector(self.run.pk, self.name, record)
 
     # ----------------------------------------------------------------------- measuring
     def predict_timed(self, item: PairInputs):
@@ -216,11 +208,6 @@ class DetectorSlot:
         """Whether the next batched call may be timed (a throughput sample)."""
         return self.throughput_timed < THROUGHPUT_BATCHES
 
-    def worker(self) -> dict:
-        if self._worker is None:
-            self._worker = worker_record(self.device, self.precision)
-        return self._worker
-
     def flush_measurements(self, *, force: bool = False) -> None:
         """Add the pairs computed and throughput timed since the last flush to the run's record
         (at most about once a second, and at the end of the task)."""
@@ -228,54 +215,10 @@ class DetectorSlot:
             return
         if not force and time.monotonic() - self.last_flush < PERSIST_EVERY_S:
             return
-        worker, pairs, samples = self.worker(), self.pending_pairs, self.pending_samples
+        if self.worker is None:
+            self.worker = worker_record(self.device, self.precision)  # the machine that computes, as it does
+        worker, pairs, samples = self.worker, self.pending_pairs, self.pending_samples
         update_detector_record(
             self.run.pk, self.name, lambda _env, record: measurement.add_to_record(record, worker, pairs, samples)
         )
         self.pending_pairs, self.pending_samples, self.last_flush = 0, [], time.monotonic()
-
-
-def _member_records(ensemble, seed: int) -> list[dict]:
-    """An ensemble's members as its identity: name, mixing weight, weights, input size, precision."""
-    records = []
-    for member, weight in zip(ensemble.members, ensemble.member_weights, strict=True):
-        info = member.info
-        records.append({
-            "name": info.name,
-            "weight": weight,
-            "weights": info.weights,
-            "weights_sha256": info.weights_sha256 if info.weights != "random" else f"seed={seed}",
-            "input_size": info.input_size,
-            "device": info.device,
-            "precision": precision_of(member),
-        })  # fmt: skip
-    return records
-
-
-def _member_details(ensemble, records: list[dict], plan: tuple[DetectorPlan, ...]) -> list[dict]:
-    """The run's record of an ensemble's members: their identity (`_member_records`) with where each
-    input size comes from (as for a detector alone) and each member's FLOPs at that size."""
-    details = []
-    for member, record, planned in zip(ensemble.members, records, plan, strict=True):
-        details.append({
-            **record,
-            "input_size_source": planned.input_size_source,
-            "flops": flops_of(member, member.info.input_size if member.info.learned else None),
-        })  # fmt: skip
-    return details
-
-
-def _cached_flops(detector, input_size):
-    """FLOPs of a detector the worker keeps loaded, counted once (counting runs a forward pass)."""
-    counted = getattr(detector, "_diffplatform_flops", None)
-    if counted is None or counted[0] != input_size:
-        counted = (input_size, flops_of(detector, input_size))
-        detector._diffplatform_flops = counted
-    return counted[1]
-
-
-def warm_up(detector) -> None:
-    """One untimed call on a small pair after loading, so lazy initialisation is not counted as latency."""
-    blank = np.zeros((64, 64, 3), np.uint8)
-    detector.predict(blank, blank)
-    detector._diffplatform_warm = True

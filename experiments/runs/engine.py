@@ -26,7 +26,7 @@ from experiments import storage
 from experiments.lifecycle import run_transition
 from experiments.live.progress import publish_run_progress
 from experiments.models import ImagePair, Result, Run, RunState
-from experiments.plans import run_plan
+from experiments.plans.kinds import run_plan
 from experiments.runs import measurement, result_cache, result_pictures
 from experiments.runs.detector_slot import DetectorSlot
 from experiments.runs.environment import environment_record
@@ -93,7 +93,8 @@ def run_detector(run_id: int, name: str, attempt: str | None = None) -> None:
     finished = set(run.results.filter(detector=name).values_list("pair_id", flat=True))
     todo = [p for p in pairs if p.pk not in finished]
     reporter = ProgressReporter(run.pk, name, len(pairs), len(finished))
-    slot = DetectorSlot(run, run_plan(run, name), batch_size=BATCH_SIZE)  # the name resolved once, here
+    plan = run_plan(run, name)  # the name resolved once, here: what it is, loads, runs at and on
+    slot = DetectorSlot(run, plan, batch_size=BATCH_SIZE)
     slot.record()
     alignments = {a.pair_id: a for a in run.alignments.all()} if run.experiment.align else {}
     todo = link_cached_results(run, slot, todo, alignments, reporter)

@@ -58,6 +58,18 @@ def get_detector(
     return detector
 
 
+def warm_up(detector) -> None:
+    """One untimed call on a small pair after loading (once per detector kept here), so lazy
+    initialisation is not counted as latency."""
+    if getattr(detector, "_diffplatform_warm", False):
+        return
+    import numpy as np
+
+    blank = np.zeros((64, 64, 3), np.uint8)
+    detector.predict(blank, blank)
+    detector._diffplatform_warm = True
+
+
 @functools.cache
 def _settle_once() -> None:
     """Once per process, when its first network is loaded (torch, torchvision and the platform

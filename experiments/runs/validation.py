@@ -5,7 +5,7 @@ refuse exactly the same values with the same message.
 """
 
 from experiments.errors import ServiceError
-from experiments.plans import plan
+from experiments.plans.kinds import plan
 
 THRESHOLD_MIN, THRESHOLD_MAX = 0.0, 1.0  # exclusive: at 0 every pixel is change, at 1 none is
 INPUT_SIZE_MIN, INPUT_SIZE_MAX = 32, 1024

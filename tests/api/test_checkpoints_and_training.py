@@ -91,7 +91,7 @@ def test_checkpoints_of_other_users_are_invisible_unless_public(api, other_api, 
 
 
 def test_the_detector_list_takes_its_facts_from_the_catalogue(api):
-    from experiments.plans import plan
+    from experiments.plans.kinds import plan
     from inference.catalogue import catalogue_entry, catalogue_names
 
     listed = api.get("/api/v1/detectors/").json()

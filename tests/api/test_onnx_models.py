@@ -411,7 +411,8 @@ def test_the_web_process_checks_an_upload_without_torch_or_onnxruntime():
 def test_on_a_gpu_worker_without_the_cuda_provider_the_model_runs_and_is_recorded_on_the_cpu(
     api, user, siamese_onnx, queued, django_capture_on_commit_callbacks, monkeypatch
 ):
-    from experiments.plans import run_plan, worker_side
+    from experiments.plans import worker_side
+    from experiments.plans.kinds import run_plan
     from experiments.runs import detector_slot
 
     assert "CUDAExecutionProvider" not in ort.get_available_providers()  # the CPU package of requirements.txt

@@ -6,7 +6,7 @@ from django.urls import reverse
 
 from experiments.errors import ServiceError
 from experiments.models import ModelCheckpoint
-from experiments.plans import plan
+from experiments.plans.kinds import plan
 from experiments.runs import services as run_services
 from inference.registry import get_spec
 from tests.api.conftest import token_client

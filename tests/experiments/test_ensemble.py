@@ -9,7 +9,7 @@ import torch
 from experiments import outbox
 from experiments.checkpoints import services as checkpoint_services
 from experiments.models import Result
-from experiments.plans import plan, run_plan
+from experiments.plans.kinds import plan, run_plan
 from experiments.runs import detector_slot, model_cache, pair_inputs, result_pictures
 from experiments.runs import services as run_services
 from inference import create_detector

@@ -11,7 +11,7 @@ from django.core.cache import cache
 
 from experiments.checkpoints import services as checkpoint_services
 from experiments.models import PairAlignment, Result, Run, RunState
-from experiments.plans import run_plan
+from experiments.plans.kinds import run_plan
 from experiments.runs import detector_slot, engine, model_cache, result_cache, run_records
 from experiments.runs import services as run_services
 from experiments.runs.environment import dataset_manifest_hash

@@ -7,7 +7,7 @@ from django.urls import reverse
 from experiments.errors import ServiceError
 from experiments.models import Experiment, Run
 from experiments.pages.forms import ExperimentForm
-from experiments.plans import run_plan
+from experiments.plans.kinds import run_plan
 from experiments.runs import detector_slot, model_cache
 from experiments.runs import services as run_services
 from experiments.runs.validation import check_scaling

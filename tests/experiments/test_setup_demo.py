@@ -97,7 +97,7 @@ def test_the_shipped_weights_cover_every_learned_demo_detector_within_the_size_b
 def test_setup_demo_makes_every_learned_demo_detector_available_with_its_shipped_checkpoint(
     user, other_user, tmp_path, monkeypatch
 ):
-    from experiments.plans import plan
+    from experiments.plans.kinds import plan
     from inference.weights import load_checkpoint
 
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))  # no ImageNet files: only the shipped weights count
