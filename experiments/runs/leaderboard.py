@@ -13,6 +13,7 @@ from dataclasses import dataclass, replace
 from urllib.parse import urlencode
 
 from experiments.models import Run
+from experiments.plans.record import made_elsewhere
 from experiments.runs import selectors
 from experiments.runs.results import csv_text
 from inference.numbers import finite_or_none
@@ -195,7 +196,7 @@ def leaderboard_table(run: Run, state: LeaderboardState | None = None) -> dict:
             ci = (source.get("ci") or {}).get(column.ci) if column.ci else None
             delta = _delta(value, _dig(base_row, column.path), column.higher_is_better)
             cells[column.key] = {"value": value, "ci": ci, "delta": None if is_baseline or not column.delta else delta}
-            if source.get("family") == "external" and column.key in UNMEASURED_COLUMNS:
+            if made_elsewhere(source) and column.key in UNMEASURED_COLUMNS:
                 cells[column.key]["not_measured"] = True
         rows.append(
             {
@@ -316,7 +317,7 @@ def leaderboard_csv(run: Run, state: LeaderboardState | None = None) -> str:
 
 def _said_not_measured(record: dict) -> dict:
     """A CSV row of uploaded predictions says "not measured here" where its speed and memory would be."""
-    if record.get("family") != "external":
+    if not made_elsewhere(record):
         return record
     return record | dict.fromkeys(UNMEASURED_COLUMNS, NOT_MEASURED)
 

@@ -6,6 +6,7 @@ order, a few of its columns with labels that say exactly what each number is.
 """
 
 from experiments.models import Run
+from experiments.plans.record import made_elsewhere
 from experiments.runs.leaderboard import LeaderboardState, leaderboard_table
 from experiments.runs.results import csv_text
 
@@ -38,7 +39,7 @@ def thesis_records(run: Run, state: LeaderboardState | None = None) -> list[dict
     records = []
     for row in leaderboard_table(run, state)["rows"]:
         cells = row["cells"]
-        measured = row["family"] != "external"
+        measured = not made_elsewhere(row)
         records.append({
             "detector": row["detector"],
             "iou": cells["pooled_iou"]["value"],
