@@ -14,6 +14,7 @@ from dataclasses import dataclass
 FAMILIES = ("classical", "siamese", "compare-head", "ensemble")
 
 Reference = Callable | str
+FACTS = ("name", "family", "learned", "description", "relative_cost", "input_size", "params")  # what lists show
 
 
 @dataclass(frozen=True)
@@ -60,15 +61,7 @@ class DetectorSpec:
 
     def facts(self) -> dict:
         """What the detector is, as the lists show it (torch-free, JSON-safe)."""
-        return {
-            "name": self.name,
-            "family": self.family,
-            "learned": self.learned,
-            "description": self.description,
-            "relative_cost": self.relative_cost,
-            "input_size": self.input_size,
-            "params": self.params,
-        }
+        return {field: getattr(self, field) for field in FACTS}
 
     def resolve_builder(self) -> Callable:
         return resolve(self.builder, what=f"builder of detector {self.name!r}")

@@ -11,7 +11,7 @@ import experiments.plans.worker_side as worker
 from experiments.errors import ServiceError
 from experiments.onnx_models.selectors import ready_model, ready_models
 from experiments.plans.record import AVAILABLE, EXTERNAL_PREFIX, ONNX_PREFIX, DetectorPlan, WeightsPlan
-from experiments.plans.registered import is_trained, registered_plan
+from experiments.plans.registered import described_by, is_trained, registered_plan
 from experiments.predictions.selectors import prediction_set, prediction_sets_for
 from inference.catalogue import catalogue_entry, catalogue_names
 
@@ -75,6 +75,7 @@ def _ensemble_plan(owner, spec, experiment, on_worker: bool) -> DetectorPlan:
     An experiment cannot name members or mixing weights, and the ensemble's own choice changes nothing."""
     from inference.builtin_detectors import ENSEMBLE_CLASSICAL_MEMBERS
 
+    described = described_by(spec)
     in_run = experiment.detectors if experiment is not None else ()
     members = [
         registered_plan(owner, catalogue_entry(name), choice="auto", experiment=experiment, on_worker=on_worker)
@@ -91,10 +92,9 @@ def _ensemble_plan(owner, spec, experiment, on_worker: bool) -> DetectorPlan:
             continue
         if is_trained(planned.weights):
             members.append(planned)
-    facts, device = spec.facts(), worker.inference_device() if on_worker else None
-    facts["default_input_size"] = facts.pop("input_size")
+    device = worker.inference_device() if on_worker else None
     return DetectorPlan(
-        **facts, kind="ensemble", weights=WeightsPlan(_choice(experiment, spec.name), "none", "none", "auto"),
+        **described, kind="ensemble", weights=WeightsPlan(_choice(experiment, spec.name), "none", "none", "auto"),
         scaling=_scaling(experiment), queue="gpu" if any(m.learned for m in members) else "cpu",
         members=tuple(members), device=device,
         precision=worker.expected_precision(spec.learned, device) if on_worker else None,

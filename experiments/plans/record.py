@@ -3,6 +3,8 @@ where it is queued and runs, and whether it can run at all (`experiments.plans.k
 
 from dataclasses import dataclass
 
+from inference.detector_spec import FACTS
+
 ONNX_PREFIX = "onnx:"
 EXTERNAL_PREFIX = "external:"
 KINDS = ("registered", "ensemble", "onnx", "external")
@@ -102,16 +104,8 @@ class DetectorPlan:
 
     def as_dict(self) -> dict:
         """The description as the API lists it, with the queue it runs on."""
-        return {
-            "name": self.name,
-            "family": self.family,
-            "learned": self.learned,
-            "description": self.description,
-            "relative_cost": self.relative_cost,
-            "input_size": self.default_input_size,
-            "params": self.params,
-            "queue": self.queue,
-        }
+        facts = {field: getattr(self, "default_input_size" if field == "input_size" else field) for field in FACTS}
+        return {**facts, "queue": self.queue}
 
     def builder(self):
         """How the worker builds it on a model-cache miss: `builder(device)`, or None for the

@@ -24,6 +24,7 @@ def registered_plan(owner, spec, *, choice: str, experiment=None, on_worker: boo
     when given: its input-size override and scaling). On the worker a chosen checkpoint is copied to
     this machine (`weights.load` is its path, and its own input size is read) and a pinned checkpoint
     the owner cannot see is a `ServiceError`; elsewhere it is an unavailable plan saying so."""
+    described = described_by(spec)
     weights, availability = _weights(owner, spec, choice, on_worker=on_worker)
     # The size a learned detector runs at, and why: the experiment's override, the checkpoint's
     # meta["input_size"] (read on the worker, where its file is), the registry's default, or the
@@ -35,14 +36,19 @@ def registered_plan(owner, spec, *, choice: str, experiment=None, on_worker: boo
         sizes = ((override, "override"), (trained, "checkpoint"), (spec.input_size, "registry"))
         size, size_source = next(((int(v), why) for v, why in sizes if v), (DEFAULT_INPUT_SIZE, "default"))
     device = (worker.inference_device() if spec.learned else "cpu") if on_worker else None
-    facts = spec.facts()
-    facts["default_input_size"] = facts.pop("input_size")
     return DetectorPlan(
-        **facts, kind="registered", weights=weights, input_size=size,
+        **described, kind="registered", weights=weights, input_size=size,
         input_size_source=size_source, scaling=experiment.scaling if experiment is not None else "auto",
         queue="gpu" if spec.learned else "cpu", availability=availability, device=device,
         precision=worker.expected_precision(spec.learned, device) if on_worker else None,
     )  # fmt: skip
+
+
+def described_by(spec) -> dict:
+    """The plan's description fields as a registry spec (`inference.detector_spec.DetectorSpec`) fills them."""
+    facts = spec.facts()
+    facts["default_input_size"] = facts.pop("input_size")
+    return facts
 
 
 def _weights(owner, spec, choice: str, *, on_worker: bool) -> tuple[WeightsPlan, Availability]:
