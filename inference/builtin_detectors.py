@@ -113,7 +113,7 @@ BUILTIN_SPECS: tuple[DetectorSpec, ...] = (
     DetectorSpec(
         name="ensemble",
         family="ensemble",
-        learned=False,  # the platform queues it by its resolved members (experiments.outbox)
+        learned=False,  # the platform queues it by its planned members (experiments.plans)
         description=(
             "Weighted mean of the member detectors' maps (default members: absdiff, ssim and every learned"
             " detector with a trained checkpoint)."

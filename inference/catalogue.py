@@ -1,8 +1,8 @@
 """The registered detectors as the web tier reads them: a torch-free view of ``inference.registry``.
 
 An entry is the registry's own ``DetectorSpec`` (built-ins and plug-ins alike): there is no second
-record. The platform's detector plan (``experiments.plans``) adds what a run decides: weights,
-size, queue. Training helpers for the UI (start point, time estimate) live here too, torch-free.
+record. The platform's detector plan (``experiments.plans``) adds what a run decides (weights, input
+size, where it runs). Training helpers for the UI (start point, time estimate) live here too, torch-free.
 """
 
 from __future__ import annotations
