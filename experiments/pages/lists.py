@@ -11,7 +11,7 @@ from django.shortcuts import get_object_or_404, render
 from django.views.decorators.http import require_GET
 
 from experiments.datasets import selectors as dataset_selectors
-from experiments.plans.kinds import plans_for
+from experiments.plans.kinds import detector_names
 from experiments.runs import selectors as run_selectors
 
 PAGE_SIZE = 50
@@ -28,7 +28,7 @@ def _filtered(request, queryset, narrow) -> tuple[dict, int]:
         error = ""
         items = narrow(queryset, filters)
     page = Paginator(items.order_by("-created_at", "-pk"), PAGE_SIZE).get_page(request.GET.get("page"))
-    detectors = sorted(plans_for(request.user))
+    detectors = detector_names(request.user)
     if filters.detector and filters.detector not in detectors:
         detectors.append(filters.detector)
     context = {

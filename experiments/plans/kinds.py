@@ -60,6 +60,14 @@ def plans_for(owner, dataset=None) -> dict[str, DetectorPlan]:
     return plans
 
 
+def detector_names(owner, dataset=None) -> list[str]:
+    """The names `plans_for` plans, sorted, without planning them (a filter's choices)."""
+    brought_in = [m.detector_name for m in ready_models(owner)] + [
+        p.detector_name for p in prediction_sets_for(owner, dataset)
+    ]
+    return sorted({*catalogue_names(), *brought_in})  # a name uploaded for two datasets is listed once
+
+
 def _choice(experiment, name: str) -> str:
     return str(experiment.detector_weights.get(name, "auto")) if experiment is not None else "auto"
 

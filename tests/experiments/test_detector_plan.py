@@ -9,7 +9,7 @@ import torch
 from experiments.checkpoints import services as checkpoint_services
 from experiments.errors import ServiceError
 from experiments.models import ModelCheckpoint, PredictionSet, UploadedModel
-from experiments.plans.kinds import plan, plans_for, run_plan
+from experiments.plans.kinds import detector_names, plan, plans_for, run_plan
 from experiments.plans.record import DetectorPlan
 from experiments.runs import detector_slot, model_cache
 from experiments.runs import services as run_services
@@ -206,6 +206,8 @@ def test_predictions_are_planned_for_their_own_dataset_only(user, dataset, make_
     with pytest.raises(KeyError, match="uploaded for dataset 'ds', not 'other'"):
         plan(user, "external:bit", dataset=other)
     assert "external:bit" in plans_for(user, dataset) and "external:bit" not in plans_for(user, other)
+    PredictionSet.objects.create(owner=user, dataset=other, name="bit", kind="mask", archive_sha256="ef" * 32)
+    assert detector_names(user) == sorted(plans_for(user))  # every dataset's, each name once
 
 
 # --------------------------------------------------------------------------- the ensemble
