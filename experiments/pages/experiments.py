@@ -22,7 +22,7 @@ def _weight_choices(user, plans) -> dict[str, list[tuple[str, str]]]:
         checkpoints.setdefault(checkpoint.detector, []).append((checkpoint.provenance, label))
     choices = {}
     for name, plan in sorted(plans.items()):
-        if plan.weights.listed == "brought in":
+        if plan.brought_in:
             choices[name] = [("auto", "its own (uploaded)")]
         elif plan.learned:
             choices[name] = [

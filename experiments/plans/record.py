@@ -98,6 +98,11 @@ class DetectorPlan:
         return self.learned or any(member.learned for member in self.members)
 
     @property
+    def brought_in(self) -> bool:
+        """A user's own detector (an uploaded ONNX model or predictions): it comes with its weights."""
+        return self.kind in ("onnx", "external")
+
+    @property
     def made_elsewhere(self) -> bool:
         """Uploaded maps: nothing is loaded, computed, timed or measured here."""
         return self.kind == "external"

@@ -65,7 +65,12 @@ def uploaded_model(owner, name="siam", state=UploadedModel.State.READY, input_si
 @pytest.mark.django_db
 def test_a_classical_detector_plans_no_weights_on_the_cpu_queue(user):
     planned = plan(user, "absdiff")
-    assert (planned.kind, planned.family, planned.learned) == ("registered", "classical", False)
+    assert (planned.kind, planned.family, planned.learned, planned.brought_in) == (
+        "registered",
+        "classical",
+        False,
+        False,
+    )
     assert (planned.weights.source, planned.weights.ref, planned.weights.identity(seed=3)) == (
         "none",
         "none",
@@ -181,7 +186,12 @@ def test_a_ready_onnx_model_is_planned_from_its_upload(user):
     assert (planned.kind, planned.family, planned.learned, planned.row) == ("onnx", "onnx", True, model)
     assert (planned.weights.source, planned.weights.ref) == ("uploaded model", f"onnx:{model.sha256}")
     assert (planned.input_size, planned.input_size_source, planned.queue) == (64, "model", "gpu")
-    assert (planned.relative_cost, planned.params, planned.weights.listed) == (3.5, 7, "brought in")
+    assert (planned.relative_cost, planned.params, planned.weights.listed, planned.brought_in) == (
+        3.5,
+        7,
+        "brought in",
+        True,
+    )
     assert planned.builder() is not None  # not a registered detector: built from its file
 
 
