@@ -35,6 +35,7 @@ def plan(owner, name: str, *, dataset=None, experiment=None, on_worker: bool = F
 
 
 def _plan_of(kind: str, found, owner, experiment, on_worker: bool) -> DetectorPlan:
+    """The plan of what the name was found to be: a refused name says why before anything is planned."""
     if kind == "onnx":
         return _onnx_plan(found, experiment, on_worker)
     if kind == "external":
