@@ -3,9 +3,9 @@
 from django.db import transaction
 
 from experiments import outbox
-from experiments.errors import InvalidState, ServiceError
-from experiments.lifecycle import training_transition
-from experiments.models import Dataset, RunState, TrainingJob
+from experiments.errors import ServiceError
+from experiments.lifecycle import work_cancel
+from experiments.models import Dataset, TrainingJob
 from experiments.runs.validation import check_input_size
 from inference.catalogue import catalogue_entry
 from inference.training_config import LOSSES, training_config
@@ -59,10 +59,4 @@ def _enqueue_training(job_id: int) -> None:
 
 
 def training_cancel(*, job) -> TrainingJob:
-    if job.is_finished:
-        raise InvalidState(f"The training job already {job.state}.")
-    TrainingJob.objects.filter(pk=job.pk).update(cancel_requested=True)
-    if job.state == RunState.QUEUED:
-        return training_transition(job.pk, RunState.CANCELLED, cancel_requested=True)
-    job.refresh_from_db()
-    return job
+    return work_cancel(job)
