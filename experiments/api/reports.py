@@ -12,13 +12,14 @@ from experiments.errors import ServiceError
 from experiments.models import LEADERBOARD_RUN_STATES
 from experiments.runs import figures, report, rethreshold
 from experiments.runs import selectors as run_selectors
+from inference.metrics import RANKING_BINS
 
 THRESHOLD_PARAMETER = OpenApiParameter(
     "threshold",
     float,
     description=(
         "Recompute every threshold-dependent figure at this threshold (exclusive 0..1) from the stored per-pair "
-        f"score histograms; rounded to the nearest multiple of 1/{rethreshold.BINS}. Default: the run's own."
+        f"score histograms; rounded to the nearest multiple of 1/{RANKING_BINS}. Default: the run's own."
     ),
 )
 

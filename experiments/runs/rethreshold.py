@@ -1,10 +1,11 @@
 """A run's leaderboard at another threshold, recomputed from the stored per-pair score histograms
 (no image is read, no new run is made).
 
-Each labelled Result stores `hist_pos`/`hist_neg` (`inference.metrics.ranking_histogram`, 4096 groups,
-packed: `inference.metrics.unpack_counts`);
-after `threshold_histogram`, level `m` holds exactly the pixels with `m / 4096 <= p < (m + 1) / 4096`,
-so predicting `level >= m` is exactly the engine's mask `p >= threshold` at `threshold = m / 4096`.
+Each labelled Result stores `hist_pos`/`hist_neg` (`inference.metrics.ranking_histogram`,
+`RANKING_BINS` = 4096 groups, packed: `inference.metrics.unpack_counts`); after `threshold_histogram`,
+level `m` holds exactly the pixels with `m / 4096 <= p < (m + 1) / 4096`, so
+`inference.metrics.confusion_at_threshold` at `threshold = m / 4096` is exactly the engine's mask
+`p >= threshold`.
 Thresholds are therefore restricted to that grid (the page's slider moves in steps of 1/256, which lie
 on it); a requested value off the grid is rounded to the nearest grid value and the answer says so.
 At the run's own threshold the stored leaderboard is returned unchanged.
@@ -23,8 +24,8 @@ from collections import defaultdict
 
 from experiments.models import Run
 from experiments.runs.validation import check_threshold
+from inference.metrics import RANKING_BINS
 
-BINS = 4096  # = inference.evaluation.HISTOGRAM_BINS
 SLIDER_STEP = 1 / 256
 NOT_RECOMPUTED = ("object_precision", "object_recall", "object_f1")
 NOT_RECOMPUTED_COLUMNS = ("mean_object_f1",)
@@ -35,24 +36,23 @@ def grid_threshold(value) -> tuple[float, float, bool]:
     """`(threshold on the grid, the value asked for, whether it was rounded)`; ServiceError (-> 400)
     outside (0, 1). A value that rounds to 0 or 1 is kept just inside."""
     asked = check_threshold(value)
-    level = min(max(round(asked * BINS), 1), BINS - 1)
-    threshold = level / BINS
+    level = min(max(round(asked * RANKING_BINS), 1), RANKING_BINS - 1)
+    threshold = level / RANKING_BINS
     return threshold, asked, threshold != asked
 
 
 def _level(threshold: float) -> int:
-    return round(threshold * BINS)
+    return round(threshold * RANKING_BINS)
 
 
-def _pair_metrics(metrics: dict, level: int) -> dict:
-    """One result's stored metrics with every threshold-dependent figure recomputed at `level / BINS`."""
+def _pair_metrics(metrics: dict, threshold: float) -> dict:
+    """One result's stored metrics with every threshold-dependent figure recomputed at `threshold`."""
     from inference.evaluation import false_alarm, has_change
-    from inference.metrics import Confusion, scores, threshold_histogram, unpack_counts
+    from inference.metrics import confusion_at_threshold, scores, threshold_histogram, unpack_counts
 
     pos = threshold_histogram(unpack_counts(metrics["hist_pos"]))
     neg = threshold_histogram(unpack_counts(metrics["hist_neg"]))
-    tp, fp = int(pos[level:].sum()), int(neg[level:].sum())
-    conf = Confusion(tp, fp, int(pos.sum()) - tp, int(neg.sum()) - fp)
+    conf = confusion_at_threshold(pos, neg, threshold)
     updated = {key: value for key, value in metrics.items() if key not in NOT_RECOMPUTED}
     updated.update(conf.as_dict())
     updated.update(scores(conf))
@@ -64,12 +64,12 @@ def _pair_metrics(metrics: dict, level: int) -> dict:
     return updated
 
 
-def _rethresholded_results(run: Run, level: int) -> list:
+def _rethresholded_results(run: Run, threshold: float) -> list:
     """The run's results (not saved, never to be) with recomputed metrics; unlabelled ones as stored."""
     results = []
     for result in run.results.select_related("pair").iterator(chunk_size=200):
-        if "tp" in result.metrics and result.metrics.get("hist_bins") == BINS:
-            result.metrics = _pair_metrics(result.metrics, level)
+        if "tp" in result.metrics and result.metrics.get("hist_bins") == RANKING_BINS:
+            result.metrics = _pair_metrics(result.metrics, threshold)
             result.iou, result.f1 = result.metrics["iou"], result.metrics["f1"]
         results.append(result)
     return results
@@ -82,11 +82,11 @@ def recompute_leaderboard(run: Run, threshold: float) -> dict:
     from inference.evaluation import has_change
 
     stored = run.leaderboard or {}
-    level = _level(threshold)
+    on_grid = _level(threshold) / RANKING_BINS
     failed = {r["detector"]: r["failed"] for r in stored.get("detectors", []) if r.get("failed")}
     seed = run.experiment.seed
     by_detector, by_category = defaultdict(list), defaultdict(lambda: defaultdict(list))
-    for result in _rethresholded_results(run, level):
+    for result in _rethresholded_results(run, on_grid):
         if result.detector in failed:
             continue
         by_detector[result.detector].append(result)
@@ -133,7 +133,7 @@ def threshold_record(run: Run, threshold: float, asked: float | None = None, rou
         "threshold": threshold,
         "requested": threshold if asked is None else asked,
         "rounded_to_grid": rounded,
-        "grid": f"multiples of 1/{BINS}",
+        "grid": f"multiples of 1/{RANKING_BINS}",
         "run_threshold": run.experiment.threshold,
         "at_run_threshold": at_run,
         "source": "stored leaderboard" if at_run else "recomputed from the stored per-pair score histograms",
