@@ -20,7 +20,6 @@ do not depend on the threshold.
 
 import contextlib
 import copy
-from collections import defaultdict
 
 from experiments.models import Run
 from experiments.runs.validation import check_threshold
@@ -30,6 +29,9 @@ SLIDER_STEP = 1 / 256
 NOT_RECOMPUTED = ("object_precision", "object_recall", "object_f1")
 NOT_RECOMPUTED_COLUMNS = ("mean_object_f1",)
 CACHE_S = 600
+RECOMPUTED_ROW_KEYS = (
+    "n_pairs", "n_changed_pairs", "n_no_change_pairs", "pooled", "per_pair_mean", "ci", "no_change", "comparison",
+)  # fmt: skip
 
 
 def grid_threshold(value) -> tuple[float, float, bool]:
@@ -77,47 +79,26 @@ def _rethresholded_results(run: Run, threshold: float) -> list:
 
 def recompute_leaderboard(run: Run, threshold: float) -> dict:
     """The stored leaderboard with every threshold-dependent figure recomputed at `threshold` (on the grid)."""
-    from experiments.runs.aggregation import CATEGORY_CI_METRICS, _summary, detector_row
-    from inference.comparison import compare_with_baseline
-    from inference.evaluation import has_change
+    from experiments.runs.aggregation import detector_tables
 
     stored = run.leaderboard or {}
-    on_grid = _level(threshold) / RANKING_BINS
-    failed = {r["detector"]: r["failed"] for r in stored.get("detectors", []) if r.get("failed")}
-    seed = run.experiment.seed
-    by_detector, by_category = defaultdict(list), defaultdict(lambda: defaultdict(list))
-    for result in _rethresholded_results(run, on_grid):
-        if result.detector in failed:
-            continue
-        by_detector[result.detector].append(result)
-        by_category[result.pair.category or "uncategorised"][result.detector].append(result)
-    infos = run.environment.get("detector_info", {})
-    baseline = stored.get("baseline") or run.experiment.detectors[0]
-    ious = {
-        name: {r.pair_id: r.iou for r in results if r.iou is not None and has_change(r.metrics)}
-        for name, results in by_detector.items()
-    }
-    comparisons = compare_with_baseline(ious, baseline, seed=seed)
+    failed = {r["detector"] for r in stored.get("detectors", []) if r.get("failed")}
+    results = [r for r in _rethresholded_results(run, _level(threshold) / RANKING_BINS) if r.detector not in failed]
+    tables = detector_tables(
+        results,
+        baseline=stored.get("baseline") or run.experiment.detectors[0],
+        seed=run.experiment.seed,
+        infos=run.environment.get("detector_info", {}),
+    )
     rows = []
     for source in stored.get("detectors", []):
-        name = source["detector"]
         if source.get("failed"):
             rows.append(source)
             continue
-        row = detector_row(name, by_detector.get(name, []), infos.get(name, {}), seed)
+        row = tables.row(source["detector"])
         # what the histograms cannot change is kept as stored (measurements, training overlap)
-        row = {**source, **{key: row[key] for key in ("n_pairs", "n_changed_pairs", "n_no_change_pairs", "pooled",
-                                                       "per_pair_mean", "ci", "no_change")}}  # fmt: skip
-        row["comparison"] = comparisons.get(name)
-        rows.append(row)
-    return {
-        **stored,
-        "detectors": rows,
-        "categories": {
-            category: {name: _summary(items, seed, CATEGORY_CI_METRICS) for name, items in per_detector.items()}
-            for category, per_detector in sorted(by_category.items())
-        },
-    }
+        rows.append({**source, **{key: row[key] for key in RECOMPUTED_ROW_KEYS}})
+    return {**stored, "detectors": rows, "categories": tables.categories}
 
 
 def threshold_record(run: Run, threshold: float, asked: float | None = None, rounded: bool = False) -> dict:
