@@ -15,8 +15,8 @@ import numpy as np
 from experiments.models import Run
 from experiments.runs import result_pictures
 from experiments.runs.contamination import trained_pairs_scored
-from inference.comparison import bootstrap_ci, compare_with_baseline, mask_iou
 from inference.numbers import finite_or_none
+from inference.statistics import bootstrap_ci, compare_with_baseline, mask_iou
 
 SCORE_NAMES = ("iou", "f1", "precision", "recall", "oa", "kappa", "miou", "mf1")
 PER_PAIR_NAMES = (*SCORE_NAMES, "auroc", "ap", "object_f1", "object_precision", "object_recall", "fp_area")

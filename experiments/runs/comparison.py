@@ -77,7 +77,7 @@ def _by_fingerprint(per_pair: dict[int, float], fingerprints: dict[int, str]) ->
 
 def paired_tests(runs: list[Run], baseline: Run, detectors: list[str]) -> list[dict]:
     """Per detector, each other run's per-pair IoU against the baseline run's on the shared pairs."""
-    from inference.comparison import compare_with_baseline
+    from inference.statistics import compare_with_baseline
 
     ious = {run.pk: run_selectors.pair_ious(run, changed_only=True) for run in runs}
     pair_ids = {pk for per_run in ious.values() for per_pair in per_run.values() for pk in per_pair}

@@ -96,7 +96,7 @@ TRAILING_FIELDS = (
     "input_size", "input_size_source", "precision", "memory_kind", "memory_device", "from_cache",
     "trained_on_pairs", "is_baseline", "failed",
 )  # fmt: skip
-# The paired comparison of per-pair IoU with the baseline (see `inference.comparison.paired_comparison`).
+# The paired comparison of per-pair IoU with the baseline (see `inference.statistics.paired_comparison`).
 COMPARISON_FIELDS = ("n", "wins", "ties", "losses", "mean_difference", "wilcoxon_p", "wilcoxon_p_holm")
 DEFAULT_SORT = "rank"
 
@@ -170,7 +170,7 @@ def _paired_to_baseline(run: Run, baseline: str, seed: int) -> dict[str, dict]:
     leaderboard = run.leaderboard or {}
     if baseline == leaderboard.get("baseline"):
         return {r["detector"]: r.get("comparison") for r in leaderboard.get("detectors", []) if r.get("comparison")}
-    from inference.comparison import compare_with_baseline
+    from inference.statistics import compare_with_baseline
 
     return compare_with_baseline(selectors.pair_ious(run, changed_only=True), baseline, seed=seed)
 

@@ -308,8 +308,8 @@ def test_the_gallery_sorts_by_disagreement_and_false_positive_area(client, user,
     by_pair = {}
     for r in finished_run.results.all():
         by_pair.setdefault(r.pair.name, {})[r.detector] = r
-    from inference.comparison import mask_iou
     from inference.images import load_mask
+    from inference.statistics import mask_iou
 
     def mask(result):
         return load_mask(storage.read_bytes(result.mask_key))[0]
