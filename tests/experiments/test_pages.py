@@ -11,8 +11,8 @@ from django.urls import reverse
 from experiments import storage
 from experiments.datasets import services as dataset_services
 from experiments.models import Experiment, ImagePair, Run, TrainingJob
+from experiments.reporting.charts import pareto_front
 from experiments.runs import services as run_services
-from experiments.runs.charts import pareto_front
 from experiments.training import services as training_services
 from tests.conftest import png_bytes
 from tests.factories import make_dataset, run_in_process

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from experiments.models import Run
+from experiments.reporting.contamination import trained_pairs_scored
 from experiments.runs import result_pictures
-from experiments.runs.contamination import trained_pairs_scored
 from inference.numbers import finite_or_none
 from inference.statistics import bootstrap_ci, compare_with_baseline, mask_iou
 

@@ -1,7 +1,7 @@
 """A run's leaderboard as people and programs read it: one set of columns for the page, CSV, JSON,
 the API and the command line.
 
-The leaderboard itself is built once when the run ends (`experiments.runs.aggregation`) and stored
+The leaderboard itself is built once when the run ends (`experiments.reporting.aggregation`) and stored
 on the run; this module only reads it. `pooled_*` columns come from one confusion matrix over all
 pairs, `mean_*` columns average each pair's own value over the pairs whose label has change (with a
 95% bootstrap interval where one was computed); `false_alarm_rate` and `no_change_fp_area` describe
@@ -13,8 +13,8 @@ from dataclasses import dataclass, replace
 from urllib.parse import urlencode
 
 from experiments.models import Run
+from experiments.reporting.results import csv_text
 from experiments.runs import selectors
-from experiments.runs.results import csv_text
 from inference.numbers import finite_or_none
 
 # Okabe-Ito, colour-blind safe; detectors take colours in the experiment's order.

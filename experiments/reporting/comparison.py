@@ -10,9 +10,9 @@ baseline run.
 
 from experiments.errors import InvalidState, ServiceError
 from experiments.models import LEADERBOARD_RUN_STATES, Run
-from experiments.runs import leaderboard
+from experiments.reporting import leaderboard
+from experiments.reporting.leaderboard import run_identity
 from experiments.runs import selectors as run_selectors
-from experiments.runs.leaderboard import run_identity
 
 MAX_RUNS = 20
 MATCHED_BY = "pair fingerprint (the SHA-256 of images A and B): the same images count as one pair in any dataset"

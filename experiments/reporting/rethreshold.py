@@ -10,7 +10,7 @@ Thresholds are therefore restricted to that grid (the page's slider moves in ste
 on it); a requested value off the grid is rounded to the nearest grid value and the answer says so.
 At the run's own threshold the stored leaderboard is returned unchanged.
 
-Recomputed per pair, then pooled and averaged exactly as `experiments.runs.aggregation` does: the
+Recomputed per pair, then pooled and averaged exactly as `experiments.reporting.aggregation` does: the
 confusion (`tp fp fn tn`), IoU/F1/precision/recall/OA/kappa/mIoU/mF1, FP area, false alarms, the
 per-category tables, the paired IoU comparison with the run's baseline and the PR point (pooled
 precision and recall). Object-level scores need the masks themselves: they are left out
@@ -79,7 +79,7 @@ def _rethresholded_results(run: Run, threshold: float) -> list:
 
 def recompute_leaderboard(run: Run, threshold: float) -> dict:
     """The stored leaderboard with every threshold-dependent figure recomputed at `threshold` (on the grid)."""
-    from experiments.runs.aggregation import detector_tables
+    from experiments.reporting.aggregation import detector_tables
 
     stored = run.leaderboard or {}
     failed = {r["detector"] for r in stored.get("detectors", []) if r.get("failed")}
