@@ -1,5 +1,6 @@
 """The training and uploaded-model tasks share their retry options without importing the run engine."""
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -25,7 +26,7 @@ def test_importing_the_training_and_model_tasks_leaves_the_run_engine_out():
         "import experiments.onnx_models.tasks, experiments.training.tasks; "
         "print(sorted(m for m in ('experiments.runs.engine', 'experiments.runs.tasks') if m in sys.modules))"
     )
-    env = {"DJANGO_SETTINGS_MODULE": "diffplatform.settings.test", "PATH": "/usr/bin:/bin"}
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "diffplatform.settings.test"}
     done = subprocess.run(
         [sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
     )
