@@ -17,7 +17,7 @@ API that read it, timed through a live daphne server on loopback.
    the share of the CPUs other processes used). With `--threshold-probe`, one leaderboard at another
    threshold (recomputed from every stored histogram), cold then cached.
 4. There is no per-pair results CSV endpoint for a run (the per-pair CSV exists only inside a batch
-   job's archive, `experiments.runs.results.results_csv`); its cost over the whole run is timed in
+   job's archive, `experiments.reporting.results.results_csv`); its cost over the whole run is timed in
    this process instead.
 
 Worker memory over a long run is `bench.engine --rss-pairs 2000` (not repeated here).
@@ -313,7 +313,7 @@ def http_timings(run, user, base: str, pids: list[int], args) -> tuple[Timings, 
 
 def per_pair_csv(run) -> tuple[float, int]:
     """What a per-pair CSV export of the whole run would cost in-process (no endpoint serves one)."""
-    from experiments.runs.results import results_csv
+    from experiments.reporting.results import results_csv
 
     started = time.perf_counter()
     text = results_csv(run.results.select_related("pair").order_by("pk").iterator(chunk_size=2000))

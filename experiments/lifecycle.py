@@ -56,3 +56,17 @@ def training_transition(job_id: int, new_state: str, **fields) -> TrainingJob:
     if job.is_finished:
         progress.publish_finished("training", job)
     return job
+
+
+def work_cancel(work: Run | TrainingJob) -> Run | TrainingJob:
+    """Ask a run or training job to stop. Cooperative: its worker checks between batches; queued work
+    is cancelled at once (its task, when it comes, finds the work finished and does nothing)."""
+    noun = work._meta.verbose_name
+    if work.is_finished:
+        raise InvalidState(f"The {noun} already {work.state}; only queued or running work can be cancelled.")
+    type(work).objects.filter(pk=work.pk).update(cancel_requested=True)
+    if work.state == RunState.QUEUED:
+        transition = run_transition if isinstance(work, Run) else training_transition
+        return transition(work.pk, RunState.CANCELLED, cancel_requested=True)
+    work.refresh_from_db()
+    return work

@@ -1,7 +1,7 @@
 from django.urls import path
 
 from experiments.pages import compare as compare_pages
-from experiments.pages import dashboard, datasets, experiments, gallery, media, models, runs, training, uploads
+from experiments.pages import dashboard, datasets, experiments, gallery, media, onnx_models, runs, training, uploads
 from experiments.pages import deletes as delete_pages
 from experiments.pages import lists as list_pages
 from experiments.pages import predictions as prediction_pages
@@ -42,8 +42,8 @@ urlpatterns = [
     path("runs/<int:pk>/cancel/", runs.run_cancel, name="run_cancel"),
     path("runs/<int:pk>/retry/", runs.run_retry, name="run_retry"),
     path("runs/<int:pk>/clone/", runs.run_clone, name="run_clone"),
-    path("models/", models.model_list, name="model_list"),
-    path("models/<int:pk>/delete/", models.model_delete, name="model_delete"),
+    path("models/", onnx_models.model_list, name="model_list"),
+    path("models/<int:pk>/delete/", onnx_models.model_delete, name="model_delete"),
     path("training/", training.training_list, name="training_list"),
     path("training/<int:pk>/", training.training_detail, name="training_detail"),
     path("training/<int:pk>/status/", training.training_status, name="training_status"),

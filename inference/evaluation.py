@@ -16,7 +16,6 @@ import numpy as np
 
 from inference.numbers import finite_or_none
 
-HISTOGRAM_BINS = 4096  # = inference.metrics.RANKING_BINS; kept here so importing this module stays light
 # A pair without change is a false alarm when more than this share of its valid pixels is predicted changed.
 MIN_FALSE_ALARM_AREA = 0.001
 # Bump when a stored per-pair figure changes meaning, so cached results computed before are not reused.
@@ -62,7 +61,7 @@ def pair_metrics(prob: np.ndarray, mask: np.ndarray, label: np.ndarray | None, v
     result["fp_area"] = conf.fp / valid_count if valid_count else 0.0
     result["has_change"] = has_change(result)
     result["false_alarm"] = false_alarm(result)
-    pos, neg = metrics.ranking_histogram(prob, label, bins=HISTOGRAM_BINS, valid=valid)
-    result["hist_bins"] = HISTOGRAM_BINS
+    pos, neg = metrics.ranking_histogram(prob, label, bins=metrics.RANKING_BINS, valid=valid)
+    result["hist_bins"] = metrics.RANKING_BINS
     result["hist_pos"], result["hist_neg"] = metrics.pack_counts(pos), metrics.pack_counts(neg)
     return result

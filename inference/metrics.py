@@ -295,6 +295,15 @@ def best_f1_from_histograms(positive_hist: np.ndarray, negative_hist: np.ndarray
     return (bins - 1 - int(groups[position])) / (bins - 1), f1
 
 
+def confusion_at_threshold(positive_hist: np.ndarray, negative_hist: np.ndarray, threshold: float) -> Confusion:
+    """The confusion of predicting ``level >= threshold * (levels - 1)`` (the levels' thresholds as
+    :func:`best_f1_from_histograms` reports them): on a :func:`threshold_histogram` exactly the mask
+    ``p >= threshold`` at every threshold on its grid ``m / bins``."""
+    first = max(math.ceil(threshold * (len(positive_hist) - 1) - 1e-9), 0)
+    tp, fp = int(np.sum(positive_hist[first:])), int(np.sum(negative_hist[first:]))
+    return Confusion(tp, fp, int(np.sum(positive_hist)) - tp, int(np.sum(negative_hist)) - fp)
+
+
 def pr_curve_from_histograms(
     positive_hist: np.ndarray, negative_hist: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -7,6 +7,7 @@ API and the `train_detector` command all read the same defaults from here.
 from dataclasses import asdict, dataclass, fields
 
 LOSSES = ("bce-dice", "triplet")
+EPOCHS_RANGE = (1, 500)  # what the service, the form and the API accept
 # Where the network's starting weights come from: "auto" = the ImageNet backbone when its file is in
 # the torch cache, else random; "imagenet" = that file, or an error saying where to put it;
 # "scratch" = random initialisation.

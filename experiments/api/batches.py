@@ -13,6 +13,7 @@ from experiments.api import serializers as s
 from experiments.api.base import PAGE_PARAMETERS, ApiView, Cursor, ZipRenderer, paged, read_upload
 from experiments.api.errors import MaybeReportErrorSerializer, error_responses
 from experiments.batches import services as batches
+from experiments.batches.selectors import batches_visible_to, own_batches
 from experiments.models import BatchJob
 
 
@@ -33,10 +34,7 @@ def batch_record(request, job: BatchJob) -> dict:
 
 
 def visible_batch(request, pk) -> BatchJob:
-    jobs = BatchJob.objects.select_related("run")
-    if not request.user.is_staff:
-        jobs = jobs.filter(owner=request.user)
-    return get_object_or_404(jobs, pk=pk)
+    return get_object_or_404(batches_visible_to(request.user), pk=pk)
 
 
 class BatchListView(ApiView):
@@ -98,7 +96,7 @@ class BatchListView(ApiView):
         responses={200: paged(s.BatchOutput), **error_responses(404)},
     )
     def get(self, request):
-        jobs = BatchJob.objects.select_related("run").filter(owner=request.user)
+        jobs = own_batches(request.user)
         paginator = Cursor("-created_at")
         page = paginator.paginate_queryset(jobs, request, view=self)
         return paginator.get_paginated_response([s.BatchOutput(batch_record(request, job)).data for job in page])

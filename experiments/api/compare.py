@@ -1,4 +1,4 @@
-"""Several runs side by side, and the benchmark matrix (`experiments.runs.comparison`, `.benchmarks`)."""
+"""Several runs side by side, and the benchmark matrix (`experiments.reporting.comparison`, `.benchmarks`)."""
 
 import re
 
@@ -9,7 +9,7 @@ from rest_framework.response import Response
 from experiments.api.base import ApiView
 from experiments.api.errors import ApiError, error_responses
 from experiments.api.lists import ID_SCHEMA
-from experiments.runs import benchmarks, comparison
+from experiments.reporting import benchmarks, comparison
 
 
 class RunSummaryOutput(serializers.Serializer):

@@ -14,7 +14,7 @@ from experiments.api import serializers as s
 from experiments.api.base import ApiView, read_upload
 from experiments.api.detectors import SYNC_DIFF_DETECTORS
 from experiments.api.errors import ApiError, PayloadTooLarge, error_responses
-from experiments.runs import results
+from experiments.reporting import results
 from inference.catalogue import catalogue_entry
 
 DIFF_MAX_PIXELS = 1024 * 1024

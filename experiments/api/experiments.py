@@ -17,7 +17,7 @@ from experiments.api.base import PAGE_PARAMETERS, ApiView, CSVRenderer, api_data
 from experiments.api.errors import ApiError, error_responses
 from experiments.live import tickets as ws_tickets
 from experiments.models import LEADERBOARD_RUN_STATES
-from experiments.runs import leaderboard, thesis_table
+from experiments.reporting import leaderboard, thesis_table
 from experiments.runs import selectors as run_selectors
 from experiments.runs import services as run_services
 

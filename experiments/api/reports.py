@@ -10,15 +10,16 @@ from experiments.api.base import ApiView, PassthroughRenderer
 from experiments.api.errors import ApiError, error_responses, from_service_error
 from experiments.errors import ServiceError
 from experiments.models import LEADERBOARD_RUN_STATES
-from experiments.runs import figures, report, rethreshold
+from experiments.reporting import figures, report, rethreshold
 from experiments.runs import selectors as run_selectors
+from inference.metrics import RANKING_BINS
 
 THRESHOLD_PARAMETER = OpenApiParameter(
     "threshold",
     float,
     description=(
         "Recompute every threshold-dependent figure at this threshold (exclusive 0..1) from the stored per-pair "
-        f"score histograms; rounded to the nearest multiple of 1/{rethreshold.BINS}. Default: the run's own."
+        f"score histograms; rounded to the nearest multiple of 1/{RANKING_BINS}. Default: the run's own."
     ),
 )
 
@@ -32,7 +33,7 @@ REPORT_DESCRIPTIONS = {
 
 
 def run_at_threshold(request, run):
-    """`experiments.runs.rethreshold.run_at_threshold` for `?threshold=`: a value outside (0, 1) or not a
+    """`experiments.reporting.rethreshold.run_at_threshold` for `?threshold=`: a value outside (0, 1) or not a
     number does not match the documented parameter, so it answers 400 (not 422)."""
     try:
         return rethreshold.run_at_threshold(run, request.query_params.get("threshold"))

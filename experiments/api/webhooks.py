@@ -6,8 +6,8 @@ from rest_framework.response import Response
 from experiments.api import serializers as s
 from experiments.api.base import PAGE_PARAMETERS, ApiView, paged
 from experiments.api.errors import error_responses
-from experiments.models import WebhookDelivery
 from experiments.notifications import webhooks
+from experiments.notifications.selectors import own_deliveries
 
 SIGNING = (
     "Each delivery is a POST of JSON with headers `X-Diffplatform-Event`, `X-Diffplatform-Delivery`, "
@@ -47,4 +47,4 @@ class WebhookDeliveryListView(ApiView):
         responses={200: paged(s.WebhookDeliveryOutput), **error_responses()},
     )
     def get(self, request):
-        return self.paginate(WebhookDelivery.objects.filter(owner=request.user), s.WebhookDeliveryOutput, "-created_at")
+        return self.paginate(own_deliveries(request.user), s.WebhookDeliveryOutput, "-created_at")

@@ -23,9 +23,9 @@ from experiments.datasets import ingest
 from experiments.datasets.services import dataset_create
 from experiments.errors import InvalidState, ServiceError
 from experiments.models import LEADERBOARD_RUN_STATES, BatchJob
+from experiments.reporting.leaderboard import leaderboard_csv
+from experiments.reporting.results import results_csv
 from experiments.runs import result_pictures, selectors
-from experiments.runs.leaderboard import leaderboard_csv
-from experiments.runs.results import results_csv
 from experiments.runs.services import experiment_start
 from experiments.runs.validation import check_detectors, check_scaling, check_threshold
 

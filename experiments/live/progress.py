@@ -1,7 +1,9 @@
 """The one place that talks to the channel layer: run events for `/ws/runs/<id>/` and training.
 
 Events carry a per-run sequence number (a Redis counter, atomic across worker processes), so a
-client can order them and tell a snapshot from what came before it.
+client can order them and tell a snapshot from what came before it. An event published inside a
+transaction is sent once it commits (none if it rolls back), so a client never hears of a state the
+database may still lose; outside one it is sent at once.
 """
 
 import asyncio
@@ -12,6 +14,7 @@ import time
 
 from channels.layers import get_channel_layer
 from django.core.cache import cache
+from django.db import transaction
 
 logger = logging.getLogger(__name__)
 
@@ -65,7 +68,16 @@ _SENDER = _Sender()
 
 
 def publish(group: str, payload: dict) -> None:
-    """Send `payload` to every socket following `group`. Never raises: progress is best effort."""
+    """Send `payload` to every socket following `group` when the current transaction commits (at once
+    outside one). Never raises: progress is best effort."""
+    connection = transaction.get_connection()
+    if connection.in_atomic_block:
+        connection.on_commit(lambda: _send_now(group, payload))
+    else:  # the worker's progress path: no queue, and no database connection opened just to ask
+        _send_now(group, payload)
+
+
+def _send_now(group: str, payload: dict) -> None:
     try:
         message = {**payload, "seq": next_seq(group), "sent_at": time.time()}
         _SENDER.send(group, {"type": "group.event", "event": message})

@@ -4,7 +4,7 @@ from celery import shared_task
 
 from experiments import outbox
 from experiments.onnx_models import services
-from experiments.runs.tasks import TASK_OPTIONS
+from experiments.task_options import TASK_OPTIONS
 
 
 @shared_task(name=outbox.TASK_VALIDATE_MODEL, **TASK_OPTIONS)

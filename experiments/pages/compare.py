@@ -6,7 +6,7 @@ from django.shortcuts import render
 from django.views.decorators.http import require_GET
 
 from experiments.errors import ServiceError
-from experiments.runs import benchmarks, comparison
+from experiments.reporting import benchmarks, comparison
 from experiments.runs import selectors as run_selectors
 
 

@@ -2,7 +2,7 @@
 
 Only the owner (and staff, as everywhere: experiments/visibility.py) reaches them; another user
 gets 404, as if the object did not exist. Uploaded
-models and prediction sets have their own delete pages (pages/models.py, pages/predictions.py).
+models and prediction sets have their own delete pages (pages/onnx_models.py, pages/predictions.py).
 """
 
 from django.contrib import messages

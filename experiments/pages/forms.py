@@ -4,7 +4,7 @@ from experiments.errors import ServiceError
 from experiments.models import Scaling, Split
 from experiments.runs.validation import check_input_size, check_threshold, scaling_help
 from inference.catalogue import catalogue_entries, catalogue_names
-from inference.training_config import DEFAULTS, LOSSES
+from inference.training_config import DEFAULTS, EPOCHS_RANGE, LOSSES
 
 
 class DatasetForm(forms.Form):
@@ -142,7 +142,7 @@ def learned_detector_choices():
 class TrainingForm(forms.Form):
     detector = forms.ChoiceField(choices=learned_detector_choices)
     dataset = forms.TypedChoiceField(coerce=int)
-    epochs = forms.IntegerField(initial=DEFAULTS.epochs, min_value=1, max_value=500)
+    epochs = forms.IntegerField(initial=DEFAULTS.epochs, min_value=EPOCHS_RANGE[0], max_value=EPOCHS_RANGE[1])
     loss = forms.ChoiceField(choices=[(loss, loss) for loss in LOSSES], initial=DEFAULTS.loss)
     size = forms.IntegerField(initial=DEFAULTS.size, label="Input size", validators=[rule(check_input_size)])
     seed = forms.IntegerField(initial=DEFAULTS.seed)

@@ -6,9 +6,9 @@ from django.shortcuts import get_object_or_404, render
 from django.views.decorators.http import require_GET
 
 from experiments import storage
-from experiments.runs import gallery
+from experiments.reporting import gallery
+from experiments.reporting.leaderboard import detector_colours
 from experiments.runs import selectors as run_selectors
-from experiments.runs.leaderboard import detector_colours
 
 
 def _run(request, pk):

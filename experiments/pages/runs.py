@@ -10,7 +10,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from experiments.errors import ServiceError
 from experiments.live.progress import run_snapshot
-from experiments.runs import charts, figures, leaderboard, report, rethreshold, thesis_table
+from experiments.reporting import charts, figures, leaderboard, report, rethreshold, thesis_table
 from experiments.runs import selectors as run_selectors
 from experiments.runs import services as run_services
 

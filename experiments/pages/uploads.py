@@ -9,9 +9,8 @@ from django.http import JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
-from experiments.datasets import ingest
+from experiments.datasets import ingest, staging
 from experiments.datasets import selectors as dataset_selectors
-from experiments.datasets import staging as uploads
 from experiments.errors import ServiceError
 from experiments.pages.forms import BulkUploadForm
 
@@ -38,7 +37,7 @@ def uploaded_archive(request) -> bytes:
         files[name] = item.read()
     if not files:
         raise ServiceError("Choose files or a zip to upload.", field="files")
-    return uploads.pack(files)
+    return staging.pack(files)
 
 
 @login_required
@@ -49,7 +48,7 @@ def dataset_upload(request, pk):
     if form.is_valid():
         try:
             archive = uploaded_archive(request)
-            token, _ = uploads.stage(request, dataset, archive, form.cleaned_data["category"])
+            token, _ = staging.stage(request, dataset, archive, form.cleaned_data["category"])
         except ServiceError as exc:
             form.add_error("files" if exc.field == "files" else None, exc.message)
         else:
@@ -65,8 +64,8 @@ def dataset_import(request, pk, token):
     With `?progress=1` the import's progress as JSON, polled by the page's progress bar."""
     dataset = get_object_or_404(dataset_selectors.datasets_visible_to(request.user), pk=pk)
     if request.GET.get("progress"):
-        return JsonResponse(uploads.progress_of(request.user.pk, token))
-    entry = uploads.pending_for(request, dataset, token)
+        return JsonResponse(staging.progress_of(request.user.pk, token))
+    entry = staging.pending_for(request, dataset, token)
     if entry is None:
         messages.error(request, "That upload is gone (imported, discarded or expired); upload the files again.")
         return redirect("experiments:dataset_detail", pk=dataset.pk)
@@ -88,19 +87,19 @@ def dataset_import(request, pk, token):
 @require_POST
 def dataset_import_confirm(request, pk, token):
     dataset = get_object_or_404(dataset_selectors.datasets_visible_to(request.user), pk=pk)
-    entry = uploads.pending_for(request, dataset, token)
+    entry = staging.pending_for(request, dataset, token)
     if entry is None:
         messages.error(request, "That upload is gone; upload the files again.")
         return redirect("experiments:dataset_detail", pk=dataset.pk)
     if request.POST.get("action") == "discard":
-        uploads.discard(request, token)
+        staging.discard(request, token)
         messages.info(request, "Upload discarded; nothing was imported.")
         return redirect("experiments:dataset_detail", pk=dataset.pk)
     try:
-        report = uploads.import_staged(request, dataset, token, entry["category"])
+        report = staging.import_staged(request, dataset, token, entry["category"])
     except ServiceError as exc:
         messages.error(request, exc.message)
         return redirect("experiments:dataset_import", pk=dataset.pk, token=token)
-    uploads.discard(request, token)
+    staging.discard(request, token)
     messages.success(request, f"Imported {report.imported} pairs.")
     return redirect("experiments:dataset_detail", pk=dataset.pk)

@@ -367,7 +367,7 @@ def finish_run(run_id: int, attempt: str | None = None) -> None:
     """The leaderboard of the detectors that finished. Ends `succeeded` when every detector did,
     `partial` when some did and others failed (each failed one a row with its reason, and `error`
     listing them), `failed` when none did."""
-    from experiments.runs.aggregation import build_leaderboard
+    from experiments.reporting.aggregation import build_leaderboard
 
     run = Run.objects.select_related("experiment").get(pk=run_id)
     if is_stale(run, attempt):

@@ -24,7 +24,7 @@ leaderboard row's measurement fields. It imports no torch.
   as it is (`None` for other detectors).
 """
 
-from inference.comparison import percentile
+from inference.statistics import percentile
 
 LATENCY_BATCH_SIZE = 1
 LATENCY_SAMPLES = 10  # pairs per detector task predicted alone for their latency

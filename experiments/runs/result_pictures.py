@@ -102,7 +102,7 @@ def _is_consensus(parts: list[str]) -> bool:
 def _consensus(key: str) -> bytes | None:
     from experiments.models import Run
     from experiments.runs.selectors import consensus_mask_keys
-    from inference.comparison import consensus_map
+    from inference.statistics import consensus_map
 
     _, run_id, _, name = key.split("/")
     run = Run.objects.filter(pk=int(run_id)).first()

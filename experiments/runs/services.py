@@ -8,7 +8,7 @@ from django.db import transaction
 
 from experiments import outbox, storage
 from experiments.errors import InvalidState, ServiceError
-from experiments.lifecycle import run_transition
+from experiments.lifecycle import run_transition, work_cancel
 from experiments.models import RETRYABLE_RUN_STATES, Dataset, Experiment, Run, RunState
 from experiments.runs.selectors import scored_pairs
 from experiments.runs.validation import (
@@ -126,14 +126,7 @@ def run_start(*, experiment: Experiment, cloned_from: Run | None = None) -> Run:
 
 
 def run_cancel(*, run: Run) -> Run:
-    """Cooperative: workers check between batches; a queued run is cancelled at once."""
-    if run.is_finished:
-        raise InvalidState(f"The run already {run.state}; only queued or running runs can be cancelled.")
-    Run.objects.filter(pk=run.pk).update(cancel_requested=True)
-    if run.state == RunState.QUEUED:
-        return run_transition(run.pk, RunState.CANCELLED, cancel_requested=True)
-    run.refresh_from_db()
-    return run
+    return work_cancel(run)
 
 
 @transaction.atomic

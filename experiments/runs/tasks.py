@@ -12,18 +12,12 @@ Preparing or finishing failing fails the whole run; a cancel request cancels the
 import logging
 
 from celery import shared_task
-from django.db import InterfaceError, OperationalError
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from experiments import outbox
 from experiments.runs import engine
+from experiments.task_options import TASK_OPTIONS, TRANSIENT_ERRORS
 
 logger = logging.getLogger(__name__)
-
-TRANSIENT_ERRORS = (OperationalError, InterfaceError, RedisConnectionError, RedisTimeoutError)
-RETRY_POLICY = {"max_retries": 5, "retry_backoff": True, "retry_backoff_max": 60, "retry_jitter": True}
-TASK_OPTIONS = {"bind": True, "acks_late": True, "autoretry_for": TRANSIENT_ERRORS, **RETRY_POLICY}
 
 
 def _fail(run_id: int, exc: Exception) -> None:

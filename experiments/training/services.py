@@ -3,12 +3,12 @@
 from django.db import transaction
 
 from experiments import outbox
-from experiments.errors import InvalidState, ServiceError
-from experiments.lifecycle import training_transition
-from experiments.models import Dataset, RunState, TrainingJob
+from experiments.errors import ServiceError
+from experiments.lifecycle import work_cancel
+from experiments.models import Dataset, TrainingJob
 from experiments.runs.validation import check_input_size
 from inference.catalogue import catalogue_entry
-from inference.training_config import LOSSES, training_config
+from inference.training_config import EPOCHS_RANGE, LOSSES, training_config
 
 
 @transaction.atomic
@@ -38,8 +38,8 @@ def training_start(
         raise ServiceError(f"Loss must be one of {', '.join(LOSSES)}.", field="loss")
     if loss == "triplet" and entry.family != "siamese":
         raise ServiceError("The triplet loss needs a Siamese detector.", field="loss")
-    if not 1 <= int(epochs) <= 500:
-        raise ServiceError("Epochs must be between 1 and 500.", field="epochs")
+    if not EPOCHS_RANGE[0] <= int(epochs) <= EPOCHS_RANGE[1]:
+        raise ServiceError(f"Epochs must be between {EPOCHS_RANGE[0]} and {EPOCHS_RANGE[1]}.", field="epochs")
     check_input_size(config.size, field="size")
     labelled = dataset.pairs.exclude(label="")
     if labelled.count() < 2:
@@ -59,10 +59,4 @@ def _enqueue_training(job_id: int) -> None:
 
 
 def training_cancel(*, job) -> TrainingJob:
-    if job.is_finished:
-        raise InvalidState(f"The training job already {job.state}.")
-    TrainingJob.objects.filter(pk=job.pk).update(cancel_requested=True)
-    if job.state == RunState.QUEUED:
-        return training_transition(job.pk, RunState.CANCELLED, cancel_requested=True)
-    job.refresh_from_db()
-    return job
+    return work_cancel(job)

@@ -9,7 +9,7 @@ from django.conf import settings
 from django.db import connection
 
 from experiments import outbox
-from experiments.runs.tasks import TASK_OPTIONS, TRANSIENT_ERRORS
+from experiments.task_options import TASK_OPTIONS, TRANSIENT_ERRORS
 from experiments.training import engine
 
 logger = logging.getLogger(__name__)

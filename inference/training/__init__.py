@@ -27,7 +27,7 @@ below are re-exported here; constants are read from their own modules, so patch 
 from inference.training.checkpoint import TrainingResult, save_training_checkpoint
 from inference.training.data import WARP_PROBABILITY, Triple
 from inference.training.history import MIN_IMPROVEMENT, PROGRESS_UPDATES_PER_EPOCH, ProgressCallback
-from inference.training.loop import HISTOGRAM_BINS, WARMUP_FRACTION, train_detector
+from inference.training.loop import VALIDATION_BINS, WARMUP_FRACTION, train_detector
 from inference.training.losses import (
     CONTRASTIVE_MARGIN,
     CONTRASTIVE_WEIGHT,
@@ -40,10 +40,10 @@ from inference.training_config import LOSSES, TrainingConfig
 __all__ = [
     "CONTRASTIVE_MARGIN",
     "CONTRASTIVE_WEIGHT",
-    "HISTOGRAM_BINS",
     "LOSSES",
     "MIN_IMPROVEMENT",
     "PROGRESS_UPDATES_PER_EPOCH",
+    "VALIDATION_BINS",
     "WARMUP_FRACTION",
     "WARP_PROBABILITY",
     "ProgressCallback",

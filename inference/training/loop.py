@@ -2,7 +2,7 @@
 
 AdamW with a one-cycle learning-rate schedule (warm-up to ``lr`` over the first
 ``WARMUP_FRACTION`` of the steps, then cosine decay); validation after every epoch at the
-best pooled-F1 threshold (``HISTOGRAM_BINS`` levels); the best epoch's weights are kept and
+best pooled-F1 threshold (on the grid ``m / (VALIDATION_BINS - 1)``); the best epoch's weights are kept and
 training stops early when validation F1 has not improved for ``patience`` epochs.
 """
 
@@ -33,7 +33,7 @@ from inference.training.model_setup import (
 from inference.training_config import training_config
 
 WARMUP_FRACTION = 0.3
-HISTOGRAM_BINS = 256
+VALIDATION_BINS = 256  # validation scores pooled in levels round(p * 255): thresholds on the grid m / 255
 
 
 def train_detector(
@@ -183,8 +183,8 @@ class Trainer:
             return {}
         model = self.detector.model
         model.eval()
-        positive = np.zeros(HISTOGRAM_BINS, np.int64)
-        negative = np.zeros(HISTOGRAM_BINS, np.int64)
+        positive = np.zeros(VALIDATION_BINS, np.int64)
+        negative = np.zeros(VALIDATION_BINS, np.int64)
         loss_sum = 0.0
         for start in range(0, len(val_set), self.batch_size):
             samples = val_set[start : start + self.batch_size]
@@ -194,12 +194,12 @@ class Trainer:
             loss_sum += float(bce_dice_loss(logits, label)) * len(samples)
             probs = torch.sigmoid(logits)[:, 0].cpu().numpy()
             for prob, (_, _, truth) in zip(probs, samples, strict=True):
-                pos, neg = metrics.score_histogram(prob, truth, bins=HISTOGRAM_BINS)
+                pos, neg = metrics.score_histogram(prob, truth, bins=VALIDATION_BINS)
                 positive += pos
                 negative += neg
         threshold = metrics.best_f1_from_histograms(positive, negative)[0]
-        at_best = confusion_at(positive, negative, threshold)
-        at_half = confusion_at(positive, negative, 0.5)
+        at_best = metrics.confusion_at_threshold(positive, negative, threshold)
+        at_half = metrics.confusion_at_threshold(positive, negative, 0.5)
         return {
             **metrics.scores(at_best),
             "threshold": threshold,
@@ -207,10 +207,3 @@ class Trainer:
             "loss": loss_sum / len(val_set),
             **at_best.as_dict(),
         }
-
-
-def confusion_at(positive: np.ndarray, negative: np.ndarray, threshold: float) -> metrics.Confusion:
-    """Confusion for predicting ``level >= threshold * (bins - 1)`` from score histograms."""
-    first = math.ceil(threshold * (len(positive) - 1) - 1e-9)
-    tp, fp = int(positive[first:].sum()), int(negative[first:].sum())
-    return metrics.Confusion(tp, fp, int(positive.sum()) - tp, int(negative.sum()) - fp)

@@ -7,7 +7,7 @@ import io
 import pytest
 from django.test import Client
 
-from experiments.runs import rethreshold
+from experiments.reporting import rethreshold
 from tests.factories import PASSWORD
 
 pytestmark = pytest.mark.django_db

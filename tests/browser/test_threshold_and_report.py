@@ -5,7 +5,7 @@ import re
 
 import pytest
 
-from experiments.runs import rethreshold
+from experiments.reporting import rethreshold
 from experiments.runs import services as run_services
 from tests.browser.conftest import Watched
 from tests.browser.test_ui import log_in

@@ -5,9 +5,9 @@ from django.core.management import CommandError, call_command
 from django.test import Client
 
 from experiments.models import Dataset, ModelCheckpoint, Result, RunState, TrainingJob
+from experiments.reporting.leaderboard import leaderboard_json
 from experiments.runs import engine
 from experiments.runs import services as run_services
-from experiments.runs.leaderboard import leaderboard_json
 from inference.synthetic import CATEGORIES, NO_CHANGE_CATEGORIES
 
 

@@ -168,8 +168,8 @@ def test_each_pair_gets_a_consensus_map_of_the_detectors(run_factory):
 
     from experiments.runs import result_pictures
     from experiments.runs.result_pictures import consensus_key
-    from inference.comparison import consensus_map
     from inference.render import heatmap_png
+    from inference.statistics import consensus_map
 
     run = execute(run_factory())
     for pair in run.experiment.dataset.pairs.all():

@@ -11,8 +11,8 @@ from django.urls import reverse
 from experiments import storage
 from experiments.datasets import services as dataset_services
 from experiments.models import Experiment, ImagePair, Run, TrainingJob
+from experiments.reporting.charts import pareto_front
 from experiments.runs import services as run_services
-from experiments.runs.charts import pareto_front
 from experiments.training import services as training_services
 from tests.conftest import png_bytes
 from tests.factories import make_dataset, run_in_process
@@ -308,8 +308,8 @@ def test_the_gallery_sorts_by_disagreement_and_false_positive_area(client, user,
     by_pair = {}
     for r in finished_run.results.all():
         by_pair.setdefault(r.pair.name, {})[r.detector] = r
-    from inference.comparison import mask_iou
     from inference.images import load_mask
+    from inference.statistics import mask_iou
 
     def mask(result):
         return load_mask(storage.read_bytes(result.mask_key))[0]

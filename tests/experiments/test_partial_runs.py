@@ -7,7 +7,8 @@ from django.urls import reverse
 from experiments import lifecycle
 from experiments.errors import InvalidState
 from experiments.models import Result, RunState
-from experiments.runs import engine, leaderboard, tasks
+from experiments.reporting import leaderboard
+from experiments.runs import engine, tasks
 from experiments.runs import services as run_services
 from tests.api.conftest import token_client
 from tests.factories import make_dataset

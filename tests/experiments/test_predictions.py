@@ -14,7 +14,7 @@ from experiments.errors import InvalidState
 from experiments.models import PairPrediction, PredictionSet, Result, Run, RunState
 from experiments.predictions import services as prediction_services
 from experiments.predictions.services import PredictionsRejected
-from experiments.runs import leaderboard
+from experiments.reporting import leaderboard
 from experiments.runs import services as run_services
 from tests.conftest import png_bytes
 from tests.factories import make_dataset, run_in_process

@@ -13,7 +13,7 @@ from experiments import storage
 from experiments.datasets import services as dataset_services
 from experiments.models import RunState
 from experiments.predictions import services as prediction_services
-from experiments.runs import figures, report, rethreshold
+from experiments.reporting import figures, report, rethreshold
 from experiments.runs import services as run_services
 from tests.factories import make_dataset, run_in_process
 

@@ -15,7 +15,7 @@ from experiments.datasets import services as dataset_services
 from experiments.errors import ServiceError
 from experiments.models import PairPrediction, RunState
 from experiments.predictions import services as prediction_services
-from experiments.runs import leaderboard, rethreshold
+from experiments.reporting import leaderboard, rethreshold
 from experiments.runs import services as run_services
 from tests.factories import make_dataset, run_in_process
 

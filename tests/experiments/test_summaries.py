@@ -14,9 +14,9 @@ from sklearn import metrics as sk
 
 from experiments import storage
 from experiments.models import ImagePair, Result
+from experiments.reporting.aggregation import build_leaderboard
+from experiments.reporting.leaderboard import LeaderboardState, leaderboard_records
 from experiments.runs import services as run_services
-from experiments.runs.aggregation import build_leaderboard
-from experiments.runs.leaderboard import LeaderboardState, leaderboard_records
 from inference.evaluation import MIN_FALSE_ALARM_AREA, pair_metrics
 from inference.render import mask_png
 from tests.conftest import png_bytes

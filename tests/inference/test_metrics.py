@@ -13,6 +13,7 @@ from inference.metrics import (
     best_f1_from_histograms,
     best_f1_threshold,
     confusion,
+    confusion_at_threshold,
     pr_curve,
     pr_curve_from_histograms,
     ranking_from_histograms,
@@ -442,6 +443,32 @@ def test_best_f1_and_pr_curve_from_the_stored_histogram_are_exact_at_their_thres
         assert r == pytest.approx(sk.recall_score(y, (prob >= t).ravel(), zero_division=1.0), abs=1e-12)
 
 
+@pytest.mark.parametrize("bins", [256, 4096])
+@pytest.mark.parametrize("seed", SEEDS)
+def test_the_confusion_at_a_threshold_from_histograms_is_scikit_learns_at_every_grid_threshold(seed, bins):
+    prob, label = random_probs(seed, 0.3, shape=(50, 50))
+    prob = prob.astype(np.float32)
+    prob[0, :6] = [0.0, 1.0, 0.5, 1 / bins, 3 / bins, np.nextafter(np.float32(0.5), np.float32(0))]  # on/near edges
+    positive, negative = (threshold_histogram(counts) for counts in ranking_histogram(prob, label, bins=bins))
+    rng = np.random.default_rng(seed)
+    for level in [0, 1, 3, bins // 2, bins - 1, bins, *rng.integers(0, bins + 1, size=20)]:
+        threshold = int(level) / bins
+        tn, fp, fn, tp = sk.confusion_matrix(label.ravel(), (prob >= threshold).ravel(), labels=[False, True]).ravel()
+        assert confusion_at_threshold(positive, negative, threshold) == Confusion(tp, fp, fn, tn)
+    assert confusion_at_threshold(positive, negative, 1.0 + 1.0 / bins) == Confusion(0, 0, label.sum(), (~label).sum())
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_the_confusion_at_a_threshold_from_a_score_histogram_is_exact_on_maps_quantised_to_its_levels(seed):
+    levels = 256  # training validation: 8-bit maps, level round(p * 255), thresholds m / 255
+    prob, label = random_probs(seed, 0.3, shape=(50, 50), levels=levels)
+    positive, negative = score_histogram(prob, label, bins=levels)
+    for level in (0, 1, 127, 128, 254, 255):
+        threshold = level / (levels - 1)
+        tn, fp, fn, tp = sk.confusion_matrix(label.ravel(), (prob >= threshold).ravel(), labels=[False, True]).ravel()
+        assert confusion_at_threshold(positive, negative, threshold) == Confusion(tp, fp, fn, tn)
+
+
 # Object-level metrics on hand-built masks.
 
 
@@ -576,7 +603,8 @@ def test_packed_counts_refuse_what_they_cannot_hold():
 
 
 def test_pair_metrics_store_the_histogram_numpy_counts():
-    from inference.evaluation import HISTOGRAM_BINS, pair_metrics
+    from inference.evaluation import pair_metrics
+    from inference.metrics import RANKING_BINS as HISTOGRAM_BINS
     from inference.metrics import unpack_counts
 
     rng = np.random.default_rng(5)

@@ -4,7 +4,7 @@ from rest_framework import serializers
 
 from experiments.api.serializers.common import SPLIT_CHOICES, InputSize, Threshold, absolute_media_url, page_url
 from experiments.models import Scaling
-from experiments.runs import results
+from experiments.reporting import results
 from experiments.runs.selectors import FILTERABLE_METRICS, RESULT_ORDERINGS
 from experiments.runs.validation import scaling_help
 

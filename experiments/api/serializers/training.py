@@ -3,7 +3,7 @@
 from rest_framework import serializers
 
 from experiments.api.serializers.common import InputSize, Upload, absolute_media_url
-from inference.training_config import DEFAULTS, LOSSES
+from inference.training_config import DEFAULTS, EPOCHS_RANGE, LOSSES
 
 
 class CheckpointInput(serializers.Serializer):
@@ -35,7 +35,9 @@ class CheckpointOutput(serializers.Serializer):
 class TrainingInput(serializers.Serializer):
     detector = serializers.CharField(max_length=100)
     dataset = serializers.IntegerField()
-    epochs = serializers.IntegerField(required=False, default=DEFAULTS.epochs, min_value=1, max_value=500)
+    epochs = serializers.IntegerField(
+        required=False, default=DEFAULTS.epochs, min_value=EPOCHS_RANGE[0], max_value=EPOCHS_RANGE[1]
+    )
     loss = serializers.ChoiceField(choices=list(LOSSES), required=False, default=DEFAULTS.loss)
     size = InputSize(required=False, default=DEFAULTS.size)
     seed = serializers.IntegerField(required=False, default=DEFAULTS.seed, min_value=-(2**31), max_value=2**31 - 1)

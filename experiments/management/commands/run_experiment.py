@@ -8,8 +8,8 @@ from tqdm import tqdm
 
 from experiments.errors import ServiceError
 from experiments.models import LEADERBOARD_RUN_STATES, Dataset, Run, RunState
+from experiments.reporting.leaderboard import leaderboard_text
 from experiments.runs import services as run_services
-from experiments.runs.leaderboard import leaderboard_text
 
 
 class Command(BaseCommand):

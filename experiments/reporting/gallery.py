@@ -10,8 +10,8 @@ from urllib.parse import urlencode
 
 from experiments import storage
 from experiments.models import ImagePair, Run
+from experiments.reporting.leaderboard import detector_colours
 from experiments.runs import selectors
-from experiments.runs.leaderboard import detector_colours
 from experiments.runs.result_pictures import consensus_key
 from inference.numbers import finite_or_none
 

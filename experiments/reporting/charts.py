@@ -1,7 +1,7 @@
 """Chart data of a run's leaderboard: IoU against latency (with the Pareto front) and PR curves."""
 
 from experiments.models import Run
-from experiments.runs.leaderboard import detector_colours
+from experiments.reporting.leaderboard import detector_colours
 from inference.numbers import finite_or_none
 
 

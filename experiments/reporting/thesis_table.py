@@ -1,14 +1,14 @@
 """The thesis's own summary of a run: detector, IoU, time per pair, memory and where the weights came
 from, the table the platform was built to reproduce (Siamese ResNet-50 vs VGG16 vs MobileNetV3).
 
-It is a view of the full leaderboard (`experiments.runs.leaderboard`): the same rows in the same
+It is a view of the full leaderboard (`experiments.reporting.leaderboard`): the same rows in the same
 order, a few of its columns with labels that say exactly what each number is.
 """
 
 from experiments.models import Run
 from experiments.plans.record import made_elsewhere
-from experiments.runs.leaderboard import LeaderboardState, leaderboard_table
-from experiments.runs.results import csv_text
+from experiments.reporting.leaderboard import LeaderboardState, leaderboard_table
+from experiments.reporting.results import csv_text
 
 NOT_MEASURED = "not measured here"
 THESIS_FIELDS = ("detector", "iou", "time_ms", "memory_mib", "weights_source")

@@ -1,7 +1,7 @@
 """A run's leaderboard as people and programs read it: one set of columns for the page, CSV, JSON,
 the API and the command line.
 
-The leaderboard itself is built once when the run ends (`experiments.runs.aggregation`) and stored
+The leaderboard itself is built once when the run ends (`experiments.reporting.aggregation`) and stored
 on the run; this module only reads it. `pooled_*` columns come from one confusion matrix over all
 pairs, `mean_*` columns average each pair's own value over the pairs whose label has change (with a
 95% bootstrap interval where one was computed); `false_alarm_rate` and `no_change_fp_area` describe
@@ -14,8 +14,8 @@ from urllib.parse import urlencode
 
 from experiments.models import Run
 from experiments.plans.record import made_elsewhere
+from experiments.reporting.results import csv_text
 from experiments.runs import selectors
-from experiments.runs.results import csv_text
 from inference.numbers import finite_or_none
 
 # Okabe-Ito, colour-blind safe; detectors take colours in the experiment's order.
@@ -97,7 +97,7 @@ TRAILING_FIELDS = (
     "input_size", "input_size_source", "precision", "memory_kind", "memory_device", "from_cache",
     "trained_on_pairs", "is_baseline", "failed",
 )  # fmt: skip
-# The paired comparison of per-pair IoU with the baseline (see `inference.comparison.paired_comparison`).
+# The paired comparison of per-pair IoU with the baseline (see `inference.statistics.paired_comparison`).
 COMPARISON_FIELDS = ("n", "wins", "ties", "losses", "mean_difference", "wilcoxon_p", "wilcoxon_p_holm")
 DEFAULT_SORT = "rank"
 
@@ -171,7 +171,7 @@ def _paired_to_baseline(run: Run, baseline: str, seed: int) -> dict[str, dict]:
     leaderboard = run.leaderboard or {}
     if baseline == leaderboard.get("baseline"):
         return {r["detector"]: r.get("comparison") for r in leaderboard.get("detectors", []) if r.get("comparison")}
-    from inference.comparison import compare_with_baseline
+    from inference.statistics import compare_with_baseline
 
     return compare_with_baseline(selectors.pair_ious(run, changed_only=True), baseline, seed=seed)
 

@@ -8,14 +8,15 @@ alarm and the mean false-positive area.
 """
 
 from collections import defaultdict
+from dataclasses import dataclass
 
 import numpy as np
 
 from experiments.models import Run
+from experiments.reporting.contamination import trained_pairs_scored
 from experiments.runs import result_pictures
-from experiments.runs.contamination import trained_pairs_scored
-from inference.comparison import bootstrap_ci, compare_with_baseline, mask_iou
 from inference.numbers import finite_or_none
+from inference.statistics import bootstrap_ci, compare_with_baseline, mask_iou
 
 SCORE_NAMES = ("iou", "f1", "precision", "recall", "oa", "kappa", "miou", "mf1")
 PER_PAIR_NAMES = (*SCORE_NAMES, "auroc", "ap", "object_f1", "object_precision", "object_recall", "fp_area")
@@ -166,6 +167,36 @@ def detector_row(name: str, results, info: dict, seed: int) -> dict:
     }
 
 
+@dataclass(frozen=True)
+class DetectorTables:
+    """A run's results grouped by detector and by category, with the category summaries and the paired
+    comparisons with the baseline: what a leaderboard is built from, at the run's threshold
+    (`build_leaderboard`) or at another (`rethreshold`)."""
+
+    by_detector: dict
+    categories: dict
+    comparisons: dict
+    infos: dict
+    seed: int
+
+    def row(self, name: str) -> dict:
+        row = detector_row(name, self.by_detector.get(name, []), self.infos.get(name, {}), self.seed)
+        row["comparison"] = self.comparisons.get(name)
+        return row
+
+
+def detector_tables(results, *, baseline: str, seed: int, infos: dict) -> DetectorTables:
+    by_detector, by_category = defaultdict(list), defaultdict(lambda: defaultdict(list))
+    for result in results:
+        by_detector[result.detector].append(result)
+        by_category[result.pair.category or "uncategorised"][result.detector].append(result)
+    categories = {
+        category: {name: _summary(items, seed, CATEGORY_CI_METRICS) for name, items in per_detector.items()}
+        for category, per_detector in sorted(by_category.items())
+    }
+    return DetectorTables(dict(by_detector), categories, _comparisons(by_detector, baseline, seed), infos, seed)
+
+
 def _comparisons(by_detector: dict, baseline: str, seed: int) -> dict:
     """Paired IoU comparison with the baseline over the pairs whose label has change (as the means)."""
     from inference.evaluation import has_change
@@ -224,34 +255,26 @@ def build_leaderboard(run: Run, failed: dict[str, str] | None = None) -> dict:
         _compact_histograms(r)
         for r in run.results.exclude(detector__in=list(failed)).select_related("pair").iterator(chunk_size=200)
     ]
-    by_detector, by_category = defaultdict(list), defaultdict(lambda: defaultdict(list))
-    for result in results:
-        by_detector[result.detector].append(result)
-        by_category[result.pair.category or "uncategorised"][result.detector].append(result)
-    infos = run.environment.get("detector_info", {})
     baseline = experiment.baseline_detector or experiment.detectors[0]
-    comparisons = _comparisons(by_detector, baseline, seed)
+    tables = detector_tables(results, baseline=baseline, seed=seed, infos=run.environment.get("detector_info", {}))
     trained_on = trained_pairs_scored(run)
     rows = []
     for name in experiment.detectors:
         if name in failed:
             rows.append({"detector": name, "failed": failed[name]})
             continue
-        row = detector_row(name, by_detector.get(name, []), infos.get(name, {}), seed)
-        row["comparison"] = comparisons.get(name)
+        row = tables.row(name)
         row["trained_on_pairs"] = trained_on.get(name)
         rows.append(row)
     labelled = any("tp" in r.metrics for r in results)
     result_pictures.forget_consensus_maps(run.pk)  # drawn again from the detectors that finished now
+    by_detector = tables.by_detector
     agreement, agreement_by_pair = _agreement(by_detector) if len(by_detector) > 1 else ([], {})
     return {
         "baseline": baseline,
         "labelled": labelled,
         "detectors": rows,
-        "categories": {
-            category: {name: _summary(items, seed, CATEGORY_CI_METRICS) for name, items in per_detector.items()}
-            for category, per_detector in sorted(by_category.items())
-        },
+        "categories": tables.categories,
         "agreement": agreement,
         "agreement_by_pair": agreement_by_pair,
     }

@@ -10,9 +10,9 @@ baseline run.
 
 from experiments.errors import InvalidState, ServiceError
 from experiments.models import LEADERBOARD_RUN_STATES, Run
-from experiments.runs import leaderboard
+from experiments.reporting import leaderboard
+from experiments.reporting.leaderboard import run_identity
 from experiments.runs import selectors as run_selectors
-from experiments.runs.leaderboard import run_identity
 
 MAX_RUNS = 20
 MATCHED_BY = "pair fingerprint (the SHA-256 of images A and B): the same images count as one pair in any dataset"
@@ -77,7 +77,7 @@ def _by_fingerprint(per_pair: dict[int, float], fingerprints: dict[int, str]) ->
 
 def paired_tests(runs: list[Run], baseline: Run, detectors: list[str]) -> list[dict]:
     """Per detector, each other run's per-pair IoU against the baseline run's on the shared pairs."""
-    from inference.comparison import compare_with_baseline
+    from inference.statistics import compare_with_baseline
 
     ious = {run.pk: run_selectors.pair_ious(run, changed_only=True) for run in runs}
     pair_ids = {pk for per_run in ious.values() for per_pair in per_run.values() for pk in per_pair}

@@ -3,7 +3,9 @@ import pytest
 from scipy import stats
 from sklearn.metrics import jaccard_score
 
-from inference.comparison import (
+from inference.evaluation import pair_metrics
+from inference.metrics import confusion, scores, unpack_counts
+from inference.statistics import (
     bootstrap_ci,
     compare_with_baseline,
     consensus_map,
@@ -12,8 +14,6 @@ from inference.comparison import (
     paired_comparison,
     percentile,
 )
-from inference.evaluation import pair_metrics
-from inference.metrics import confusion, scores, unpack_counts
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])

@@ -1,15 +1,16 @@
 """A run's leaderboard at another threshold, recomputed from the stored per-pair score histograms
 (no image is read, no new run is made).
 
-Each labelled Result stores `hist_pos`/`hist_neg` (`inference.metrics.ranking_histogram`, 4096 groups,
-packed: `inference.metrics.unpack_counts`);
-after `threshold_histogram`, level `m` holds exactly the pixels with `m / 4096 <= p < (m + 1) / 4096`,
-so predicting `level >= m` is exactly the engine's mask `p >= threshold` at `threshold = m / 4096`.
+Each labelled Result stores `hist_pos`/`hist_neg` (`inference.metrics.ranking_histogram`,
+`RANKING_BINS` = 4096 groups, packed: `inference.metrics.unpack_counts`); after `threshold_histogram`,
+level `m` holds exactly the pixels with `m / 4096 <= p < (m + 1) / 4096`, so
+`inference.metrics.confusion_at_threshold` at `threshold = m / 4096` is exactly the engine's mask
+`p >= threshold`.
 Thresholds are therefore restricted to that grid (the page's slider moves in steps of 1/256, which lie
 on it); a requested value off the grid is rounded to the nearest grid value and the answer says so.
 At the run's own threshold the stored leaderboard is returned unchanged.
 
-Recomputed per pair, then pooled and averaged exactly as `experiments.runs.aggregation` does: the
+Recomputed per pair, then pooled and averaged exactly as `experiments.reporting.aggregation` does: the
 confusion (`tp fp fn tn`), IoU/F1/precision/recall/OA/kappa/mIoU/mF1, FP area, false alarms, the
 per-category tables, the paired IoU comparison with the run's baseline and the PR point (pooled
 precision and recall). Object-level scores need the masks themselves: they are left out
@@ -19,40 +20,41 @@ do not depend on the threshold.
 
 import contextlib
 import copy
-from collections import defaultdict
 
 from experiments.models import Run
 from experiments.runs.validation import check_threshold
+from inference.metrics import RANKING_BINS
 
-BINS = 4096  # = inference.evaluation.HISTOGRAM_BINS
 SLIDER_STEP = 1 / 256
 NOT_RECOMPUTED = ("object_precision", "object_recall", "object_f1")
 NOT_RECOMPUTED_COLUMNS = ("mean_object_f1",)
 CACHE_S = 600
+RECOMPUTED_ROW_KEYS = (
+    "n_pairs", "n_changed_pairs", "n_no_change_pairs", "pooled", "per_pair_mean", "ci", "no_change", "comparison",
+)  # fmt: skip
 
 
 def grid_threshold(value) -> tuple[float, float, bool]:
     """`(threshold on the grid, the value asked for, whether it was rounded)`; ServiceError (-> 400)
     outside (0, 1). A value that rounds to 0 or 1 is kept just inside."""
     asked = check_threshold(value)
-    level = min(max(round(asked * BINS), 1), BINS - 1)
-    threshold = level / BINS
+    level = min(max(round(asked * RANKING_BINS), 1), RANKING_BINS - 1)
+    threshold = level / RANKING_BINS
     return threshold, asked, threshold != asked
 
 
 def _level(threshold: float) -> int:
-    return round(threshold * BINS)
+    return round(threshold * RANKING_BINS)
 
 
-def _pair_metrics(metrics: dict, level: int) -> dict:
-    """One result's stored metrics with every threshold-dependent figure recomputed at `level / BINS`."""
+def _pair_metrics(metrics: dict, threshold: float) -> dict:
+    """One result's stored metrics with every threshold-dependent figure recomputed at `threshold`."""
     from inference.evaluation import false_alarm, has_change
-    from inference.metrics import Confusion, scores, threshold_histogram, unpack_counts
+    from inference.metrics import confusion_at_threshold, scores, threshold_histogram, unpack_counts
 
     pos = threshold_histogram(unpack_counts(metrics["hist_pos"]))
     neg = threshold_histogram(unpack_counts(metrics["hist_neg"]))
-    tp, fp = int(pos[level:].sum()), int(neg[level:].sum())
-    conf = Confusion(tp, fp, int(pos.sum()) - tp, int(neg.sum()) - fp)
+    conf = confusion_at_threshold(pos, neg, threshold)
     updated = {key: value for key, value in metrics.items() if key not in NOT_RECOMPUTED}
     updated.update(conf.as_dict())
     updated.update(scores(conf))
@@ -64,12 +66,12 @@ def _pair_metrics(metrics: dict, level: int) -> dict:
     return updated
 
 
-def _rethresholded_results(run: Run, level: int) -> list:
+def _rethresholded_results(run: Run, threshold: float) -> list:
     """The run's results (not saved, never to be) with recomputed metrics; unlabelled ones as stored."""
     results = []
     for result in run.results.select_related("pair").iterator(chunk_size=200):
-        if "tp" in result.metrics and result.metrics.get("hist_bins") == BINS:
-            result.metrics = _pair_metrics(result.metrics, level)
+        if "tp" in result.metrics and result.metrics.get("hist_bins") == RANKING_BINS:
+            result.metrics = _pair_metrics(result.metrics, threshold)
             result.iou, result.f1 = result.metrics["iou"], result.metrics["f1"]
         results.append(result)
     return results
@@ -77,47 +79,26 @@ def _rethresholded_results(run: Run, level: int) -> list:
 
 def recompute_leaderboard(run: Run, threshold: float) -> dict:
     """The stored leaderboard with every threshold-dependent figure recomputed at `threshold` (on the grid)."""
-    from experiments.runs.aggregation import CATEGORY_CI_METRICS, _summary, detector_row
-    from inference.comparison import compare_with_baseline
-    from inference.evaluation import has_change
+    from experiments.reporting.aggregation import detector_tables
 
     stored = run.leaderboard or {}
-    level = _level(threshold)
-    failed = {r["detector"]: r["failed"] for r in stored.get("detectors", []) if r.get("failed")}
-    seed = run.experiment.seed
-    by_detector, by_category = defaultdict(list), defaultdict(lambda: defaultdict(list))
-    for result in _rethresholded_results(run, level):
-        if result.detector in failed:
-            continue
-        by_detector[result.detector].append(result)
-        by_category[result.pair.category or "uncategorised"][result.detector].append(result)
-    infos = run.environment.get("detector_info", {})
-    baseline = stored.get("baseline") or run.experiment.detectors[0]
-    ious = {
-        name: {r.pair_id: r.iou for r in results if r.iou is not None and has_change(r.metrics)}
-        for name, results in by_detector.items()
-    }
-    comparisons = compare_with_baseline(ious, baseline, seed=seed)
+    failed = {r["detector"] for r in stored.get("detectors", []) if r.get("failed")}
+    results = [r for r in _rethresholded_results(run, _level(threshold) / RANKING_BINS) if r.detector not in failed]
+    tables = detector_tables(
+        results,
+        baseline=stored.get("baseline") or run.experiment.detectors[0],
+        seed=run.experiment.seed,
+        infos=run.environment.get("detector_info", {}),
+    )
     rows = []
     for source in stored.get("detectors", []):
-        name = source["detector"]
         if source.get("failed"):
             rows.append(source)
             continue
-        row = detector_row(name, by_detector.get(name, []), infos.get(name, {}), seed)
+        row = tables.row(source["detector"])
         # what the histograms cannot change is kept as stored (measurements, training overlap)
-        row = {**source, **{key: row[key] for key in ("n_pairs", "n_changed_pairs", "n_no_change_pairs", "pooled",
-                                                       "per_pair_mean", "ci", "no_change")}}  # fmt: skip
-        row["comparison"] = comparisons.get(name)
-        rows.append(row)
-    return {
-        **stored,
-        "detectors": rows,
-        "categories": {
-            category: {name: _summary(items, seed, CATEGORY_CI_METRICS) for name, items in per_detector.items()}
-            for category, per_detector in sorted(by_category.items())
-        },
-    }
+        rows.append({**source, **{key: row[key] for key in RECOMPUTED_ROW_KEYS}})
+    return {**stored, "detectors": rows, "categories": tables.categories}
 
 
 def threshold_record(run: Run, threshold: float, asked: float | None = None, rounded: bool = False) -> dict:
@@ -133,7 +114,7 @@ def threshold_record(run: Run, threshold: float, asked: float | None = None, rou
         "threshold": threshold,
         "requested": threshold if asked is None else asked,
         "rounded_to_grid": rounded,
-        "grid": f"multiples of 1/{BINS}",
+        "grid": f"multiples of 1/{RANKING_BINS}",
         "run_threshold": run.experiment.threshold,
         "at_run_threshold": at_run,
         "source": "stored leaderboard" if at_run else "recomputed from the stored per-pair score histograms",

@@ -3,7 +3,7 @@ LaTeX, and a self-contained HTML report (tables, charts as inline SVG, a few pai
 PNGs, the reproducibility record) that opens offline: no external URL, no script.
 
 Every figure comes from the leaderboard of the run it is given; pass the view from
-`experiments.runs.rethreshold.run_at_threshold` to report at another threshold (the threshold is
+`experiments.reporting.rethreshold.run_at_threshold` to report at another threshold (the threshold is
 printed in every format).
 """
 
@@ -14,9 +14,10 @@ import json
 from django.template.loader import render_to_string
 
 from experiments.models import Run
-from experiments.runs import figures, result_pictures
-from experiments.runs.leaderboard import category_table, leaderboard_table
-from experiments.runs.thesis_table import NOT_MEASURED, thesis_records
+from experiments.reporting import figures
+from experiments.reporting.leaderboard import category_table, leaderboard_table
+from experiments.reporting.thesis_table import NOT_MEASURED, thesis_records
+from experiments.runs import result_pictures
 
 FORMATS = {"md": "text/markdown; charset=utf-8", "tex": "application/x-tex; charset=utf-8",
            "html": "text/html; charset=utf-8"}  # fmt: skip

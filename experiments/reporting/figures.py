@@ -1,7 +1,7 @@
 """A run's charts as files for papers: IoU against latency and the pooled precision-recall curves, as
 SVG (text, scalable) and PNG (Pillow), drawn from one list of shapes so both show the same thing.
 
-Data: `experiments.runs.charts.chart_data` (what the page's charts show); the PR chart also marks each
+Data: `experiments.reporting.charts.chart_data` (what the page's charts show); the PR chart also marks each
 detector's point at the leaderboard's threshold (pooled recall, precision). No matplotlib: the
 shapes are few and drawn by hand.
 """
@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from xml.sax.saxutils import escape
 
 from experiments.models import Run
-from experiments.runs.charts import chart_data
+from experiments.reporting.charts import chart_data
 
 CHARTS = {"scatter": "IoU against latency", "pr": "Precision-recall (pooled)"}
 FORMATS = {"svg": "image/svg+xml", "png": "image/png"}
