@@ -217,6 +217,8 @@ def test_a_session_form_may_carry_the_csrf_field(user):
     response = client.post("/api/v1/datasets/", {"name": "by form", "csrfmiddlewaretoken": token})
     assert response.status_code == 201, response.content
     assert client.post("/api/v1/datasets/", {"name": "no token"}).status_code == 403
+    rotated = client.post("/api/v1/webhooks/secret/?format=json", {"csrfmiddlewaretoken": token})  # no body fields
+    assert rotated.status_code == 200, rotated.content
 
 
 def test_a_query_parameter_of_a_write_is_checked_against_its_declared_ones(api, world, unchanged):
