@@ -254,6 +254,7 @@ SPECTACULAR_SETTINGS = {
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
         "experiments.api.schema_hooks.collapse_blank_alternatives",
+        "experiments.api.schema_hooks.forbid_unknown_request_fields",
     ],
 }
 

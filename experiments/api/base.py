@@ -16,6 +16,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from experiments.api import serializers as s
+from experiments.api import strict
 from experiments.api.errors import ERROR_DESCRIPTIONS, ApiError, ErrorSerializer, PayloadTooLarge
 from experiments.datasets import selectors as dataset_selectors
 
@@ -122,7 +123,8 @@ class ApiSchema(AutoSchema):
 
     Paged lists answer 400 for a bad `page_size` and 404 for a bad `cursor`; an operation that takes input (it
     declares 400) answers 422 when the input matches the schema but the platform's rules refuse it
-    (see `experiments.api.errors.from_service_error`).
+    (see `experiments.api.errors.from_service_error`). Every operation answers 400 for a field or query
+    parameter it does not declare (`experiments.api.strict`).
     """
 
     def _map_serializer_field(self, field, direction, bypass_extensions=False):
@@ -136,7 +138,7 @@ class ApiSchema(AutoSchema):
         if operation is None:
             return operation
         responses = operation.setdefault("responses", {})
-        wanted = {422} if "400" in responses else set()
+        wanted = {400, 422} if "400" in responses else {400}
         if any(p.get("name") == "page_size" for p in operation.get("parameters", [])):
             wanted |= {400, 404}
         for code in sorted(wanted):
@@ -150,7 +152,8 @@ class ApiSchema(AutoSchema):
 
 # --------------------------------------------------------------------------- the base view
 class ApiView(APIView):
-    """Base view: uploads above `MAX_UPLOAD_MB` answer 413 before they are parsed."""
+    """Base view: uploads above `MAX_UPLOAD_MB` answer 413 before they are parsed; fields and query
+    parameters the operation does not declare answer 400 (`experiments.api.strict`)."""
 
     takes_uploads = False
     schema = ApiSchema()
@@ -164,6 +167,7 @@ class ApiView(APIView):
                 length = 0
             if length > s.max_upload_bytes() + MULTIPART_OVERHEAD:
                 raise PayloadTooLarge()
+        strict.request_check(self, request)
 
     def paginate(self, queryset, serializer_class, ordering: str):
         paginator = Cursor(ordering)
@@ -177,6 +181,8 @@ class ApiView(APIView):
 
     def valid(self, serializer_class, data=None):
         serializer = serializer_class(data=self.request.data if data is None else data)
+        if data is None:  # the query string is checked against the declared parameters (`initial`)
+            strict.fields_check(serializer)
         if isinstance(serializer.initial_data, dict) and not hasattr(serializer.initial_data, "getlist"):
             json_types_check(serializer.fields, serializer.initial_data)
         sent_lengths_check(serializer.fields, serializer.initial_data)

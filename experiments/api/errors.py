@@ -167,7 +167,8 @@ class MaybeReportErrorSerializer(serializers.Serializer):
 
 
 ERROR_DESCRIPTIONS = {
-    400: "The input does not match this schema; `fields` names what to fix.",
+    400: "The input does not match this schema (a field or query parameter it does not declare included); "
+    "`fields` names what to fix.",
     401: "No or bad credentials: log in or send `Authorization: Token <key>`.",
     403: "Authenticated, but not allowed (e.g. a missing CSRF token on a session request).",
     404: "No such object, or it belongs to someone else.",

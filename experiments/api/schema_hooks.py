@@ -35,3 +35,33 @@ def _collapse(node):
 
 def collapse_blank_alternatives(result, generator, request, public):
     return _collapse(result)
+
+
+def _refs(node):
+    if isinstance(node, dict):
+        if isinstance(node.get("$ref"), str):
+            yield node["$ref"].rsplit("/", 1)[-1]
+        for value in node.values():
+            yield from _refs(value)
+    elif isinstance(node, list):
+        for item in node:
+            yield from _refs(item)
+
+
+def forbid_unknown_request_fields(result, generator, request, public):
+    """`additionalProperties: false` on every object a request body reads (nested ones too): the API
+    refuses fields it does not declare with 400 (`experiments.api.strict`)."""
+    components = result.get("components", {}).get("schemas", {})
+    bodies = [op.get("requestBody", {}) for ops in result.get("paths", {}).values() for op in ops.values()
+              if isinstance(op, dict)]  # fmt: skip
+    pending, seen = list(_refs(bodies)), set()
+    while pending:
+        name = pending.pop()
+        if name in seen or name not in components:
+            continue
+        seen.add(name)
+        component = components[name]
+        if component.get("type") == "object" and "properties" in component:
+            component.setdefault("additionalProperties", False)
+        pending.extend(_refs(component))
+    return result
