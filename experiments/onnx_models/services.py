@@ -166,7 +166,13 @@ def model_validate(*, model_id: int) -> UploadedModel | None:
     try:
         if hashlib.sha256(data).hexdigest() != model.sha256:
             raise OnnxRejected("the stored file does not match the uploaded one (sha256 differs); upload it again.")
-        probe = validate_onnx(data, contract_of(model), time_limit_s=settings.ONNX_PROBE_SECONDS)
+        probe = validate_onnx(
+            data,
+            contract_of(model),
+            time_limit_s=settings.ONNX_PROBE_SECONDS,
+            memory_mb=settings.SANDBOX_MEMORY_MB,
+            any_size=settings.ONNX_PROBE_ANY_SIZE,
+        )
     except OnnxRejected as exc:
         return _record_verdict(model, UploadedModel.State.REJECTED, reason=str(exc))
     except Exception as exc:

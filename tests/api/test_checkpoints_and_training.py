@@ -19,13 +19,18 @@ class Payload:
         return (print, ("this must never run",))
 
 
-def checkpoint_bytes(tmp_path, detector="siamese-unet", suffix=".pt", meta_extra=None) -> bytes:
+def checkpoint_bytes(tmp_path, detector="siamese-unet", suffix=".pt", meta_extra=None, state_dict=None) -> bytes:
+    """A checkpoint whose tensors fit siamese-unet's network (or `state_dict`)."""
     import torch
 
+    from inference.registry import get_spec
     from inference.weights import save_checkpoint
 
+    if state_dict is None:
+        torch.manual_seed(0)
+        state_dict = get_spec("siamese-unet").resolve_model_factory()(None).state_dict()
     path = tmp_path / f"c{suffix}"
-    save_checkpoint(path, {"w": torch.arange(4.0)}, {"detector": detector, "epochs": 3, **(meta_extra or {})})
+    save_checkpoint(path, state_dict, {"detector": detector, "epochs": 3, **(meta_extra or {})})
     return path.read_bytes()
 
 
