@@ -78,15 +78,18 @@ def run_sandboxed(target: str, arguments: dict, limits: SandboxLimits) -> dict:
     request = json.dumps({"target": target, "arguments": arguments, "memory_mb": limits.memory_mb,
                           "seconds": limits.seconds, "preload": list(limits.preload)})  # fmt: skip
     with tempfile.TemporaryFile() as stderr:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "inference.sandbox"],
-            cwd=ROOT,
-            env={**os.environ, **CHILD_ENVIRONMENT},
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=stderr,
-            start_new_session=True,  # its own process group: killed as a whole
-        )
+        try:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "inference.sandbox"],
+                cwd=ROOT,
+                env={**os.environ, **CHILD_ENVIRONMENT},
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=stderr,
+                start_new_session=True,  # its own process group: killed as a whole
+            )
+        except OSError as exc:  # no process to be had (EAGAIN, ENOMEM): the machine's state, not the file's
+            raise SandboxUnavailable(f"the sandbox could not start: {exc}") from None
         try:
             process.stdin.write(request.encode() + b"\n")
             process.stdin.close()

@@ -42,7 +42,7 @@ class CheckpointListView(ApiView):
         responses={
             200: OpenApiResponse(s.CheckpointOutput, description="you had uploaded these exact bytes before"),
             201: s.CheckpointOutput,
-            **error_responses(400, 403, 404, 409, 413, 415, 422),
+            **error_responses(400, 403, 404, 409, 413, 415, 422, 503),
         },
     )
     def post(self, request):

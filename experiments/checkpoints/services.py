@@ -1,5 +1,7 @@
 """Writes of model checkpoints: a file in storage and its row, both or neither."""
 
+import logging
+
 from django.conf import settings
 from django.db import transaction
 
@@ -10,6 +12,7 @@ from experiments.models import ACTIVE_RUN_STATES, ModelCheckpoint, Run
 from inference.catalogue import catalogue_entry
 
 CHECKPOINT_SUFFIXES = (".pt", ".pth", ".safetensors")
+logger = logging.getLogger(__name__)
 
 
 def checkpoint_register(*, owner, detector: str, dataset, data: bytes, sha256: str, epochs: int,
@@ -86,6 +89,7 @@ def _dict(value) -> dict:
 def _check_checkpoint(content: bytes, suffix: str) -> dict:
     """{meta, sha256, problems} of a checkpoint's bytes (`check_checkpoint`); 422 for anything it refuses."""
     from inference.checkpoint_checks import CheckpointRefused, check_checkpoint
+    from inference.sandbox import SandboxUnavailable
 
     try:
         return check_checkpoint(
@@ -97,6 +101,11 @@ def _check_checkpoint(content: bytes, suffix: str) -> dict:
         )
     except CheckpointRefused as exc:
         raise ServiceError(f"This file cannot be used as a checkpoint: {exc}", status=422, field="file") from None
+    except SandboxUnavailable:
+        logger.warning("the checkpoint check could not start", exc_info=True)
+        raise ServiceError(
+            "The checkpoint could not be checked now; upload it again in a minute.", status=503
+        ) from None
 
 
 def _checkpoint_detector(meta: dict, given: str | None) -> str:

@@ -148,3 +148,19 @@ def test_training_is_isolated_between_users(api, other_api, labelled_dataset):
     assert other_api.get(f"/api/v1/training/{job.pk}/").status_code == 404
     assert other_api.post(f"/api/v1/training/{job.pk}/cancel/").status_code == 404
     assert other_api.get("/api/v1/training/").json()["results"] == []
+
+
+def test_a_checkpoint_that_cannot_be_checked_now_answers_503_and_stores_nothing(api, tmp_path, snapshot_state,
+                                                                                 monkeypatch):  # fmt: skip
+    from inference import sandbox
+
+    def no_process(*args, **kwargs):
+        raise OSError(11, "Resource temporarily unavailable")
+
+    data = checkpoint_bytes(tmp_path)
+    before = snapshot_state()
+    monkeypatch.setattr(sandbox.subprocess, "Popen", no_process)
+    response = post_checkpoint(api, "w.pt", data)
+    assert response.status_code == 503
+    assert "upload it again" in error_of(response)["message"]
+    assert snapshot_state() == before
