@@ -14,10 +14,8 @@ from __future__ import annotations
 
 import json
 import struct
-import tempfile
-from pathlib import Path
 
-from inference.sandbox import SandboxLimits, SandboxRefusal, report_stage, run_sandboxed
+from inference.sandbox import SandboxLimits, SandboxRefusal, report_stage, run_on_bytes
 
 MAX_MEMBERS = 65536  # a state dict has one member per tensor storage; far fewer in practice
 SAFETENSORS_MAX_HEADER = 100 * 1024 * 1024  # the format's own limit
@@ -181,14 +179,11 @@ def check_checkpoint(data: bytes, suffix: str, *, memory_mb: int, seconds: float
     """`inspect_checkpoint_bytes` here, then `check_checkpoint_file` in a sandbox child limited to
     `memory_mb` above its baseline and `seconds`; `CheckpointRefused` with the reason."""
     inspect_checkpoint_bytes(data, suffix, max_total_bytes=max_total_bytes)
-    with tempfile.TemporaryDirectory(prefix="checkpoint-check-") as folder:
-        path = Path(folder) / f"upload{suffix}"
-        path.write_bytes(data)
-        limits = SandboxLimits(memory_mb=memory_mb, seconds=seconds, preload=("torch", "inference.weights"))
-        try:
-            return run_sandboxed("inference.checkpoint_checks:check_checkpoint_file", {"path": str(path)}, limits)
-        except SandboxRefusal as exc:
-            raise CheckpointRefused(_refusal_reason(exc)) from None
+    limits = SandboxLimits(memory_mb=memory_mb, seconds=seconds, preload=("torch", "inference.weights"))
+    try:
+        return run_on_bytes("inference.checkpoint_checks:check_checkpoint_file", data, {}, limits, suffix=suffix)
+    except SandboxRefusal as exc:
+        raise CheckpointRefused(_refusal_reason(exc)) from None
 
 
 def _refusal_reason(refusal: SandboxRefusal) -> str:

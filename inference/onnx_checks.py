@@ -1,7 +1,8 @@
 """Checking an uploaded ONNX file before anyone may run it (onnx and onnxruntime only: no torch).
 
 `parse_onnx` is the quick check an upload gets at once (the bytes are an ONNX protobuf, parsed by
-`onnx.load_from_string`, never unpickled); `validate_onnx` is the full one a worker runs, all of it in
+`onnx.load_from_string`, never unpickled; `check_onnx_upload` runs it in a sandbox child, so the web
+process never decodes the file); `validate_onnx` is the full one a worker runs, all of it in
 a sandbox child (`inference.sandbox`: limited memory and time, its death a refusal): the ONNX
 checker, standard-domain operators only, tensors stored inside the file, inputs as the contract
 says, an onnxruntime session created with graph optimisations off (constant folding of a hostile
@@ -13,7 +14,6 @@ and what to do.
 
 from __future__ import annotations
 
-import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import asdict
@@ -29,11 +29,12 @@ from inference.detectors.onnx_model import (
     open_session,
     probability_of,
 )
-from inference.sandbox import ALLOCATION_FAILURES, SandboxLimits, SandboxRefusal, report_stage, run_sandboxed
+from inference.sandbox import ALLOCATION_FAILURES, SandboxLimits, SandboxRefusal, report_stage, run_on_bytes
 
 STANDARD_DOMAINS = frozenset({"", "ai.onnx", "ai.onnx.ml"})
 ANY_SIZE_PROBE = (64, 96)  # H, W of the probe pair for a model that takes any size: not square on purpose
 PROBABILITY_TOLERANCE = 1e-6
+PARSE_SECONDS = 60.0  # decoding the protobuf at upload: linear in its size (at most ONNX_MAX_MB)
 _ZIP_MAGIC = b"PK\x03\x04"
 _PICKLE_PROTOCOL = 0x80
 
@@ -330,19 +331,29 @@ def validate_onnx(
     """`check_onnx_file` in a sandbox child (`inference.sandbox`): at most `memory_mb` above its
     baseline, `time_limit_s` for everything after start-up (loading, session creation, the probes).
     Returns the `probe` record; raises `OnnxRejected` with the first reason found, or the limit hit."""
-    with tempfile.TemporaryDirectory(prefix="onnx-check-") as folder:
-        path = Path(folder) / "model.onnx"
-        path.write_bytes(data)
-        limits = SandboxLimits(memory_mb=memory_mb, seconds=time_limit_s, preload=("numpy", "onnx", "onnxruntime"))
-        try:
-            probe = run_sandboxed(
-                "inference.onnx_checks:check_onnx_file",
-                {"path": str(path), "contract": asdict(contract), "any_size": any_size},
-                limits,
-            )
-        except SandboxRefusal as exc:
-            raise OnnxRejected(refusal_reason(exc)) from None
+    limits = SandboxLimits(memory_mb=memory_mb, seconds=time_limit_s, preload=("numpy", "onnx", "onnxruntime"))
+    arguments = {"contract": asdict(contract), "any_size": any_size}
+    try:
+        probe = run_on_bytes("inference.onnx_checks:check_onnx_file", data, arguments, limits, suffix=".onnx")
+    except SandboxRefusal as exc:
+        raise OnnxRejected(refusal_reason(exc)) from None
     return {**probe, "time_limit_s": time_limit_s, "memory_mb": memory_mb}
+
+
+def parse_onnx_file(path: str) -> dict:
+    """`parse_onnx` on a file, in this process: the sandbox's target for `check_onnx_upload`."""
+    parse_onnx(Path(path).read_bytes())
+    return {}
+
+
+def check_onnx_upload(data: bytes, *, memory_mb: int, time_limit_s: float = PARSE_SECONDS) -> None:
+    """`parse_onnx` in a sandbox child, for the web process: a large or hostile protobuf is decoded
+    there, within limits, never in the server; `OnnxRejected` with the reason."""
+    limits = SandboxLimits(memory_mb=memory_mb, seconds=time_limit_s, preload=("onnx",))
+    try:
+        run_on_bytes("inference.onnx_checks:parse_onnx_file", data, {}, limits, suffix=".onnx")
+    except SandboxRefusal as exc:
+        raise OnnxRejected(refusal_reason(exc)) from None
 
 
 def refusal_reason(refusal: SandboxRefusal) -> str:

@@ -103,6 +103,15 @@ def run_sandboxed(target: str, arguments: dict, limits: SandboxLimits) -> dict:
     return _outcome(messages, timed_out, process.returncode, tail, limits)
 
 
+def run_on_bytes(target: str, data: bytes, arguments: dict, limits: SandboxLimits, *, suffix: str = "") -> dict:
+    """`run_sandboxed` on an artefact held in memory: written to a private temporary file whose path
+    the target gets as ``path`` (the bytes themselves never cross the pipe)."""
+    with tempfile.TemporaryDirectory(prefix="sandbox-") as folder:
+        path = Path(folder) / f"artefact{suffix}"
+        path.write_bytes(data)
+        return run_sandboxed(target, {"path": str(path), **arguments}, limits)
+
+
 def _read_messages(process, limits: SandboxLimits) -> tuple[list[dict], bool]:
     """The child's JSON lines until it closes stdout or a deadline passes (then True)."""
     messages: list[dict] = []

@@ -94,7 +94,8 @@ def _choice(value, field: str, choices) -> str:
 def model_upload(*, owner, data: bytes, name, input_size, mean, std, inputs, output) -> UploadedModel:
     """Check the contract's fields and the bytes, store the file and its row (both or neither) and
     queue the validation once they are committed. The model starts `validating`."""
-    from inference.onnx_checks import OnnxRejected, parse_onnx  # onnx only: no torch, no onnxruntime session
+    from inference.onnx_checks import OnnxRejected, check_onnx_upload  # onnx in a sandbox child only
+    from inference.sandbox import SandboxUnavailable
 
     fields = {
         "name": _name(name),
@@ -111,9 +112,12 @@ def model_upload(*, owner, data: bytes, name, input_size, mean, std, inputs, out
             field="file",
         )
     try:
-        parse_onnx(data)
+        check_onnx_upload(data, memory_mb=settings.SANDBOX_MEMORY_MB)
     except OnnxRejected as exc:
         raise ServiceError(str(exc), status=422, field="file") from None
+    except SandboxUnavailable:
+        logger.warning("the ONNX upload check could not start", exc_info=True)
+        raise ServiceError("The model could not be checked now; upload it again in a minute.", status=503) from None
     if models_of(owner).filter(name=fields["name"]).exists():
         raise _name_taken(fields["name"])
     return _store(owner, data, fields)
