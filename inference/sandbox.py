@@ -206,13 +206,19 @@ def address_space_bytes() -> int:
 def _limit_self(memory_mb: int, seconds: float) -> int:
     import resource
 
-    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    def lower(kind: int, soft: int, hard: int) -> None:  # never above a limit the process already has
+        ceiling = resource.getrlimit(kind)[1]
+        if ceiling != resource.RLIM_INFINITY:
+            soft, hard = min(soft, ceiling), min(hard, ceiling)
+        resource.setrlimit(kind, (soft, hard))
+
+    lower(resource.RLIMIT_CORE, 0, 0)
     used = resource.getrusage(resource.RUSAGE_SELF)
     cpu = int(used.ru_utime + used.ru_stime + seconds) + 2
-    resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 5))
+    lower(resource.RLIMIT_CPU, cpu, cpu + 5)
     baseline = address_space_bytes()
     limit = baseline + memory_mb * 1024 * 1024
-    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    lower(resource.RLIMIT_AS, limit, limit)
     return baseline
 
 

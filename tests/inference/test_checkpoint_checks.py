@@ -106,3 +106,24 @@ def test_a_checkpoint_too_large_for_the_memory_budget_is_refused_in_the_child():
     data = torch_save_bytes({"w": torch.zeros(40 * 2**20 // 4)})  # 40 MB of weights, 16 MB allowed
     with pytest.raises(CheckpointRefused, match="needs more than 16 MB of memory while loading it"):
         check_checkpoint(data, ".pt", memory_mb=16, seconds=60, max_total_bytes=CAP)
+
+
+CALLER = """
+import sys
+from pathlib import Path
+from inference.checkpoint_checks import check_checkpoint
+checked = check_checkpoint(Path(sys.argv[1]).read_bytes(), ".pt", memory_mb=1024, seconds=60, max_total_bytes=2**26)
+assert checked["problems"] == [], checked
+print("torch imported:", "torch" in sys.modules)
+"""
+
+
+def test_the_caller_of_the_check_never_imports_torch(tmp_path):
+    import subprocess
+    import sys
+
+    path = tmp_path / "fits.pt"
+    path.write_bytes(torch_save_bytes(fitting_state_dict()))
+    result = subprocess.run([sys.executable, "-c", CALLER, str(path)], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "torch imported: False" in result.stdout
