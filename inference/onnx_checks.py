@@ -1,18 +1,23 @@
 """Checking an uploaded ONNX file before anyone may run it (onnx and onnxruntime only: no torch).
 
 `parse_onnx` is the quick check an upload gets at once (the bytes are an ONNX protobuf, parsed by
-`onnx.load_from_string`, never unpickled); `validate_onnx` is the full one a worker runs: the ONNX
+`onnx.load_from_string`, never unpickled; `check_onnx_upload` runs it in a sandbox child, so the web
+process never decodes the file); `validate_onnx` is the full one a worker runs, all of it in
+a sandbox child (`inference.sandbox`: limited memory and time, its death a refusal): the ONNX
 checker, standard-domain operators only, tensors stored inside the file, inputs as the contract
-says, then a probe run on a small random pair under a time limit whose output must be a change map
-at the input's size (1xHxW or 1x1xHxW), finite, and within [0, 1] when it claims to be a probability.
-Every refusal is an `OnnxRejected` whose message says what is wrong and what to do.
+says, an onnxruntime session created with graph optimisations off (constant folding of a hostile
+graph is where memory explodes), then probe runs on random pairs at the sizes runs will use, whose
+output must be a change map at the input's size (1xHxW or 1x1xHxW), finite, and within [0, 1] when
+it claims to be a probability. Every refusal is an `OnnxRejected` whose message says what is wrong
+and what to do.
 """
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Iterator
+from dataclasses import asdict
+from pathlib import Path
 
 import numpy as np
 
@@ -24,10 +29,12 @@ from inference.detectors.onnx_model import (
     open_session,
     probability_of,
 )
+from inference.sandbox import ALLOCATION_FAILURES, SandboxLimits, SandboxRefusal, report_stage, run_on_bytes
 
 STANDARD_DOMAINS = frozenset({"", "ai.onnx", "ai.onnx.ml"})
 ANY_SIZE_PROBE = (64, 96)  # H, W of the probe pair for a model that takes any size: not square on purpose
 PROBABILITY_TOLERANCE = 1e-6
+PARSE_SECONDS = 60.0  # decoding the protobuf at upload: linear in its size (at most ONNX_MAX_MB)
 _ZIP_MAGIC = b"PK\x03\x04"
 _PICKLE_PROTOCOL = 0x80
 
@@ -202,50 +209,25 @@ def check_inputs(model, contract: OnnxContract) -> list[dict]:
     return described
 
 
-# --------------------------------------------------------------------------- the probe run
-def probe_pair(contract: OnnxContract, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    height, width = (contract.input_size, contract.input_size) if contract.input_size else ANY_SIZE_PROBE
+# --------------------------------------------------------------------------- the probe runs
+def probe_sizes(contract: OnnxContract, any_size: int) -> list[tuple[int, int]]:
+    """(H, W) of each probe: the fixed input size runs resize or tile to; for a model that takes any
+    size, a small non-square pair (the output must follow the input's shape) and then `any_size`
+    square, as runs feed it B at B's own size."""
+    if contract.input_size:
+        return [(contract.input_size, contract.input_size)]
+    return [ANY_SIZE_PROBE, (any_size, any_size)]
+
+
+def probe_pair(height: int, width: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(seed)
     a = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
     b = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
     return a, b
 
 
-def run_with_time_limit(session, feed: dict, time_limit_s: float) -> tuple[list, float]:
-    """`(outputs, milliseconds)` of one session run; `OnnxRejected` when it takes over `time_limit_s`
-    (the run is told to stop: onnxruntime's `RunOptions.terminate`) or fails."""
-    import onnxruntime as ort
-
-    run_options = ort.RunOptions()
-    answer: dict = {}
-
-    def work():
-        try:
-            answer["outputs"] = session.run(None, feed, run_options)
-        except Exception as exc:  # noqa: BLE001 - reported below, with the reason
-            answer["error"] = exc
-
-    thread = threading.Thread(target=work, name="onnx-probe", daemon=True)
-    start = time.perf_counter()
-    thread.start()
-    thread.join(time_limit_s)
-    elapsed = time.perf_counter() - start
-    if thread.is_alive() or elapsed > time_limit_s:
-        run_options.terminate = True
-        thread.join(60)
-        raise OnnxRejected(
-            f"too slow: one probe pair of {_size_of(feed)} took over {time_limit_s:g} s (the limit); "
-            "make the model smaller or export it at a smaller input size."
-        )
-    if "error" in answer:
-        message = str(answer["error"]).strip().splitlines()[0] if str(answer["error"]).strip() else "no message"
-        raise OnnxRejected(f"the probe run failed in onnxruntime: {message}")
-    return answer["outputs"], elapsed * 1000
-
-
-def _size_of(feed: dict) -> str:
-    shape = next(iter(feed.values())).shape
-    return f"{shape[-2]} x {shape[-1]} pixels"
+def _first_line(exc: Exception) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
 
 
 def check_output(raw, contract: OnnxContract, height: int, width: int) -> np.ndarray:
@@ -270,28 +252,64 @@ def check_output(raw, contract: OnnxContract, height: int, width: int) -> np.nda
     return probability_of(values, contract.output)[0]
 
 
-def validate_onnx(data: bytes, contract: OnnxContract, *, time_limit_s: float, seed: int = 0) -> dict:
-    """Every check, in order, then the probe run on the CPU. Returns what was measured (the model's
-    `probe` record); raises `OnnxRejected` with the first reason found."""
-    import onnx
-
-    model = parse_onnx(data)
-    check_embedded(model)
-    check_domains(model)
-    check_with_onnx_checker(model)
-    inputs = check_inputs(model, contract)
-    try:
-        session = open_session(data, "cpu")
-    except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own error types
-        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise OnnxRejected(f"onnxruntime cannot load the model: {message}") from None
-    a, b = probe_pair(contract, seed)
+def _probe(session, contract: OnnxContract, height: int, width: int, seed: int) -> tuple[list, float]:
+    report_stage(f"at {height} x {width} px")
+    a, b = probe_pair(height, width, seed)
     feed = model_feed(
         [item.name for item in session.get_inputs()], normalise([a], contract), normalise([b], contract), contract
     )
-    outputs, elapsed_ms = run_with_time_limit(session, feed, time_limit_s)
-    height, width = a.shape[:2]
+    start = time.perf_counter()
+    try:
+        outputs = session.run(None, feed)
+    except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own error types
+        if any(word in str(exc) for word in ALLOCATION_FAILURES):
+            raise MemoryError(str(exc)) from None
+        raise OnnxRejected(
+            f"the probe run at {height} x {width} px failed in onnxruntime: {_first_line(exc)}"
+        ) from None
+    elapsed_ms = (time.perf_counter() - start) * 1000
     check_output(outputs[0], contract, height, width)
+    return outputs, elapsed_ms
+
+
+def _probe_as_runs_do(data: bytes, contract: OnnxContract, size: tuple[int, int], seed: int) -> None:
+    """Once more with the session runs create (graph optimisations on): whatever its constant folding
+    makes happens here, inside the limits, and not first in a run."""
+    report_stage("while onnxruntime optimises its graph as runs do")
+    try:
+        session = open_session(data, "cpu")
+    except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own error types
+        if any(word in str(exc) for word in ALLOCATION_FAILURES):
+            raise MemoryError(str(exc)) from None
+        raise OnnxRejected(f"onnxruntime cannot optimise the model as runs do: {_first_line(exc)}") from None
+    _probe(session, contract, *size, seed)
+
+
+def check_onnx_file(path: str, contract: dict, any_size: int, seed: int = 0) -> dict:
+    """Every check, in order, then the probe runs on the CPU, in this process: the sandbox's target
+    (`validate_onnx` runs it in a limited child). Returns the model's `probe` record."""
+    import onnx
+
+    report_stage("while reading the file")
+    data = Path(path).read_bytes()
+    terms = OnnxContract(**{**contract, "mean": tuple(contract["mean"]), "std": tuple(contract["std"])})
+    model = parse_onnx(data)
+    check_embedded(model)
+    check_domains(model)
+    report_stage("in onnx.checker")
+    check_with_onnx_checker(model)
+    inputs = check_inputs(model, terms)
+    report_stage("while onnxruntime creates its session")
+    try:
+        session = open_session(data, "cpu", validating=True)
+    except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own error types
+        if any(word in str(exc) for word in ALLOCATION_FAILURES):
+            raise MemoryError(str(exc)) from None
+        raise OnnxRejected(f"onnxruntime cannot load the model: {_first_line(exc)}") from None
+    sizes = probe_sizes(terms, any_size)
+    probes = [(size, *_probe(session, terms, *size, seed)) for size in sizes]
+    (height, width), outputs, elapsed_ms = probes[0]
+    _probe_as_runs_do(data, terms, sizes[-1], seed)
     return {
         "ir_version": int(model.ir_version),
         "opset": {entry.domain or "ai.onnx": int(entry.version) for entry in model.opset_import},
@@ -300,11 +318,61 @@ def validate_onnx(data: bytes, contract: OnnxContract, *, time_limit_s: float, s
         "output": {"name": session.get_outputs()[0].name, "probe_shape": list(np.asarray(outputs[0]).shape)},
         "probe_size": [height, width],
         "probe_ms": round(elapsed_ms, 3),
-        "time_limit_s": time_limit_s,
+        "probes": [{"size": list(size), "ms": round(ms, 3)} for size, _, ms in probes],
         "params": count_parameters(model),
         "onnx": onnx.__version__,
         "onnxruntime": _onnxruntime_version(),
     }
+
+
+def validate_onnx(
+    data: bytes, contract: OnnxContract, *, time_limit_s: float, memory_mb: int = 2048, any_size: int = 512
+) -> dict:
+    """`check_onnx_file` in a sandbox child (`inference.sandbox`): at most `memory_mb` above its
+    baseline, `time_limit_s` for everything after start-up (loading, session creation, the probes).
+    Returns the `probe` record; raises `OnnxRejected` with the first reason found, or the limit hit."""
+    limits = SandboxLimits(memory_mb=memory_mb, seconds=time_limit_s, preload=("numpy", "onnx", "onnxruntime"))
+    arguments = {"contract": asdict(contract), "any_size": any_size}
+    try:
+        probe = run_on_bytes("inference.onnx_checks:check_onnx_file", data, arguments, limits, suffix=".onnx")
+    except SandboxRefusal as exc:
+        raise OnnxRejected(refusal_reason(exc)) from None
+    return {**probe, "time_limit_s": time_limit_s, "memory_mb": memory_mb}
+
+
+def parse_onnx_file(path: str) -> dict:
+    """`parse_onnx` on a file, in this process: the sandbox's target for `check_onnx_upload`."""
+    parse_onnx(Path(path).read_bytes())
+    return {}
+
+
+def check_onnx_upload(data: bytes, *, memory_mb: int, time_limit_s: float = PARSE_SECONDS) -> None:
+    """`parse_onnx` in a sandbox child, for the web process: a large or hostile protobuf is decoded
+    there, within limits, never in the server; `OnnxRejected` with the reason."""
+    limits = SandboxLimits(memory_mb=memory_mb, seconds=time_limit_s, preload=("onnx",))
+    try:
+        run_on_bytes("inference.onnx_checks:parse_onnx_file", data, {}, limits, suffix=".onnx")
+    except SandboxRefusal as exc:
+        raise OnnxRejected(refusal_reason(exc)) from None
+
+
+def refusal_reason(refusal: SandboxRefusal) -> str:
+    """What the owner reads when the sandbox stopped the check."""
+    where = f" {refusal.stage}" if refusal.stage else ""
+    if refusal.kind == "memory":
+        return (
+            f"this model needs more than {refusal.limit:g} MB{where} (the memory a model check may use); "
+            "make the model smaller or export it at a smaller input size."
+        )
+    if refusal.kind == "time":
+        return (
+            f"too slow: checking the model took over {refusal.limit:g} s (the limit covers loading, session "
+            f"creation and the probe runs; it was{where or ' starting'}); make the model smaller or export it "
+            "at a smaller input size."
+        )
+    if refusal.kind == "crashed":
+        return f"the model {refusal.message}{where}; it cannot be used."
+    return refusal.message
 
 
 def _onnxruntime_version() -> str:

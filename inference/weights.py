@@ -359,7 +359,14 @@ def apply_checkpoint(model: nn.Module, source: WeightsSource, *, detector_name: 
 
 def load_state_dict_checked(model: nn.Module, state_dict: Mapping, *, origin: str) -> None:
     """``model.load_state_dict(strict=True)`` with an error that lists what does not match."""
-    expected = model.state_dict()
+    problems = state_dict_mismatches(model.state_dict(), state_dict)
+    if problems:
+        raise WeightsError(f"weights from {origin} do not fit the model: " + "; ".join(problems))
+    model.load_state_dict(state_dict, strict=True)
+
+
+def state_dict_mismatches(expected: Mapping, state_dict: Mapping) -> list[str]:
+    """Missing keys, unexpected keys and shape mismatches of ``state_dict`` against ``expected``."""
     missing = sorted(set(expected) - set(state_dict))
     unexpected = sorted(set(state_dict) - set(expected))
     wrong_shape = [
@@ -374,9 +381,7 @@ def load_state_dict_checked(model: nn.Module, state_dict: Mapping, *, origin: st
         problems.append(f"unexpected keys {_first(unexpected)}")
     if wrong_shape:
         problems.append(f"shape mismatches {_first(wrong_shape)}")
-    if problems:
-        raise WeightsError(f"weights from {origin} do not fit the model: " + "; ".join(problems))
-    model.load_state_dict(state_dict, strict=True)
+    return problems
 
 
 def _first(items: list[str], limit: int = 5) -> str:

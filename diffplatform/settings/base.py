@@ -133,7 +133,15 @@ MAX_IMAGE_PIXELS = positive_int("MAX_IMAGE_PIXELS", 50_000_000)
 
 # --- Uploaded ONNX models (docs/models.md): largest file accepted, time limit of the probe run
 ONNX_MAX_MB = positive_int("ONNX_MAX_MB", 200)
-ONNX_PROBE_SECONDS = env.float("ONNX_PROBE_SECONDS", default=10.0)
+ONNX_PROBE_SECONDS = env.float("ONNX_PROBE_SECONDS", default=10.0)  # loading, session creation and the probes
+# side (px) of the square probe of a model that takes any size (runs feed it B at B's own size)
+ONNX_PROBE_ANY_SIZE = positive_int("ONNX_PROBE_ANY_SIZE", 512)
+
+# --- The sandbox for untrusted artefacts (inference/sandbox.py; docs/reliability.md): memory a check
+# may use above the checking process's own baseline, and for uploaded checkpoints the time and size limits
+SANDBOX_MEMORY_MB = positive_int("SANDBOX_MEMORY_MB", 2048)
+CHECKPOINT_CHECK_SECONDS = env.float("CHECKPOINT_CHECK_SECONDS", default=60.0)
+CHECKPOINT_MAX_MB = positive_int("CHECKPOINT_MAX_MB", 1024)  # total size its members declare
 
 # --- Redis: Celery broker, channel layer and result cache.
 # Every key this deployment puts in Redis starts with this, so that several deployments (or test

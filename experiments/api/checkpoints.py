@@ -32,14 +32,17 @@ class CheckpointListView(ApiView):
         summary="Upload a checkpoint",
         description=(
             "A `.pt` file written by `inference.weights.save_checkpoint` (`{'state_dict': ..., 'meta': {'detector': "
-            "name, ...}}`) or a `.safetensors` file with `meta` in its metadata. Read with "
-            "`torch.load(weights_only=True)`: a pickle of arbitrary objects is refused (422)."
+            "name, ...}}`) or a `.safetensors` file with `meta` in its metadata. A `.pt` file's zip members must be "
+            "stored uncompressed (as `torch.save` writes them; checked from the central directory, nothing is "
+            "decompressed by the web server). Read with `torch.load(weights_only=True)` in a sandbox process with "
+            "limited memory and time: a pickle of arbitrary objects is refused (422), and so is a `state_dict` "
+            "that does not fit the named detector's network (missing or unexpected keys, other shapes)."
         ),
         request={"multipart/form-data": s.CheckpointInput},
         responses={
             200: OpenApiResponse(s.CheckpointOutput, description="you had uploaded these exact bytes before"),
             201: s.CheckpointOutput,
-            **error_responses(400, 403, 404, 409, 413, 415, 422),
+            **error_responses(400, 403, 404, 409, 413, 415, 422, 503),
         },
     )
     def post(self, request):

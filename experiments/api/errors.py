@@ -178,6 +178,7 @@ ERROR_DESCRIPTIONS = {
     422: "The input matches the schema but a rule refuses it (e.g. a name already taken, an unreadable "
     "archive); the message and `fields` say what to fix.",
     429: "Too many requests; retry after the `Retry-After` seconds.",
+    503: "The platform cannot do this right now (e.g. the sandbox that checks uploads could not start); try again.",
 }
 
 

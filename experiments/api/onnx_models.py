@@ -59,7 +59,7 @@ class ModelListView(ApiView):
         summary="Upload an ONNX model",
         description=UPLOAD_DESCRIPTION,
         request={"multipart/form-data": s.UploadedModelInput},
-        responses={201: s.UploadedModelOutput, **error_responses(400, 403, 409, 413, 415, 422)},
+        responses={201: s.UploadedModelOutput, **error_responses(400, 403, 409, 413, 415, 422, 503)},
     )
     def post(self, request):
         data = self.valid(s.UploadedModelInput).validated_data

@@ -1,5 +1,8 @@
 """Writes of model checkpoints: a file in storage and its row, both or neither."""
 
+import logging
+
+from django.conf import settings
 from django.db import transaction
 
 from experiments import storage
@@ -9,6 +12,7 @@ from experiments.models import ACTIVE_RUN_STATES, ModelCheckpoint, Run
 from inference.catalogue import catalogue_entry
 
 CHECKPOINT_SUFFIXES = (".pt", ".pth", ".safetensors")
+logger = logging.getLogger(__name__)
 
 
 def checkpoint_register(*, owner, detector: str, dataset, data: bytes, sha256: str, epochs: int,
@@ -34,16 +38,24 @@ def checkpoint_register(*, owner, detector: str, dataset, data: bytes, sha256: s
 def checkpoint_upload(*, owner, filename: str, data: bytes, detector: str | None = None, dataset=None):
     """Check an uploaded checkpoint file and register it: `(checkpoint, created)`.
 
-    The file is read with `torch.load(weights_only=True)` (or safetensors), so a pickle of
-    arbitrary objects is refused (422) before anything runs; its `meta["detector"]` must name a
-    learned detector (and `detector`, when given). Bytes the user uploaded before give their
+    Nothing is decompressed or unpickled in this process: the zip's central directory is read here
+    (members stored uncompressed, a capped total), then the file is loaded with
+    `torch.load(weights_only=True)` (or safetensors) in a sandbox child with limited memory and time
+    (`inference.checkpoint_checks`), so a pickle of arbitrary objects is refused (422) before anything
+    runs. Its `meta["detector"]` must name a learned detector (and `detector`, when given) whose network
+    its tensors fit, key for key and shape for shape. Bytes the user uploaded before give their
     existing checkpoint back (`created` False); bytes registered by another user are refused (409).
     """
     suffix = "." + filename.rsplit(".", 1)[-1].lower() if "." in filename else ""
     if suffix not in CHECKPOINT_SUFFIXES:
         raise ServiceError("Upload a .pt or .safetensors checkpoint file.", field="file")
-    meta, sha256 = _read_checkpoint(data, suffix)
+    checked = _check_checkpoint(data, suffix)
+    meta, sha256 = checked["meta"], checked["sha256"]
     detector = _checkpoint_detector(meta, detector)
+    if checked["problems"]:
+        raise ServiceError(
+            f"The state_dict does not fit {detector}: {'; '.join(checked['problems'])}.", status=422, field="file"
+        )
     if ModelCheckpoint.objects.filter(sha256=sha256).exists():  # the same bytes, registered before
         existing = checkpoints_visible_to(owner).filter(sha256=sha256).first()
         if existing is None:
@@ -74,27 +86,26 @@ def _dict(value) -> dict:
     return value if isinstance(value, dict) else {}
 
 
-def _read_checkpoint(content: bytes, suffix: str) -> tuple[dict, str]:
-    """(meta, sha256) of a checkpoint's bytes; 422 for anything `load_checkpoint` refuses."""
-    import tempfile
-    from pathlib import Path
+def _check_checkpoint(content: bytes, suffix: str) -> dict:
+    """{meta, sha256, problems} of a checkpoint's bytes (`check_checkpoint`); 422 for anything it refuses."""
+    from inference.checkpoint_checks import CheckpointRefused, check_checkpoint
+    from inference.sandbox import SandboxUnavailable
 
-    from inference.weights import WeightsError, load_checkpoint  # torch: only here, the web tier imports this module
-
-    with tempfile.TemporaryDirectory() as folder:
-        path = Path(folder) / f"upload{suffix}"
-        path.write_bytes(content)
-        try:
-            _, meta, sha256 = load_checkpoint(path)
-        except WeightsError as exc:
-            message = str(exc).replace(str(path), "the file")
-            raise ServiceError(
-                f"This file cannot be used as a checkpoint: {message}. Only plain tensor checkpoints "
-                "(torch.save of {'state_dict', 'meta'} or .safetensors) are accepted.",
-                status=422,
-                field="file",
-            ) from None
-    return meta, sha256
+    try:
+        return check_checkpoint(
+            content,
+            suffix,
+            memory_mb=settings.SANDBOX_MEMORY_MB,
+            seconds=settings.CHECKPOINT_CHECK_SECONDS,
+            max_total_bytes=settings.CHECKPOINT_MAX_MB * 1024 * 1024,
+        )
+    except CheckpointRefused as exc:
+        raise ServiceError(f"This file cannot be used as a checkpoint: {exc}", status=422, field="file") from None
+    except SandboxUnavailable:
+        logger.warning("the checkpoint check could not start", exc_info=True)
+        raise ServiceError(
+            "The checkpoint could not be checked now; upload it again in a minute.", status=503
+        ) from None
 
 
 def _checkpoint_detector(meta: dict, given: str | None) -> str:

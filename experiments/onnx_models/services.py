@@ -94,7 +94,8 @@ def _choice(value, field: str, choices) -> str:
 def model_upload(*, owner, data: bytes, name, input_size, mean, std, inputs, output) -> UploadedModel:
     """Check the contract's fields and the bytes, store the file and its row (both or neither) and
     queue the validation once they are committed. The model starts `validating`."""
-    from inference.onnx_checks import OnnxRejected, parse_onnx  # onnx only: no torch, no onnxruntime session
+    from inference.onnx_checks import OnnxRejected, check_onnx_upload  # onnx in a sandbox child only
+    from inference.sandbox import SandboxUnavailable
 
     fields = {
         "name": _name(name),
@@ -111,9 +112,12 @@ def model_upload(*, owner, data: bytes, name, input_size, mean, std, inputs, out
             field="file",
         )
     try:
-        parse_onnx(data)
+        check_onnx_upload(data, memory_mb=settings.SANDBOX_MEMORY_MB)
     except OnnxRejected as exc:
         raise ServiceError(str(exc), status=422, field="file") from None
+    except SandboxUnavailable:
+        logger.warning("the ONNX upload check could not start", exc_info=True)
+        raise ServiceError("The model could not be checked now; upload it again in a minute.", status=503) from None
     if models_of(owner).filter(name=fields["name"]).exists():
         raise _name_taken(fields["name"])
     return _store(owner, data, fields)
@@ -166,7 +170,13 @@ def model_validate(*, model_id: int) -> UploadedModel | None:
     try:
         if hashlib.sha256(data).hexdigest() != model.sha256:
             raise OnnxRejected("the stored file does not match the uploaded one (sha256 differs); upload it again.")
-        probe = validate_onnx(data, contract_of(model), time_limit_s=settings.ONNX_PROBE_SECONDS)
+        probe = validate_onnx(
+            data,
+            contract_of(model),
+            time_limit_s=settings.ONNX_PROBE_SECONDS,
+            memory_mb=settings.SANDBOX_MEMORY_MB,
+            any_size=settings.ONNX_PROBE_ANY_SIZE,
+        )
     except OnnxRejected as exc:
         return _record_verdict(model, UploadedModel.State.REJECTED, reason=str(exc))
     except Exception as exc:

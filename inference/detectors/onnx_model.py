@@ -69,12 +69,19 @@ def onnx_device(device: str) -> str:
     return "cpu"
 
 
-def open_session(model: bytes, device: str = "cpu"):
-    """An InferenceSession on the model's bytes (never a path: external data files cannot be reached)."""
+def open_session(model: bytes, device: str = "cpu", *, validating: bool = False):
+    """An InferenceSession on the model's bytes (never a path: external data files cannot be reached).
+
+    ``validating``: an untrusted model's first session (in the sandbox), with graph optimisations off
+    (constant folding would materialise whatever the graph computes from constants, before any limit
+    on the run) and one thread."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     options.log_severity_level = 3  # errors only: optimiser notes are not the user's concern
+    if validating:
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+        options.intra_op_num_threads = options.inter_op_num_threads = 1
     providers = [CPU_PROVIDER]
     if onnx_device(device) != "cpu":
         index = str(device).split(":", 1)[1] if ":" in str(device) else "0"

@@ -19,13 +19,18 @@ class Payload:
         return (print, ("this must never run",))
 
 
-def checkpoint_bytes(tmp_path, detector="siamese-unet", suffix=".pt", meta_extra=None) -> bytes:
+def checkpoint_bytes(tmp_path, detector="siamese-unet", suffix=".pt", meta_extra=None, state_dict=None) -> bytes:
+    """A checkpoint whose tensors fit siamese-unet's network (or `state_dict`)."""
     import torch
 
+    from inference.registry import get_spec
     from inference.weights import save_checkpoint
 
+    if state_dict is None:
+        torch.manual_seed(0)
+        state_dict = get_spec("siamese-unet").resolve_model_factory()(None).state_dict()
     path = tmp_path / f"c{suffix}"
-    save_checkpoint(path, {"w": torch.arange(4.0)}, {"detector": detector, "epochs": 3, **(meta_extra or {})})
+    save_checkpoint(path, state_dict, {"detector": detector, "epochs": 3, **(meta_extra or {})})
     return path.read_bytes()
 
 
@@ -145,3 +150,19 @@ def test_training_is_isolated_between_users(api, other_api, labelled_dataset):
     assert other_api.get(f"/api/v1/training/{job.pk}/").status_code == 404
     assert other_api.post(f"/api/v1/training/{job.pk}/cancel/").status_code == 404
     assert other_api.get("/api/v1/training/").json()["results"] == []
+
+
+def test_a_checkpoint_that_cannot_be_checked_now_answers_503_and_stores_nothing(api, tmp_path, snapshot_state,
+                                                                                 monkeypatch):  # fmt: skip
+    from inference import sandbox
+
+    def no_process(*args, **kwargs):
+        raise OSError(11, "Resource temporarily unavailable")
+
+    data = checkpoint_bytes(tmp_path)
+    before = snapshot_state()
+    monkeypatch.setattr(sandbox.subprocess, "Popen", no_process)
+    response = post_checkpoint(api, "w.pt", data)
+    assert response.status_code == 503
+    assert "upload it again" in error_of(response)["message"]
+    assert snapshot_state() == before
