@@ -1,13 +1,10 @@
 """Which weights a run uses for a detector, and a local copy of checkpoint files for workers."""
 
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from django.conf import settings
-
-from experiments import storage
 from experiments.checkpoints import selectors
+from experiments.checkpoints.local_copies import local_copy
 from experiments.errors import ServiceError
 from experiments.models import ModelCheckpoint
 
@@ -21,19 +18,10 @@ class WeightsChoice:
 
 
 def local_checkpoint_path(checkpoint: ModelCheckpoint) -> Path:
-    """The checkpoint's file on this machine (copied out of storage once, verified by sha256)."""
-    folder = Path(settings.VAR_DIR) / "checkpoint-cache"
-    path = folder / f"{checkpoint.sha256}{Path(checkpoint.file_key).suffix or '.pt'}"
-    if path.exists():
-        return path
-    data = storage.read_bytes(checkpoint.file_key)
-    if hashlib.sha256(data).hexdigest() != checkpoint.sha256:
-        raise ServiceError(f"Checkpoint {checkpoint.sha256[:12]} in storage does not match its hash.")
-    folder.mkdir(parents=True, exist_ok=True)
-    partial = path.with_suffix(".partial")
-    partial.write_bytes(data)
-    partial.replace(path)
-    return path
+    """The checkpoint's (or uploaded model's) file on this machine, copied out of storage and verified
+    by size and sha256 (`local_copies`)."""
+    suffix = Path(checkpoint.file_key).suffix or ".pt"
+    return local_copy(checkpoint.file_key, checkpoint.sha256, suffix, getattr(checkpoint, "size_bytes", None))
 
 
 def weights_for(user, detector: str, choice: str = "auto", learned: bool = True) -> WeightsChoice:

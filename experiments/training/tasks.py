@@ -1,14 +1,12 @@
 """The Celery task of a training job: takes an id, calls the training engine, retries transient failures."""
 
 import logging
-import threading
 
 from celery import shared_task
 from celery.signals import worker_ready
 from django.conf import settings
-from django.db import connection
 
-from experiments import outbox
+from experiments import heartbeats, outbox
 from experiments.runs.tasks import TASK_OPTIONS, TRANSIENT_ERRORS
 from experiments.training import engine
 
@@ -34,19 +32,10 @@ def check_stale_training() -> list[int]:
         return []
 
 
-def start_stale_training_check(interval_s: float | None = None) -> threading.Thread:
+def start_stale_training_check(interval_s: float | None = None):
     """A daemon thread in each worker that fails training jobs whose worker stopped beating."""
     interval = interval_s or settings.TRAINING_STALE_CHECK_INTERVAL_S
-    stop = threading.Event()
-
-    def loop():
-        while not stop.wait(interval):
-            check_stale_training()
-            connection.close()
-
-    thread = threading.Thread(target=loop, name="stale-training-check", daemon=True)
-    thread.start()
-    return thread
+    return heartbeats.start_periodic(check_stale_training, interval, "stale-training-check")
 
 
 @worker_ready.connect
