@@ -170,9 +170,13 @@ def unacknowledged_messages() -> dict[str, str]:
 
     with current_app.connection_for_write() as connection:
         channel = connection.default_channel
-        held = channel.client.hgetall(channel.unacked_key)
+        client = channel.client  # prefixes the keys of the commands kombu itself uses (not HGETALL)
+        tags = client.zrange(channel.unacked_index_key, 0, -1)
+        held = {tag: client.hget(channel.unacked_key, tag) for tag in tags}
     found = {}
     for tag, payload in held.items():
+        if payload is None:  # acknowledged meanwhile
+            continue
         try:
             message = json.loads(payload)[0]
             task_id = message["headers"]["id"]
