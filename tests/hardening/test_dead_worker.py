@@ -6,13 +6,17 @@ visibility timeout is 10 minutes, so only the heartbeat can bring a dead worker'
 """
 
 import io
+import os
 import time
+from types import SimpleNamespace
 
+import numpy as np
 import pytest
 from django.test import Client
 from rest_framework.test import APIClient
 
 from experiments import outbox
+from experiments.checkpoints import local_copies
 from experiments.models import Result, Run, RunState, TaskLease, UploadedModel
 from experiments.onnx_models import services as model_services
 from experiments.runs import services as run_services
@@ -149,3 +153,82 @@ def test_a_validation_whose_worker_is_killed_is_handed_out_again_and_decided_onc
     assert model.state == UploadedModel.State.READY, model.reason
     lease = TaskLease.objects.get(task_name=outbox.TASK_VALIDATE_MODEL)
     assert (lease.deliveries, lease.deaths, lease.running) == (2, 1, False)
+
+
+# --------------------------------------------------------------------------- local copies of model files
+def stored_model(size: int = 1 << 20, seed: int = 0):
+    import hashlib
+
+    from experiments import storage
+
+    data = np.random.default_rng(seed).bytes(size)
+    key = storage.save_bytes(f"checkpoints/test-{seed}/model.pt", data)
+    return SimpleNamespace(file_key=key, sha256=hashlib.sha256(data).hexdigest(), size_bytes=size), data
+
+
+def copy_in_a_process(checkpoints, barrier, answers) -> None:
+    from experiments.checkpoints.local_copies import file_sha256
+    from experiments.checkpoints.weights import local_checkpoint_path
+
+    for checkpoint in checkpoints:
+        barrier.wait(30)  # every process asks for the same new model at the same moment
+        try:
+            answers.put(file_sha256(local_checkpoint_path(checkpoint)) == checkpoint.sha256)
+        except Exception as exc:  # noqa: BLE001 - reported to the test
+            answers.put(repr(exc))
+
+
+@pytest.mark.django_db
+def test_processes_copying_the_same_model_at_once_all_get_a_whole_file(settings, tmp_path):
+    import multiprocessing
+
+    settings.VAR_DIR = tmp_path / "var"
+    checkpoints = [stored_model(seed=seed)[0] for seed in range(8)]
+    context = multiprocessing.get_context("fork")
+    barrier, answers, count = context.Barrier(4), context.Queue(), 4
+    processes = [context.Process(target=copy_in_a_process, args=(checkpoints, barrier, answers)) for _ in range(count)]
+    for process in processes:
+        process.start()
+    for process in processes:
+        process.join(120)
+    assert [process.exitcode for process in processes] == [0] * count
+    assert [answers.get(timeout=5) for _ in range(count * len(checkpoints))] == [True] * (count * len(checkpoints))
+    assert not list((tmp_path / "var" / local_copies.FOLDER).glob("*.partial")), "no temporary file is left"
+
+
+@pytest.mark.django_db
+def test_a_truncated_or_corrupted_cached_copy_is_detected_and_replaced(settings, tmp_path):
+    from experiments.checkpoints.weights import local_checkpoint_path
+
+    settings.VAR_DIR = tmp_path / "var"
+    checkpoint, data = stored_model(size=1 << 20)
+    path = local_checkpoint_path(checkpoint)
+    assert path.read_bytes() == data
+    path.write_bytes(data[: len(data) // 2])  # a copy cut short by a killed process (old naming) or a full disk
+    assert local_checkpoint_path(checkpoint).read_bytes() == data
+    damaged = bytearray(data)
+    damaged[1000] ^= 0xFF
+    path.write_bytes(bytes(damaged))  # same size, other bytes: the hash catches it
+    os.utime(path, ns=(1, 1))
+    assert local_checkpoint_path(checkpoint).read_bytes() == data
+
+
+@pytest.mark.django_db
+def test_temporary_files_of_killed_copies_are_removed_and_a_good_copy_is_hashed_once(settings, tmp_path, monkeypatch):
+    from experiments.checkpoints.weights import local_checkpoint_path
+
+    settings.VAR_DIR = tmp_path / "var"
+    folder = tmp_path / "var" / local_copies.FOLDER
+    folder.mkdir(parents=True)
+    abandoned, recent = folder / ".abc.123.partial", folder / ".def.456.partial"
+    abandoned.write_bytes(b"half")
+    recent.write_bytes(b"a copy in progress")
+    os.utime(abandoned, (time.time() - 2 * local_copies.ABANDONED_AFTER_S,) * 2)
+    checkpoint, _ = stored_model(size=1 << 16)
+    local_checkpoint_path(checkpoint)
+    assert not abandoned.exists() and recent.exists()
+    hashed = []
+    monkeypatch.setattr(local_copies, "file_sha256", lambda path: hashed.append(path) or checkpoint.sha256)
+    for _ in range(3):
+        local_checkpoint_path(checkpoint)
+    assert hashed == []  # verified when copied, then trusted while its size and mtime stay the same
