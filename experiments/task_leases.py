@@ -26,7 +26,7 @@ import logging
 import uuid
 from datetime import timedelta
 
-from celery.exceptions import Ignore, Retry
+from celery.exceptions import Ignore
 from celery.signals import worker_ready
 from django.conf import settings
 from django.db import transaction
@@ -74,11 +74,8 @@ def leased(poisoned, describe=None):
             )
             try:
                 result = function(task, *args, **kwargs)
-            except Retry:
+            except BaseException:  # a retry (`autoretry_for` turns errors into one) comes back with this id
                 release(task_id, lease.holder)
-                raise
-            except BaseException:
-                end(task_id, lease.holder)
                 raise
             finally:
                 stop()
@@ -127,8 +124,11 @@ def end(task_id: str, holder: str) -> bool:
 
 
 def release(task_id: str, holder: str) -> None:
-    """The delivery stops without ending the task (a retry is queued): no death, not ended."""
-    TaskLease.objects.filter(task_id=task_id, holder=holder).update(running=False, holder="")
+    """The delivery stops without ending the task (it raised: a retry may follow): no death, not ended."""
+    try:
+        TaskLease.objects.filter(task_id=task_id, holder=holder).update(running=False, holder="")
+    except Exception:  # the database is what failed: the stale check will release it
+        logger.warning("could not release the lease of task %s", task_id, exc_info=True)
 
 
 # --------------------------------------------------------------------------- every worker's check

@@ -9,6 +9,7 @@ from types import SimpleNamespace
 
 import pytest
 from celery.exceptions import Ignore, Retry
+from django.db import OperationalError
 from django.utils import timezone
 from kombu import Queue
 
@@ -67,21 +68,24 @@ def test_a_delivery_that_ends_counts_once_and_a_second_copy_is_ignored():
     assert (lease.deliveries, lease.deaths, lease.running) == (1, 0, False) and lease.finished_at is not None
 
 
-def test_a_retry_is_not_a_death_and_the_retried_delivery_runs():
+@pytest.mark.parametrize("error", [Retry(), OperationalError("database is locked")])
+def test_a_delivery_that_raises_is_retried_under_the_same_id_and_its_retry_runs(error):
     attempts = []
 
     @task_leases.leased(lambda *, reason: None)
     def work(task):
         attempts.append(1)
         if len(attempts) == 1:
-            raise Retry()
+            raise error  # `autoretry_for` turns a transient error into a retry with this task id
         return "ok"
 
     task_id = uuid.uuid4().hex
-    with pytest.raises(Retry):
+    with pytest.raises(type(error)):
         work(delivery(task_id))
+    assert not TaskLease.objects.get(task_id=task_id).running
     assert work(delivery(task_id)) == "ok"
-    assert TaskLease.objects.get(task_id=task_id).deaths == 0
+    lease = TaskLease.objects.get(task_id=task_id)
+    assert (lease.deliveries, lease.deaths) == (2, 0) and lease.finished_at is not None
 
 
 def test_a_delivery_whose_task_was_ended_by_another_is_ignored():
