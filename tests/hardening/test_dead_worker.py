@@ -15,7 +15,7 @@ import pytest
 from django.test import Client
 from rest_framework.test import APIClient
 
-from experiments import outbox
+from experiments import outbox, task_leases
 from experiments.checkpoints import local_copies
 from experiments.models import Result, Run, RunState, TaskLease, UploadedModel
 from experiments.onnx_models import services as model_services
@@ -80,6 +80,7 @@ def test_a_run_whose_worker_is_killed_is_handed_out_again_and_finishes_once(user
     slow = TaskLease.objects.get(task_name=outbox.TASK_RUN_DETECTOR, work__endswith="detector slow-diff")
     assert (slow.deliveries, slow.deaths, slow.running) == (2, 1, False)
     assert slow.finished_at is not None
+    assert slow.task_id not in task_leases.unacknowledged_messages()  # no second copy at the visibility timeout
 
 
 def test_a_detector_that_kills_its_worker_every_time_fails_after_three_deaths(user, make_pair_bytes, workers):
