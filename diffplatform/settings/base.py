@@ -207,7 +207,7 @@ OUTBOX_INTERVAL_S = env.float("OUTBOX_INTERVAL_S", default=10.0)
 # as dead and the job is failed (checked by every worker at start-up and every interval below).
 TRAINING_HEARTBEAT_TIMEOUT_S = positive_int("TRAINING_HEARTBEAT_TIMEOUT_S", 300)
 TRAINING_STALE_CHECK_INTERVAL_S = positive_int("TRAINING_STALE_CHECK_INTERVAL_S", 60)
-# Run, validation and webhook tasks hold a lease (`experiments.task_leases`): their worker beats every
+# Run, validation, webhook and training tasks hold a lease (`experiments.task_leases`): their worker beats every
 # TASK_HEARTBEAT_S; a lease silent for TASK_HEARTBEAT_TIMEOUT_S (its worker died) is handed out again,
 # looked for by every worker every TASK_STALE_CHECK_INTERVAL_S. After TASK_MAX_WORKER_DEATHS deliveries
 # that died with their worker, the work fails with that reason instead of killing the next worker.

@@ -8,12 +8,18 @@ from django.conf import settings
 
 from experiments import heartbeats, outbox
 from experiments.runs.tasks import TASK_OPTIONS, TRANSIENT_ERRORS
+from experiments.task_leases import leased
 from experiments.training import engine
 
 logger = logging.getLogger(__name__)
 
 
+def _poisoned(job_id: int, *, reason: str) -> None:
+    engine.fail_training(job_id, reason)
+
+
 @shared_task(name=outbox.TASK_TRAIN, **TASK_OPTIONS)
+@leased(_poisoned, lambda job_id: f"training job {job_id}")
 def train_detector_job(self, job_id: int) -> None:
     try:
         engine.execute_training(job_id)
