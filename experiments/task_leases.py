@@ -67,7 +67,10 @@ def leased(poisoned, describe=None):
                 raise Ignore()
             if verdict == POISONED:
                 logger.error("%s %s (%s): poison, %d worker deaths", task.name, task_id, work, lease.deaths)
-                poisoned(*args, **kwargs, reason=poison_reason(lease.deaths))
+                try:
+                    poisoned(*args, **kwargs, reason=poison_reason(lease.deaths))
+                except Exception:  # the work is gone (deleted) or cannot be failed: nothing more to do
+                    logger.exception("could not end poisoned task %s (%s)", task_id, work)
                 return None
             stop = heartbeats.start_beating(
                 functools.partial(beat, task_id, lease.holder), settings.TASK_HEARTBEAT_S, f"lease-{task_id}"

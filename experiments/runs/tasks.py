@@ -35,13 +35,18 @@ def _fail(run_id: int, exc: Exception) -> None:
     engine.fail_run(run_id, f"{type(exc).__name__}: {exc}")
 
 
+def _current(run_id: int, attempt: str | None) -> bool:
+    run = Run.objects.filter(pk=run_id).first()
+    return run is not None and not engine.is_stale(run, attempt)
+
+
 def _run_poisoned(run_id: int, attempt: str | None = None, *, reason: str) -> None:
-    if not engine.is_stale(Run.objects.get(pk=run_id), attempt):
+    if _current(run_id, attempt):
         engine.fail_run(run_id, reason)
 
 
 def _detector_poisoned(run_id: int, detector: str, attempt: str | None = None, *, reason: str) -> None:
-    if not engine.is_stale(Run.objects.get(pk=run_id), attempt):
+    if _current(run_id, attempt):
         engine.fail_detector(run_id, detector, reason)
 
 
