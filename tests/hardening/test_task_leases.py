@@ -12,6 +12,7 @@ from celery.exceptions import Ignore, Retry
 from django.db import OperationalError
 from django.utils import timezone
 from kombu import Queue
+from rest_framework.test import APIClient
 
 from experiments import outbox, task_leases
 from experiments.models import TaskLease, UploadedModel, WebhookDelivery
@@ -206,3 +207,47 @@ def test_pending_validations_and_deliveries_are_queued_once_by_the_flush(user):
     )
     assert not UploadedModel.objects.filter(pk=model.pk, enqueue_pending=True).exists()
     assert not WebhookDelivery.objects.filter(enqueue_pending=True).exists()
+
+
+# --------------------------------------------------------------------------- poison, per kind of work
+def killed_deliveries(task, times: int) -> str:
+    """The id of a task whose `times` deliveries died with their worker (none of them ended)."""
+    task_id = uuid.uuid4().hex
+    for _ in range(times):
+        task_leases.begin(task_id, task.name, "work")
+    return task_id
+
+
+def run_delivery(task, task_id: str, *args):
+    task.push_request(id=task_id, is_eager=False)
+    try:
+        return task.run(*args)
+    finally:
+        task.pop_request()
+
+
+def test_a_validation_that_killed_three_workers_is_rejected_with_the_reason_on_the_page_and_api(user, client):
+    from experiments.onnx_models.tasks import validate_model
+
+    model = uploaded_model(user)
+    run_delivery(validate_model, killed_deliveries(validate_model, 3), model.pk)
+    model.refresh_from_db()
+    assert model.state == UploadedModel.State.REJECTED
+    assert model.reason == "validation failed: " + task_leases.poison_reason(3)
+    api = APIClient()
+    api.force_authenticate(user)
+    assert api.get(f"/api/v1/models/{model.pk}/").json()["reason"] == model.reason
+    client.force_login(user)
+    assert "the worker died 3 times while running this" in client.get("/models/").content.decode()
+
+
+def test_a_webhook_delivery_that_killed_three_workers_fails_with_the_reason(user):
+    from experiments.notifications.tasks import deliver_webhook
+
+    hook = webhook_delivery(user)
+    run_delivery(deliver_webhook, killed_deliveries(deliver_webhook, 3), hook.pk)
+    hook.refresh_from_db()
+    assert (hook.state, hook.last_error) == (WebhookDelivery.State.FAILED, task_leases.poison_reason(3))
+    api = APIClient()
+    api.force_authenticate(user)
+    assert api.get("/api/v1/webhooks/deliveries/").json()["results"][0]["last_error"] == hook.last_error
