@@ -2,7 +2,7 @@
 
 Tasks are acknowledged late and rejected when their worker is lost, so a task whose worker dies
 comes back. Two holes are closed here, for every task wrapped in `leased` (runs, validations,
-webhook deliveries), with one `TaskLease` row per task id (a redelivered or restored message
+webhook deliveries, training), with one `TaskLease` row per task id (a redelivered or restored message
 keeps its id):
 
 - **A dead worker is seen in seconds, not hours.** While a delivery runs, its worker beats the
@@ -118,7 +118,7 @@ def beat(task_id: str, holder: str) -> None:
 
 
 def end(task_id: str, holder: str) -> bool:
-    """The delivery ended (returned or failed for good). False: another delivery ended it first."""
+    """The delivery returned: the task is done. False: another delivery ended it first."""
     return bool(
         TaskLease.objects.filter(task_id=task_id, holder=holder, finished_at__isnull=True).update(
             running=False, holder="", finished_at=timezone.now()
