@@ -14,6 +14,7 @@ from experiments.models import (
     PairAlignment,
     Result,
     Run,
+    TaskLease,
     TrainingJob,
 )
 from experiments.runs import services as run_services
@@ -194,3 +195,18 @@ class BatchJobAdmin(admin.ModelAdmin):
     list_select_related = ("owner", "run__experiment")
     raw_id_fields = ("owner", "run")
     search_fields = ("idempotency_key", "owner__username")
+
+
+@admin.register(TaskLease)
+class TaskLeaseAdmin(admin.ModelAdmin):
+    """Read-only: which tasks workers hold, their deliveries and deaths (`experiments.task_leases`)."""
+
+    list_display = ("task_name", "work", "deliveries", "deaths", "running", "heartbeat_at", "finished_at")
+    list_filter = ("task_name", "running")
+    search_fields = ("task_id", "work")
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False

@@ -1,9 +1,9 @@
 """Queueing work that survives a broker outage.
 
-Runs and training jobs are queued after their transaction commits. If Redis (the broker) is down
-then, the row is kept `queued` with `enqueue_pending` set instead of failing the request; every
-worker retries pending rows periodically (and at start-up), so work queued during an outage
-proceeds when Redis returns. Claiming a row clears its flag atomically, so two workers never
+Runs, training jobs, model validations and webhook deliveries are queued after their transaction
+commits. If Redis (the broker) is down then, the row keeps its waiting state with `enqueue_pending`
+set instead of failing the request; every worker retries pending rows periodically (and at
+start-up), so work queued during an outage proceeds when Redis returns. Claiming a row clears its flag atomically, so two workers never
 queue the same work twice.
 
 Tasks are sent by name (`TASK_*`), so queueing needs neither the task modules nor torch.
@@ -15,10 +15,11 @@ import threading
 from celery import chain, chord, current_app
 from celery.signals import worker_ready
 from django.conf import settings
+from django.utils import timezone
 from kombu.exceptions import OperationalError as BrokerError
 from redis.exceptions import RedisError
 
-from experiments.models import Run, RunState, TrainingJob
+from experiments.models import Run, RunState, TrainingJob, UploadedModel, WebhookDelivery
 from experiments.plans.kinds import plan
 
 logger = logging.getLogger(__name__)
@@ -60,24 +61,26 @@ def send_training(job_id: int) -> None:
 
 
 def send_model_validation(model_id: int) -> None:
-    """Validate an uploaded ONNX model on a `cpu` worker (its probe runs on the CPU). While the broker
-    is down the model stays `validating` (nothing marks it pending): its owner deletes and re-uploads it."""
-    try:
-        _task(TASK_VALIDATE_MODEL, model_id, queue="cpu").apply_async()
-    except Exception as exc:
-        if not _caused_by_outage(exc):
-            raise
-        logger.warning("broker unavailable: uploaded model %s was not queued for validation", model_id, exc_info=True)
+    """Validate an uploaded ONNX model on a `cpu` worker (its probe runs on the CPU); kept pending
+    while the broker is down."""
+    dispatch(UploadedModel, model_id)
 
 
 def send_webhook(delivery_id: int, countdown: float = 0) -> None:
-    """One delivery attempt on a `cpu` worker, after `countdown` seconds (the retry back-off)."""
-    try:
-        _task(TASK_DELIVER_WEBHOOK, delivery_id, queue="cpu").apply_async(countdown=countdown or None)
-    except Exception as exc:
-        if not _caused_by_outage(exc):
-            raise
-        logger.warning("broker unavailable: webhook delivery %s not queued", delivery_id, exc_info=True)
+    """One delivery attempt on a `cpu` worker, after `countdown` seconds (the retry back-off); kept
+    pending while the broker is down."""
+    dispatch(WebhookDelivery, delivery_id, countdown=countdown)
+
+
+def _send(model, object_id: int, countdown: float = 0) -> None:
+    if model is Run:
+        send_run(object_id)
+    elif model is TrainingJob:
+        send_training(object_id)
+    elif model is UploadedModel:
+        _task(TASK_VALIDATE_MODEL, object_id, queue="cpu").apply_async()
+    else:
+        _task(TASK_DELIVER_WEBHOOK, object_id, queue="cpu").apply_async(countdown=countdown or None)
 
 
 def _caused_by_outage(exc: BaseException) -> bool:
@@ -89,13 +92,19 @@ def _caused_by_outage(exc: BaseException) -> bool:
     return False
 
 
-def dispatch(model, object_id: int) -> bool:
+# What is queued through the outbox, and the state its row waits in until a worker takes it.
+PENDING_STATES = (
+    (Run, RunState.QUEUED),
+    (TrainingJob, RunState.QUEUED),
+    (UploadedModel, UploadedModel.State.VALIDATING),
+    (WebhookDelivery, WebhookDelivery.State.PENDING),
+)
+
+
+def dispatch(model, object_id: int, countdown: float = 0) -> bool:
     """Queue the work now, or mark it pending when the broker is unreachable. True if queued."""
     try:
-        if model is Run:
-            send_run(object_id)
-        else:
-            send_training(object_id)
+        _send(model, object_id, countdown)
     except Exception as exc:
         if not _caused_by_outage(exc):
             raise
@@ -106,13 +115,22 @@ def dispatch(model, object_id: int) -> bool:
 
 
 def flush_pending() -> int:
-    """Queue every pending run and training job this worker manages to claim; returns how many."""
+    """Queue every pending run, training job, model validation and webhook delivery this worker
+    manages to claim; returns how many."""
     sent = 0
-    for model in (Run, TrainingJob):
-        for object_id in model.objects.filter(enqueue_pending=True, state=RunState.QUEUED).values_list("pk", flat=True):
+    for model, state in PENDING_STATES:
+        for object_id in model.objects.filter(enqueue_pending=True, state=state).values_list("pk", flat=True):
             if model.objects.filter(pk=object_id, enqueue_pending=True).update(enqueue_pending=False) == 1:
-                sent += dispatch(model, object_id)
+                sent += dispatch(model, object_id, countdown=_delay_left(model, object_id))
     return sent
+
+
+def _delay_left(model, object_id: int) -> float:
+    """A webhook retry keeps what is left of its back-off; everything else goes at once."""
+    if model is not WebhookDelivery:
+        return 0
+    due = model.objects.filter(pk=object_id).values_list("next_attempt_at", flat=True).first()
+    return max(0.0, (due - timezone.now()).total_seconds()) if due else 0
 
 
 def start_flusher(interval_s: float | None = None) -> threading.Thread:

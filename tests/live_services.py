@@ -100,7 +100,8 @@ class WorkerPool:
     def __init__(self, env, tmp_path):
         self.env, self.tmp_path, self.workers = env, tmp_path, []
 
-    def start(self) -> ManagedProcess:
+    def start(self, pool: str = "solo") -> ManagedProcess:
+        """A worker with one process; `solo` runs tasks in it, `prefork` in a child it replaces when it dies."""
 
         name = f"itest-{uuid.uuid4().hex[:8]}@localhost"
         args = [
@@ -115,7 +116,7 @@ class WorkerPool:
             "-c",
             "1",
             "-P",
-            "solo",
+            pool,
             "-n",
             name,
             "--without-gossip",

@@ -3,6 +3,8 @@
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from django.core.exceptions import ImproperlyConfigured
+
 from diffplatform.embedded_redis import embedded_redis_url
 from diffplatform.settings.env import database_from_env, env, positive_int, redis_url_from_env, visibility_timeout
 
@@ -213,6 +215,20 @@ OUTBOX_INTERVAL_S = env.float("OUTBOX_INTERVAL_S", default=10.0)
 # as dead and the job is failed (checked by every worker at start-up and every interval below).
 TRAINING_HEARTBEAT_TIMEOUT_S = positive_int("TRAINING_HEARTBEAT_TIMEOUT_S", 300)
 TRAINING_STALE_CHECK_INTERVAL_S = positive_int("TRAINING_STALE_CHECK_INTERVAL_S", 60)
+# Run, validation, webhook and training tasks hold a lease (`experiments.task_leases`): their worker beats every
+# TASK_HEARTBEAT_S; a lease silent for TASK_HEARTBEAT_TIMEOUT_S (its worker died) is handed out again,
+# looked for by every worker every TASK_STALE_CHECK_INTERVAL_S. After TASK_MAX_WORKER_DEATHS deliveries
+# that died with their worker, the work fails with that reason instead of killing the next worker.
+TASK_HEARTBEAT_S = env.float("TASK_HEARTBEAT_S", default=15.0)
+TASK_HEARTBEAT_TIMEOUT_S = env.float("TASK_HEARTBEAT_TIMEOUT_S", default=75.0)
+TASK_STALE_CHECK_INTERVAL_S = env.float("TASK_STALE_CHECK_INTERVAL_S", default=20.0)
+TASK_MAX_WORKER_DEATHS = positive_int("TASK_MAX_WORKER_DEATHS", 3)
+if not 0 < TASK_HEARTBEAT_S * 2 < TASK_HEARTBEAT_TIMEOUT_S or TASK_STALE_CHECK_INTERVAL_S <= 0:
+    raise ImproperlyConfigured(
+        f"TASK_HEARTBEAT_TIMEOUT_S ({TASK_HEARTBEAT_TIMEOUT_S:g} s) must be more than twice TASK_HEARTBEAT_S "
+        f"({TASK_HEARTBEAT_S:g} s, above 0), and TASK_STALE_CHECK_INTERVAL_S above 0: else a live worker's "
+        "task would be handed out again."
+    )
 CELERY_RESULT_EXPIRES = 24 * 3600
 
 # --- Health (`/healthz/`, diffplatform/health.py): database, Redis, broker, live workers per queue.

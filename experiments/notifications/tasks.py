@@ -1,11 +1,18 @@
-"""The webhook delivery task: an id in, one attempt (the service queues the next one after a back-off)."""
+"""The webhook delivery task: an id in, one attempt (the service queues the next one after a back-off).
+An attempt that kills its worker every time ends the delivery failed (`task_leases`)."""
 
 from celery import shared_task
 
 from experiments import outbox
 from experiments.notifications import webhooks
+from experiments.task_leases import leased
 
 
-@shared_task(name=outbox.TASK_DELIVER_WEBHOOK, acks_late=True)
-def deliver_webhook(delivery_id: int) -> str:
+def _poisoned(delivery_id: int, *, reason: str) -> None:
+    webhooks.give_up(delivery_id, reason)
+
+
+@shared_task(name=outbox.TASK_DELIVER_WEBHOOK, bind=True, acks_late=True)
+@leased(_poisoned, lambda delivery_id: f"webhook delivery {delivery_id}")
+def deliver_webhook(self, delivery_id: int) -> str:
     return webhooks.deliver(delivery_id).state

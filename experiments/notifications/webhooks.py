@@ -136,6 +136,13 @@ def deliver(delivery_id: int) -> WebhookDelivery:
     return delivery
 
 
+def give_up(delivery_id: int, reason: str) -> None:
+    """Fail a pending delivery without another attempt (its attempts kept killing workers)."""
+    delivery = WebhookDelivery.objects.filter(pk=delivery_id, state=WebhookDelivery.State.PENDING).first()
+    if delivery is not None:
+        _finish(delivery, WebhookDelivery.State.FAILED, error=reason)
+
+
 def _finish(delivery: WebhookDelivery, state: str, error: str = "") -> WebhookDelivery:
     delivery.state = state
     delivery.last_error = error

@@ -186,6 +186,14 @@ def model_validate(*, model_id: int) -> UploadedModel | None:
     return _record_verdict(model, UploadedModel.State.READY, probe=probe)
 
 
+def model_give_up(*, model_id: int, reason: str) -> UploadedModel | None:
+    """Reject a model still `validating` without checking it again (its checks kept killing workers)."""
+    model = UploadedModel.objects.filter(pk=model_id).first()
+    if model is None or model.state != UploadedModel.State.VALIDATING:
+        return model
+    return _record_verdict(model, UploadedModel.State.REJECTED, reason=reason)
+
+
 def _record_verdict(model: UploadedModel, state: str, *, reason: str = "", probe: dict | None = None):
     with transaction.atomic():
         updated = UploadedModel.objects.filter(pk=model.pk, state=UploadedModel.State.VALIDATING).update(

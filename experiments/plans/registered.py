@@ -10,7 +10,7 @@ name (`inference.weights.cached_imagenet_file`)."""
 
 import experiments.plans.worker_side as worker
 from experiments.checkpoints import selectors
-from experiments.checkpoints.files import local_checkpoint_path
+from experiments.checkpoints.local_copies import local_checkpoint_path
 from experiments.errors import ServiceError
 from experiments.plans.record import AVAILABLE, Availability, DetectorPlan, WeightsPlan
 from inference.detectors.base import DEFAULT_INPUT_SIZE

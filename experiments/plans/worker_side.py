@@ -51,7 +51,7 @@ def checkpoint_input_size(weights) -> int | None:
 def onnx_model_file(model):
     """An uploaded ONNX model as the worker loads it: a local copy of its file, checked against its
     sha256, with its contract (`OnnxModelFile`)."""
-    from experiments.checkpoints.files import local_checkpoint_path
+    from experiments.checkpoints.local_copies import local_checkpoint_path
     from experiments.onnx_models.selectors import contract_of
     from inference.detectors.onnx_model import OnnxModelFile
 

@@ -7,6 +7,8 @@ chord -> `finish` (leaderboard).
 A detector task that fails for good fails only its detector (`engine.fail_detector`, with the
 reason): the others go on, and `finish` ends the run `partial` (or `failed` when none finished).
 Preparing or finishing failing fails the whole run; a cancel request cancels the whole run.
+Each task holds a lease (`experiments.task_leases`): handed out again when its worker dies, and
+failed with the reason when its worker died `TASK_MAX_WORKER_DEATHS` times.
 """
 
 import logging
@@ -14,7 +16,9 @@ import logging
 from celery import shared_task
 
 from experiments import outbox
+from experiments.models import Run
 from experiments.runs import engine
+from experiments.task_leases import leased
 from experiments.task_options import TASK_OPTIONS, TRANSIENT_ERRORS
 
 logger = logging.getLogger(__name__)
@@ -25,7 +29,23 @@ def _fail(run_id: int, exc: Exception) -> None:
     engine.fail_run(run_id, f"{type(exc).__name__}: {exc}")
 
 
+def _current(run_id: int, attempt: str | None) -> bool:
+    run = Run.objects.filter(pk=run_id).first()
+    return run is not None and not engine.is_stale(run, attempt)
+
+
+def _run_poisoned(run_id: int, attempt: str | None = None, *, reason: str) -> None:
+    if _current(run_id, attempt):
+        engine.fail_run(run_id, reason)
+
+
+def _detector_poisoned(run_id: int, detector: str, attempt: str | None = None, *, reason: str) -> None:
+    if _current(run_id, attempt):
+        engine.fail_detector(run_id, detector, reason)
+
+
 @shared_task(name=outbox.TASK_PREPARE_RUN, **TASK_OPTIONS)
+@leased(_run_poisoned, lambda run_id, attempt=None: f"prepare run {run_id}")
 def prepare_run(self, run_id: int, attempt: str | None = None) -> None:
     try:
         engine.prepare_run(run_id, attempt)
@@ -36,6 +56,7 @@ def prepare_run(self, run_id: int, attempt: str | None = None) -> None:
 
 
 @shared_task(name=outbox.TASK_RUN_DETECTOR, **TASK_OPTIONS)
+@leased(_detector_poisoned, lambda run_id, detector, attempt=None: f"run {run_id}, detector {detector}")
 def run_detector(self, run_id: int, detector: str, attempt: str | None = None) -> None:
     try:
         engine.run_detector(run_id, detector, attempt)
@@ -49,6 +70,7 @@ def run_detector(self, run_id: int, detector: str, attempt: str | None = None) -
 
 
 @shared_task(name=outbox.TASK_FINISH_RUN, **TASK_OPTIONS)
+@leased(_run_poisoned, lambda run_id, attempt=None: f"finish run {run_id}")
 def finish_run(self, run_id: int, attempt: str | None = None) -> None:
     try:
         engine.finish_run(run_id, attempt)

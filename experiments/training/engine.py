@@ -8,9 +8,9 @@ import time
 from pathlib import Path
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import transaction
 
-from experiments import storage
+from experiments import heartbeats, storage
 from experiments.checkpoints.services import checkpoint_register
 from experiments.errors import InvalidState
 from experiments.lifecycle import training_transition
@@ -127,26 +127,7 @@ def execute_training(job_id: int, listener=None) -> None:
 
 def _start_heartbeat(reporter: TrainingReporter, every_s: float = HEARTBEAT_EVERY_S):
     """A daemon thread that beats for `reporter`'s job until the returned function is called."""
-    stop = threading.Event()
-
-    def loop():
-        try:
-            while not stop.wait(every_s):
-                try:
-                    reporter.beat()
-                except Exception:
-                    logger.warning("heartbeat of training job %s failed", reporter.job_id, exc_info=True)
-        finally:
-            connection.close()  # this thread's own database connection
-
-    thread = threading.Thread(target=loop, name=f"training-heartbeat-{reporter.job_id}", daemon=True)
-    thread.start()
-
-    def stop_beating():
-        stop.set()
-        thread.join(5)
-
-    return stop_beating
+    return heartbeats.start_beating(reporter.beat, every_s, f"training-heartbeat-{reporter.job_id}")
 
 
 def stale_message(silent_s: float) -> str:

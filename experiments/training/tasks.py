@@ -1,21 +1,25 @@
 """The Celery task of a training job: takes an id, calls the training engine, retries transient failures."""
 
 import logging
-import threading
 
 from celery import shared_task
 from celery.signals import worker_ready
 from django.conf import settings
-from django.db import connection
 
-from experiments import outbox
+from experiments import heartbeats, outbox
+from experiments.task_leases import leased
 from experiments.task_options import TASK_OPTIONS, TRANSIENT_ERRORS
 from experiments.training import engine
 
 logger = logging.getLogger(__name__)
 
 
+def _poisoned(job_id: int, *, reason: str) -> None:
+    engine.fail_training(job_id, reason)
+
+
 @shared_task(name=outbox.TASK_TRAIN, **TASK_OPTIONS)
+@leased(_poisoned, lambda job_id: f"training job {job_id}")
 def train_detector_job(self, job_id: int) -> None:
     try:
         engine.execute_training(job_id)
@@ -34,19 +38,10 @@ def check_stale_training() -> list[int]:
         return []
 
 
-def start_stale_training_check(interval_s: float | None = None) -> threading.Thread:
+def start_stale_training_check(interval_s: float | None = None):
     """A daemon thread in each worker that fails training jobs whose worker stopped beating."""
     interval = interval_s or settings.TRAINING_STALE_CHECK_INTERVAL_S
-    stop = threading.Event()
-
-    def loop():
-        while not stop.wait(interval):
-            check_stale_training()
-            connection.close()
-
-    thread = threading.Thread(target=loop, name="stale-training-check", daemon=True)
-    thread.start()
-    return thread
+    return heartbeats.start_periodic(check_stale_training, interval, "stale-training-check")
 
 
 @worker_ready.connect

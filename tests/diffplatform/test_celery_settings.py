@@ -62,3 +62,17 @@ def test_settings_refuse_a_visibility_timeout_below_the_time_limit():
     result = local_settings(CELERY_VISIBILITY_TIMEOUT="3600")
     assert result.returncode != 0
     assert "CELERY_VISIBILITY_TIMEOUT is 3600 s, not above the task hard time limit" in result.stderr
+
+
+def test_a_dead_workers_task_is_seen_within_two_minutes_by_default():
+    from django.conf import settings
+
+    assert settings.TASK_HEARTBEAT_S * 2 < settings.TASK_HEARTBEAT_TIMEOUT_S
+    assert settings.TASK_HEARTBEAT_TIMEOUT_S + settings.TASK_STALE_CHECK_INTERVAL_S < 120
+    assert settings.TASK_MAX_WORKER_DEATHS == 3
+
+
+def test_settings_refuse_a_heartbeat_timeout_a_live_worker_could_miss():
+    result = local_settings(TASK_HEARTBEAT_S="30", TASK_HEARTBEAT_TIMEOUT_S="45")
+    assert result.returncode != 0
+    assert "TASK_HEARTBEAT_TIMEOUT_S (45 s) must be more than twice TASK_HEARTBEAT_S (30 s" in result.stderr

@@ -6,7 +6,7 @@ from experiments.runs import services as run_services
 from tests.factories import make_dataset
 
 MODELS = ["dataset", "imagepair", "experiment", "run", "result", "modelcheckpoint", "pairalignment", "trainingjob",
-          "batchjob"]  # fmt: skip
+          "batchjob", "tasklease"]  # fmt: skip
 
 
 @pytest.mark.django_db
