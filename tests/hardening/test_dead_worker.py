@@ -168,8 +168,7 @@ def stored_model(size: int = 1 << 20, seed: int = 0):
 
 
 def copy_in_a_process(checkpoints, barrier, answers) -> None:
-    from experiments.checkpoints.local_copies import file_sha256
-    from experiments.checkpoints.local_copies import local_checkpoint_path
+    from experiments.checkpoints.local_copies import file_sha256, local_checkpoint_path
 
     for checkpoint in checkpoints:
         barrier.wait(30)  # every process asks for the same new model at the same moment
