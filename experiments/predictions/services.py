@@ -39,7 +39,7 @@ class PredictionsRejected(ServiceError):
 
 @dataclass
 class MatchReport:
-    matched: dict = field(default_factory=dict)  # pair id -> (path, bytes)
+    matched: dict = field(default_factory=dict)  # pair id -> path in the archive
     missing: list[str] = field(default_factory=list)
     unknown: list[str] = field(default_factory=list)
     ambiguous: list[str] = field(default_factory=list)
@@ -90,13 +90,13 @@ def _pair_label(pair, by_name: dict) -> str:
     return f"{pair.split}/{pair.name}" if len(by_name[pair.name]) > 1 and pair.split else pair.name
 
 
-def match_files(files: dict[str, bytes], pairs) -> MatchReport:
+def match_files(paths, pairs) -> MatchReport:
     """Each file to its pair by name (and split prefix); what is missing, unknown or ambiguous."""
     by_name = defaultdict(list)
     for pair in pairs:
         by_name[pair.name].append(pair)
     report = MatchReport()
-    for path, original in sorted(_strip_top_folder(list(files)).items()):
+    for path, original in sorted(_strip_top_folder(list(paths)).items()):
         parts = PurePosixPath(path).parts
         stem, _, extension = parts[-1].rpartition(".")
         if not stem or extension.lower() not in EXTENSIONS:
@@ -118,10 +118,10 @@ def match_files(files: dict[str, bytes], pairs) -> MatchReport:
             continue
         pair = candidates[0]
         if pair.pk in report.matched:
-            report.problems.append(f"{original} and {report.matched[pair.pk][0]} are both for pair "
+            report.problems.append(f"{original} and {report.matched[pair.pk]} are both for pair "
                                    f"{_pair_label(pair, by_name)!r}; keep one.")  # fmt: skip
             continue
-        report.matched[pair.pk] = (original, files[original])
+        report.matched[pair.pk] = original
     report.missing = sorted(_pair_label(p, by_name) for p in pairs if p.pk not in report.matched)
     return report
 
@@ -140,11 +140,17 @@ def _refusal(report: MatchReport) -> str:
     return "Nothing was stored. " + "; ".join(parts) + "."
 
 
-def _checked_maps(report: MatchReport, pairs: dict, kind: str) -> list[tuple]:
-    """`(pair, CheckedMap)` for every matched file; each unusable one adds a problem naming its pair."""
+def _checked_maps(report: MatchReport, files, pairs: dict, kind: str) -> list[tuple]:
+    """`(pair, CheckedMap)` for every matched file, unpacked one at a time; each unusable one adds a
+    problem naming its pair."""
     checked = []
-    for pair_id, (path, data) in report.matched.items():
+    for pair_id, path in report.matched.items():
         pair = pairs[pair_id]
+        try:
+            data = files[path]
+        except ServiceError as exc:  # a damaged member
+            report.problems.append(exc.message)
+            continue
         try:
             checked.append((pair, check_map(data, path.rpartition(".")[2], kind, (pair.b_height, pair.b_width))))
         except MapError as exc:
@@ -169,7 +175,7 @@ def prediction_set_upload(*, owner, dataset: Dataset, name: str, kind: str, arch
     if not pairs:
         raise ServiceError("The dataset has no pairs yet; import its pairs before their predictions.")
     report = match_files(files, list(pairs.values()))
-    checked = _checked_maps(report, pairs, kind) if not (report.missing or report.unknown) else []
+    checked = _checked_maps(report, files, pairs, kind) if not (report.missing or report.unknown) else []
     if report.missing or report.unknown or report.ambiguous or report.problems:
         raise PredictionsRejected(_refusal(report), report.as_dict())
     return _store(owner, dataset, name, kind, _sha256(archive), checked)
