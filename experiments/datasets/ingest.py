@@ -25,6 +25,7 @@ from django.db import IntegrityError, transaction
 
 from experiments.datasets import archives, layouts, services
 from experiments.errors import ServiceError
+from experiments.quotas import QuotaExceeded
 
 MAX_LISTED = 500  # pairs listed in a report (the counts cover all of them)
 MAX_MESSAGES = 200  # problems or warnings listed in a report
@@ -324,6 +325,8 @@ def archive_import(*, dataset, data, category: str = "", dry_run: bool = False, 
     """
     try:
         report = run_import(zip_source(data), layout=layout, category=category, dataset=dataset, store=not dry_run)
+    except QuotaExceeded:
+        raise  # 413: the archive is fine, the owner's storage is full
     except ServiceError as exc:
         raise ImportRejected(exc.message) from None
     if not report.ok:

@@ -10,6 +10,7 @@ from django.db import transaction
 from experiments import storage
 from experiments.errors import InvalidState, ServiceError
 from experiments.models import Dataset, ImagePair, Split
+from experiments.quotas import quota_check
 
 
 @transaction.atomic
@@ -144,11 +145,14 @@ class PairWriter:
     """Stores checked pairs one at a time: files at once under a folder of their own, rows by chunks.
 
     Use it inside a transaction; when that rolls back, `discard()` removes the files (one folder
-    per writer, so a failed import never touches another import's files).
+    per writer, so a failed import never touches another import's files). A pair that would take
+    the dataset's owner over the storage quota raises `QuotaExceeded` before it is written.
     """
 
     def __init__(self, dataset: Dataset, *, chunk: int = 200, keep: bool = False):
         self.dataset = dataset
+        self.used = quota_check(user=dataset.owner, adding=0)
+        self.written = 0
         self.folder = f"pairs/{secrets.token_hex(6)}"
         self.chunk = chunk
         self.keep = keep
@@ -157,6 +161,9 @@ class PairWriter:
         self.count = 0
 
     def add(self, c: CheckedPair) -> None:
+        size = len(c.a_bytes) + len(c.b_bytes)
+        quota_check(user=self.dataset.owner, adding=self.written + size, used=self.used)
+        self.written += size
         self.pending.append(self._pair_store(c))
         if len(self.pending) >= self.chunk:
             self.flush()
