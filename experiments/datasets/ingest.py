@@ -2,9 +2,11 @@
 
 One function, `run_import`, serves the CLI (`import_dataset`), the API, the web upload and batch
 jobs: it recognises the layout (`layouts`), then reads, checks and, when asked, stores each pair
-in turn, so memory stays bounded whatever the dataset's size. Rows go in by chunks inside one
-transaction, and files under one fresh folder: any fatal problem rolls both back, so nothing is
-written. A dry run (no `store`) checks everything and reports, writing nothing.
+in turn, so memory stays bounded whatever the dataset's size. Decoding and file writes happen
+outside any database transaction (files under one fresh folder, rows spooled to a temporary
+file); the rows then go in by one short transaction that only inserts (`services.PairWriter`).
+Any fatal problem removes the folder and writes no row, so nothing is written. A dry run (no
+`store`) checks everything and reports, writing nothing.
 
 Rules: A and B may differ in size (a warning: A is aligned onto B when alignment is on, else
 resized to B's size). A label must have B's size. Labels 0/255 or 0/1 are taken as they are;
@@ -21,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError
 
 from experiments.datasets import archives, layouts, services
 from experiments.errors import ServiceError
@@ -180,10 +182,6 @@ class ImportReport:
 
 
 # --------------------------------------------------------------------------- checking and storing
-class _Discard(Exception):
-    """Raised inside the import's transaction to roll back a report with problems."""
-
-
 def run_import(
     source: Source,
     *,
@@ -213,17 +211,14 @@ def run_import(
     if store and dataset is None:
         raise ValueError("store needs a dataset")
     writer = services.PairWriter(dataset) if store else None
-    try:
-        with transaction.atomic() if writer is not None else contextlib.nullcontext():
-            _check_each(report, plan, source, categories, category, split, writer, progress)
-            if writer is not None:
-                if report.ok:
-                    writer.flush()
-                    report.imported = writer.count
-                else:
-                    raise _Discard
-    except _Discard:
-        writer.discard()
+    try:  # decoding and file writes happen here, outside any transaction; the rows go in at the end
+        _check_each(report, plan, source, categories, category, split, writer, progress)
+        if writer is not None:
+            if report.ok:
+                writer.commit()
+                report.imported = writer.count
+            else:
+                writer.discard()
     except IntegrityError:  # a concurrent import took one of these names between our check and our insert
         writer.discard()
         report.problem("Another import added pairs with some of these names meanwhile; nothing was imported.")
