@@ -213,3 +213,41 @@ def test_a_valid_zip_with_folder_entries_still_imports(user):
     dataset = make_dataset(user)
     body = ingest.archive_import(dataset=dataset, data=zip_of(GOOD_PAIR, directories=5))
     assert body["imported"] == 1
+
+
+# --------------------------------------------------------------------------- against the real stack
+def peak_rss_mib(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as status:
+        return next(int(line.split()[1]) for line in status if line.startswith("VmHWM:")) / 1024
+
+
+def current_rss_mib(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as status:
+        return next(int(line.split()[1]) for line in status if line.startswith("VmRSS:")) / 1024
+
+
+def test_case_4_against_daphne_is_refused_with_bounded_memory(service_env, tmp_path, user, case_4_zip):
+    import requests
+
+    from tests.live_services import start_daphne
+
+    server, base = start_daphne(service_env, tmp_path)
+    try:
+        dataset = make_dataset(user)
+        headers = {"Authorization": f"Token {Token.objects.create(user=user).key}"}
+        requests.get(f"{base}/api/v1/datasets/", headers=headers, timeout=30)  # warm: imports done, caches filled
+        pid = server.process.pid
+        idle = current_rss_mib(pid)
+        with open(f"/proc/{pid}/clear_refs", "w") as refs:
+            refs.write("5")  # the peak (VmHWM) starts again from now
+        response = requests.post(f"{base}/api/v1/datasets/{dataset.pk}/import/", headers=headers,
+                                 files={"file": ("case4.zip", case_4_zip, "application/zip")}, timeout=120)  # fmt: skip
+        peak = peak_rss_mib(pid)
+        assert response.status_code == 422, response.text[:500]
+        assert "at most 20,000 are accepted" in response.json()["error"]["message"]
+        assert peak - idle < 100, f"the web process grew from {idle:.0f} MiB to {peak:.0f} MiB"
+        assert ImagePair.objects.count() == 0 and storage.list_all_keys() == []
+        assert requests.get(f"{base}/healthz/", timeout=10).status_code in (200, 503)  # still serving
+        assert server.process.poll() is None
+    finally:
+        server.stop()
