@@ -184,22 +184,25 @@ def prediction_set_upload(*, owner, dataset: Dataset, name: str, kind: str, arch
 
 
 def _store(owner, dataset: Dataset, name: str, kind: str, archive_sha256: str, checked: list) -> PredictionSet:
+    """The maps' files first, outside any transaction, then the rows in one short one; on any failure
+    the files written are removed."""
     token = uuid.uuid4().hex[:16]  # never reused, unlike a deleted set's primary key
     written: list[str] = []
     try:
+        files = []
+        for pair, found in checked:
+            key = storage.dataset_key(dataset.pk, "predictions", token, f"{pair.pk}.{found.extension}")
+            written.append(storage.save_bytes(key, found.stored))
+            files.append((pair, key, _sha256(found.stored)))
         with transaction.atomic():
             predictions = PredictionSet.objects.create(
                 owner=owner, dataset=dataset, name=name, kind=kind, archive_sha256=archive_sha256,
                 size_bytes=sum(len(found.stored) for _, found in checked),
             )  # fmt: skip
-            rows = []
-            for pair, found in checked:
-                key = storage.dataset_key(dataset.pk, "predictions", token, f"{pair.pk}.{found.extension}")
-                written.append(storage.save_bytes(key, found.stored))
-                rows.append(
-                    PairPrediction(prediction_set=predictions, pair=pair, file_key=key, sha256=_sha256(found.stored))
-                )
-            PairPrediction.objects.bulk_create(rows)
+            PairPrediction.objects.bulk_create(
+                PairPrediction(prediction_set=predictions, pair=pair, file_key=key, sha256=sha256)
+                for pair, key, sha256 in files
+            )
     except IntegrityError:  # another upload took the name between our check and our insert
         storage.delete_keys(written)
         raise ServiceError(f"Dataset {dataset.name!r} already has predictions called {name!r}.", field="name") from None

@@ -93,3 +93,15 @@ def test_a_name_taken_while_the_import_ran_leaves_no_row_and_no_file(user, monke
         ingest.archive_import(dataset=dataset, data=pairs_zip(3))
     assert list(ImagePair.objects.values_list("name", flat=True)) == ["p2"]  # only the other import's row
     assert storage.list_all_keys() == []
+
+
+def test_a_batch_decodes_and_writes_its_pairs_outside_any_transaction(user, monkeypatch, no_queue):
+    from experiments.batches import services as batches
+
+    seen = []
+    observed(monkeypatch, lambda step: seen.append((step, connection.in_atomic_block)))
+    files = {f"{role}/p{i}.png": png(i + 100 * j) for i in range(2) for j, role in enumerate("AB")}
+    job, created = batches.batch_create(owner=user, files=files, detectors=["absdiff"])
+    assert created and job.run_id is not None and ImagePair.objects.count() == 2
+    assert {step for step, _ in seen} == {"decode", "file"}
+    assert not any(inside for _, inside in seen), seen
