@@ -2,9 +2,9 @@
 
 Django sees a request only once its whole body has been read: daphne (Twisted) spools every body
 to a temporary file before it calls the application, and Django's ASGI handler copies it again.
-A chunked body has no Content-Length at all. So the largest body any endpoint accepts (the
-larger of `MAX_UPLOAD_MB` and `ONNX_MAX_MB`, plus multipart framing) is enforced twice, below
-Django:
+A chunked body has no Content-Length at all. So each address's body limit (`ONNX_MAX_MB` for
+the API's ONNX upload, `MAX_UPLOAD_MB` everywhere else, plus multipart framing) is enforced
+twice, below Django:
 
 - under daphne, `limit_daphne_bodies` counts the bytes Twisted hands over and answers 413 as soon
   as a declared length or the running total passes the limit; the rest of the body is read and
@@ -25,22 +25,26 @@ from diffplatform.upload_limit import MULTIPART_OVERHEAD
 DISCARD_SECONDS = 5.0
 
 
-def largest_body_bytes() -> int:
-    return max(settings.MAX_UPLOAD_MB, settings.ONNX_MAX_MB) * 1024 * 1024 + MULTIPART_OVERHEAD
+ONNX_UPLOAD_PATH = "/api/v1/models/"  # experiments.api.models.ModelListView: its own limit, ONNX_MAX_MB
 
 
-def refusal(sent: str) -> bytes:
+def limit_mb(path: str) -> int:
+    return settings.ONNX_MAX_MB if path == ONNX_UPLOAD_PATH else settings.MAX_UPLOAD_MB
+
+
+def body_limit_bytes(path: str) -> int:
+    """The largest request body accepted at `path` (the path without its query string)."""
+    return limit_mb(path) * 1024 * 1024 + MULTIPART_OVERHEAD
+
+
+def refusal(path: str, length: int | None) -> bytes:
     """The 413 answer (the API's error shape, readable as text too)."""
-    largest = max(settings.MAX_UPLOAD_MB, settings.ONNX_MAX_MB)
+    sent = f"{length / 2**20:.1f} MB" if length is not None else f"over {body_limit_bytes(path) / 2**20:.1f} MB"
     message = (
-        f"The request body is {sent}; at most {largest} MB can be sent at once (images and zips up to "
-        f"{settings.MAX_UPLOAD_MB} MB, ONNX models up to {settings.ONNX_MAX_MB} MB). Send fewer or smaller files."
+        f"The request body is {sent}; at most {limit_mb(path)} MB can be sent at once here. "
+        "Send fewer or smaller files."
     )
     return json.dumps({"error": {"status": 413, "code": "too_large", "message": message}}).encode()
-
-
-def _too_large(length: int | None) -> str:
-    return f"{length / 2**20:.1f} MB" if length is not None else f"over {largest_body_bytes() / 2**20:.1f} MB"
 
 
 # --------------------------------------------------------------------------- any ASGI server
@@ -53,10 +57,11 @@ class BodyLimit:
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        limit = largest_body_bytes()
+        path = scope.get("path", "/")
+        limit = body_limit_bytes(path)
         declared = dict(scope.get("headers") or []).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
-            return await _answer(send, _too_large(int(declared)))
+            return await _answer(send, refusal(path, int(declared)))
         received = 0
         refused = False
 
@@ -67,7 +72,7 @@ class BodyLimit:
                 received += len(message.get("body", b""))
                 if received > limit:
                     refused = True
-                    await _answer(send, _too_large(None))
+                    await _answer(send, refusal(path, None))
                     return {"type": "http.disconnect"}
             return message
 
@@ -78,8 +83,7 @@ class BodyLimit:
         return await self.app(scope, counted, guarded_send)
 
 
-async def _answer(send, sent: str) -> None:
-    body = refusal(sent)
+async def _answer(send, body: bytes) -> None:
     await send({"type": "http.response.start", "status": 413,
                 "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
                             (b"connection", b"close")]})  # fmt: skip
@@ -100,9 +104,12 @@ def limit_daphne_bodies() -> None:
     def gotLength(self, length):
         self._body_received = 0
         self._body_refused = False
-        if length is not None and length > largest_body_bytes():
+        # The request line is parsed (the channel holds its path); the request's own fields come later.
+        self._body_path = getattr(self.channel, "_path", b"/").split(b"?", 1)[0].decode("latin-1")
+        self._body_limit = body_limit_bytes(self._body_path)
+        if length is not None and length > self._body_limit:
             got_length(self, 0)  # nothing is kept
-            _refuse(self, _too_large(length))
+            _refuse(self, refusal(self._body_path, length))
             return
         got_length(self, length)
 
@@ -110,8 +117,8 @@ def limit_daphne_bodies() -> None:
         if self._body_refused:
             return
         self._body_received += len(data)
-        if self._body_received > largest_body_bytes():
-            _refuse(self, _too_large(None))
+        if self._body_received > self._body_limit:
+            _refuse(self, refusal(self._body_path, None))
             return
         handle_chunk(self, data)
 
@@ -126,14 +133,13 @@ def limit_daphne_bodies() -> None:
     WebRequest._body_limited = True
 
 
-def _refuse(request, sent: str) -> None:
+def _refuse(request, body: bytes) -> None:
     """Answer 413 at once, keep reading (and dropping) what the client still sends for a moment so
     that it sees the answer rather than a reset connection, then close."""
     from twisted.internet import reactor
 
     request._body_refused = True
     request.requestHeaders.removeHeader(b"Expect")  # no "100 Continue" after the answer
-    body = refusal(sent)
     transport = request.channel.transport
     transport.write(b"HTTP/1.1 413 Request Entity Too Large\r\nContent-Type: application/json\r\n"
                     b"Connection: close\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))  # fmt: skip

@@ -11,15 +11,16 @@ import time
 import pytest
 import requests
 
-from diffplatform.body_limit import BodyLimit, largest_body_bytes
+from diffplatform.body_limit import BodyLimit, body_limit_bytes
 from tests.live_services import start_daphne
 
 LIMIT_MB = 1
+ONNX_LIMIT_MB = 3
 
 
 @pytest.fixture
 def small_limit_daphne(service_env, tmp_path):
-    env = {**service_env, "MAX_UPLOAD_MB": str(LIMIT_MB), "ONNX_MAX_MB": str(LIMIT_MB)}
+    env = {**service_env, "MAX_UPLOAD_MB": str(LIMIT_MB), "ONNX_MAX_MB": str(ONNX_LIMIT_MB)}
     server, base = start_daphne(env, tmp_path)
     yield server, base
     server.stop()
@@ -45,9 +46,9 @@ def content_length(data: bytes) -> int:
     return 0
 
 
-def head(base: str, extra: str) -> bytes:
+def head(base: str, extra: str, path: str = "/api/v1/datasets/") -> bytes:
     port = base.rsplit(":", 1)[1]
-    return (f"POST /api/v1/datasets/ HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/octet-stream\r\n"
+    return (f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/octet-stream\r\n"
             f"{extra}\r\n").encode()  # fmt: skip
 
 
@@ -99,6 +100,20 @@ def test_a_declared_length_over_the_limit_is_refused_before_the_body(small_limit
     assert time.monotonic() - started < 10  # answered without waiting for a body that never comes
 
 
+def test_the_onnx_upload_has_its_own_larger_limit(small_limit_daphne):
+    _, base = small_limit_daphne
+    body = b"\0" * (2 * 2**20)  # over MAX_UPLOAD_MB, under ONNX_MAX_MB
+    for path, status in (("/api/v1/models/", 401), ("/api/v1/datasets/", 413)):
+        response = requests.post(f"{base}{path}", data=iter([body]), timeout=30)  # chunked: no Content-Length
+        assert response.status_code == status, (path, response.text[:300])
+    with socket.create_connection(("127.0.0.1", int(base.rsplit(":", 1)[1]))) as sock:
+        sock.sendall(head(base, "Transfer-Encoding: chunked\r\n", path="/api/v1/models/"))
+        sent = send_until_answered(sock, 64 * 16, b"\0" * 65536)
+        status, answer = answer_of(sock)
+    assert status == 413 and "at most 3 MB can be sent at once" in answer["error"]["message"]
+    assert sent < 16 * 2**20
+
+
 def test_a_body_under_the_limit_still_reaches_the_application(small_limit_daphne):
     _, base = small_limit_daphne
 
@@ -133,16 +148,16 @@ def run_asgi(headers, chunks) -> tuple[list, list]:
     async def send(message):
         sent.append(message)
 
-    asyncio.run(BodyLimit(application)({"type": "http", "headers": headers}, receive, send))
+    asyncio.run(BodyLimit(application)({"type": "http", "path": "/", "headers": headers}, receive, send))
     return sent, seen
 
 
 def test_the_asgi_middleware_counts_streamed_bytes(settings):
-    settings.MAX_UPLOAD_MB = settings.ONNX_MAX_MB = LIMIT_MB
+    settings.MAX_UPLOAD_MB = LIMIT_MB
     sent, seen = run_asgi([], [b"\0" * 2**19] * 8)
     assert sent[0]["status"] == 413 and len(sent) == 2  # the application's own answer is dropped
     assert seen[-1] == "http.disconnect" and len(seen) <= 4
-    sent, seen = run_asgi([(b"content-length", str(largest_body_bytes() + 1).encode())], [b""])
+    sent, seen = run_asgi([(b"content-length", str(body_limit_bytes("/") + 1).encode())], [b""])
     assert sent[0]["status"] == 413 and seen == []
     sent, _ = run_asgi([], [b"\0" * 1000] * 3)
     assert sent[0]["status"] == 200
