@@ -7,7 +7,6 @@ import io
 import os
 import struct
 import tracemalloc
-import warnings
 import zipfile
 
 import pytest
@@ -19,22 +18,10 @@ from experiments.datasets import archives, ingest
 from experiments.errors import ServiceError
 from experiments.models import ImagePair
 from tests.factories import make_dataset
-from tests.hardening.bad_inputs import label_png, png
+from tests.hardening.bad_inputs import GOOD_LEVIR, png
+from tests.hardening.bad_inputs import zip_entries as zip_of
 
-GOOD_PAIR = {"A/p.png": png(), "B/p.png": png(1), "label/p.png": label_png()}
-
-
-def zip_of(entries, *, directories=0, compression=zipfile.ZIP_DEFLATED) -> bytes:
-    """`entries` ({name: bytes} or [(name, bytes)], repeats allowed) plus `directories` empty folder entries."""
-    buffer = io.BytesIO()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # zipfile warns about the repeated names some tests want
-        with zipfile.ZipFile(buffer, "w", compression=compression) as archive:
-            for name, data in entries.items() if isinstance(entries, dict) else entries:
-                archive.writestr(name, data)
-            for i in range(directories):
-                archive.writestr(zipfile.ZipInfo(f"d{i}/"), b"")
-    return buffer.getvalue()
+GOOD_PAIR = GOOD_LEVIR
 
 
 def refusal(data) -> str:

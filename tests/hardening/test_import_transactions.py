@@ -12,7 +12,7 @@ from experiments.datasets import ingest, services
 from experiments.models import ImagePair
 from tests.factories import make_dataset
 from tests.hardening.bad_inputs import label_png, png
-from tests.hardening.test_archives import zip_of
+from tests.hardening.bad_inputs import zip_entries as zip_of
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -24,7 +24,8 @@ from experiments.models import ImagePair, Result, Run, UploadedModel
 from experiments.runs import result_files, result_pictures
 from experiments.runs import services as run_services
 from tests.factories import make_dataset, run_in_process
-from tests.hardening.test_archives import GOOD_PAIR, zip_of
+from tests.hardening.bad_inputs import GOOD_LEVIR as GOOD_PAIR
+from tests.hardening.bad_inputs import zip_entries as zip_of
 from tests.live_services import wait_until
 
 
