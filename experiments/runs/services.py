@@ -83,7 +83,7 @@ def experiment_delete(*, experiment: Experiment) -> None:
     with transaction.atomic():
         folders = result_files.folders_of(run_ids)
         experiment.delete()
-        transaction.on_commit(lambda: _free_files(run_ids, folders))
+        transaction.on_commit(lambda: _free_files(run_ids, folders), robust=True)
 
 
 def run_delete(*, run: Run) -> None:
@@ -94,7 +94,7 @@ def run_delete(*, run: Run) -> None:
     with transaction.atomic():
         folders = result_files.folders_of([run_id])
         run.delete()
-        transaction.on_commit(lambda: _free_files([run_id], folders))
+        transaction.on_commit(lambda: _free_files([run_id], folders), robust=True)
 
 
 def _free_files(run_ids: list[int], folders: list[str]) -> None:
