@@ -64,6 +64,20 @@ def test_case_4_through_the_api_answers_422_and_writes_nothing(user, case_4_zip)
     assert (ImagePair.objects.count(), storage.list_all_keys()) == before
 
 
+@pytest.mark.django_db
+def test_case_4_through_the_upload_page_answers_400_and_stages_nothing(client, user, case_4_zip):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+    from django.urls import reverse
+
+    client.force_login(user)
+    dataset = make_dataset(user)
+    response = client.post(reverse("experiments:dataset_upload", args=[dataset.pk]),
+                           {"files": [SimpleUploadedFile("case4.zip", case_4_zip)], "category": ""})  # fmt: skip
+    assert response.status_code == 400
+    assert "at most 20,000 are accepted" in response.content.decode()
+    assert storage.list_all_keys() == [] and ImagePair.objects.count() == 0
+
+
 def with_declared_count(data: bytes, count: int) -> bytes:
     """`data` with its end record claiming `count` entries (the central directory is unchanged)."""
     at = data.rfind(b"PK\x05\x06")
