@@ -83,10 +83,11 @@ def import_staged(request, dataset, token: str, category: str) -> ingest.ImportR
     if not _live(key):
         raise ServiceError("The uploaded files are no longer here (staged uploads are kept for "
                            f"{settings.STAGED_UPLOAD_TTL_S // 3600 or 1} h); upload them again.", status=404)  # fmt: skip
-    source = ingest.zip_source(io.BytesIO(storage.read_bytes(key)))
     progress = _Progress(_progress_key(request.user.pk, token))
     try:
-        report = ingest.run_import(source, category=category, dataset=dataset, store=True, progress=progress)
+        with storage.open_file(key) as archive:  # read member by member, never whole
+            source = ingest.zip_source(archive)
+            report = ingest.run_import(source, category=category, dataset=dataset, store=True, progress=progress)
     except ServiceError:
         progress.finish("failed")
         raise
