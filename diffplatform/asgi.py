@@ -11,6 +11,7 @@ from channels.auth import AuthMiddlewareStack  # noqa: E402  (needs Django set u
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
+from diffplatform.body_limit import BodyLimit, limit_daphne_bodies  # noqa: E402
 from experiments.live.routing import websocket_urlpatterns  # noqa: E402
 from experiments.live.tickets import TicketAuthMiddleware  # noqa: E402
 
@@ -36,10 +37,11 @@ def _django_parses_request_bodies() -> None:
 
 
 _django_parses_request_bodies()
+limit_daphne_bodies()
 
 application = ProtocolTypeRouter(
     {
-        "http": django_asgi_app,
+        "http": BodyLimit(django_asgi_app),
         # `?ticket=` (scripts, see experiments.live.tickets): the ticket names the user;
         # otherwise the browser's session, with the Origin checked.
         "websocket": TicketAuthMiddleware(

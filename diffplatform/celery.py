@@ -11,5 +11,11 @@ app = Celery("diffplatform")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.conf.task_queues = tuple(Queue(name, Exchange(name), routing_key=name) for name in ("cpu", "gpu"))
 app.autodiscover_tasks(
-    ["experiments.runs", "experiments.training", "experiments.onnx_models", "experiments.notifications"]
+    [
+        "experiments.runs",
+        "experiments.training",
+        "experiments.onnx_models",
+        "experiments.notifications",
+        "experiments.datasets",
+    ]
 )

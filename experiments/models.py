@@ -369,6 +369,7 @@ class PredictionSet(models.Model):
     name = models.CharField(max_length=90)
     kind = models.CharField(max_length=12, choices=Kind.choices)
     archive_sha256 = models.CharField(max_length=64)
+    size_bytes = models.PositiveBigIntegerField(default=0, help_text="bytes of its stored maps (storage quota)")
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

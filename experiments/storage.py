@@ -65,6 +65,11 @@ def read_bytes(key: str) -> bytes:
         return fh.read()
 
 
+def open_file(key: str):
+    """The stored file, open for reading (seekable); use it in a `with` block."""
+    return default_storage.open(key, "rb")
+
+
 def exists(key: str) -> bool:
     return default_storage.exists(key)
 

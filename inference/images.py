@@ -4,12 +4,14 @@ Every image entering the platform goes through :func:`load_image`, which returns
 HxWx3 whatever the file held:
 
 - formats: JPEG (also CMYK and multi-picture MPO, whose primary image is used), PNG (1/8/16 bit,
-  palette, gray, alpha), WebP, BMP, TIFF; EXIF orientation is applied;
+  palette, gray, alpha), WebP, BMP, TIFF, and no other: Pillow is not allowed to parse GIF, ICO,
+  PSD, EPS and its other formats at all (``ACCEPTED_FORMATS``), and such a file is refused naming
+  its format; EXIF orientation is applied;
 - transparency is composited onto **white** (not dropped): transparent pixels often hold
   arbitrary colours that would otherwise show up as spurious change;
 - 16-bit gray is scaled to 8 bit as ``round(v / 257)`` (Pillow's own conversion clips at 255);
   16-bit RGB(A) is reduced by Pillow to its high byte, which is also a scaling, not a clip;
-- animated or multi-page files (GIF, WebP, APNG, TIFF with more than one frame) are rejected;
+- animated or multi-page files (WebP, APNG, TIFF with more than one frame) are rejected;
 - the pixel limit is checked from the header, before any pixel is decoded, so a small file that
   declares a huge canvas (a decompression bomb) costs nothing. Pillow's own global bomb limit
   (``PIL.Image.MAX_IMAGE_PIXELS``) still applies on top and is reported the same way.
@@ -29,6 +31,9 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 DEFAULT_MAX_PIXELS = 50_000_000
+# The formats the docs name; Pillow parses no other (its JPEG reader also opens multi-picture MPO files).
+ACCEPTED_FORMATS = ("PNG", "JPEG", "WEBP", "BMP", "TIFF")
+_ACCEPTED_NAMES = "PNG, JPEG, WebP, BMP, TIFF"
 
 Source = str | PathLike | bytes | bytearray | memoryview | IO[bytes]
 
@@ -117,14 +122,18 @@ def _open_checked(source: Source, max_pixels: int | None) -> Image.Image:
     limit = DEFAULT_MAX_PIXELS if max_pixels is None else max_pixels
     stream = _as_stream(source)
     try:
-        img = Image.open(stream)
+        Image.init()  # registers every plugin (MPO, WebP, TIFF) once; `formats` then limits which may parse
+        img = Image.open(stream, formats=ACCEPTED_FORMATS)
     except Image.DecompressionBombError as exc:
         raise ImageError(
             f"image declares too many pixels ({exc}); upload an image of at most {limit:,} pixels"
         ) from exc
     except UnidentifiedImageError as exc:
+        other = _other_format(stream)
+        if other:
+            raise ImageError(f"format {other} is not accepted; use {_ACCEPTED_NAMES}") from exc
         raise ImageError(
-            "file is not an image in a supported format (JPEG, PNG, WebP, BMP, TIFF); "
+            f"file is not an image in a supported format ({_ACCEPTED_NAMES}); "
             "check that it was exported as an image and not renamed"
         ) from exc
     except _DECODE_ERRORS as exc:
@@ -136,6 +145,26 @@ def _open_checked(source: Source, max_pixels: int | None) -> Image.Image:
         img.close()
         raise
     return img
+
+
+def _other_format(stream) -> str | None:
+    """The name of a format Pillow knows but we do not accept, read from the file's signature only."""
+    if isinstance(stream, Path):
+        with open(stream, "rb") as fh:
+            head = fh.read(16)
+    else:
+        stream.seek(0)
+        head = stream.read(16)
+    return next((name for signature, name in _OTHER_SIGNATURES if head.startswith(signature)), None)
+
+
+_OTHER_SIGNATURES = (
+    (b"GIF87a", "GIF"), (b"GIF89a", "GIF"), (b"\x00\x00\x01\x00", "ICO"), (b"icns", "ICNS"), (b"8BPS", "PSD"),
+    (b"%!PS", "EPS"), (b"\xc5\xd0\xd3\xc6", "EPS"), (b"\x00\x00\x00\x0cjP  ", "JPEG 2000"), (b"\xffO\xffQ", "JPEG 2000"),
+    (b"P1", "PPM"), (b"P2", "PPM"), (b"P3", "PPM"), (b"P4", "PPM"), (b"P5", "PPM"), (b"P6", "PPM"), (b"DDS ", "DDS"),
+    (b"qoif", "QOI"), (b"SIMPLE  =", "FITS"), (b"\x0a\x05\x01", "PCX"), (b"#define", "XBM"), (b"/* XPM */", "XPM"),
+    (b"\x01\xda", "SGI"), (b"Image type", "IM"),
+)  # fmt: skip
 
 
 def _as_stream(source: Source) -> IO[bytes] | Path:

@@ -132,6 +132,18 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = MAX_UPLOAD_MB * 1024 * 1024
 FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
 DATA_UPLOAD_MAX_NUMBER_FILES = 3000  # drag-and-drop of many loose A/B/label files at once
 MAX_IMAGE_PIXELS = positive_int("MAX_IMAGE_PIXELS", 50_000_000)
+# A staged upload (checked, waiting for "Import") is removed this long after it was stored; every
+# worker sweeps for expired ones this often.
+STAGED_UPLOAD_TTL_S = positive_int("STAGED_UPLOAD_TTL_S", 24 * 3600)
+STAGED_UPLOAD_SWEEP_S = positive_int("STAGED_UPLOAD_SWEEP_S", 3600)
+# Per-user storage quota (experiments.quotas): datasets, predictions, models, checkpoints and staged
+# uploads together; 0 switches it off. Staff are exempt unless QUOTA_EXEMPT_STAFF is off.
+USER_STORAGE_QUOTA_MB = env.int("USER_STORAGE_QUOTA_MB", default=20 * 1024)
+if USER_STORAGE_QUOTA_MB < 0:
+    raise ImproperlyConfigured(
+        f"USER_STORAGE_QUOTA_MB must be 0 (no quota) or a number of MB, got {USER_STORAGE_QUOTA_MB}"
+    )
+QUOTA_EXEMPT_STAFF = env.bool("QUOTA_EXEMPT_STAFF", default=True)
 
 # --- Uploaded ONNX models (docs/models.md): largest file accepted, time limit of the probe run
 ONNX_MAX_MB = positive_int("ONNX_MAX_MB", 200)

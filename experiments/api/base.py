@@ -264,13 +264,18 @@ def sent_lengths_check(fields, data) -> None:
 
 
 # --------------------------------------------------------------------------- request helpers
-def read_upload(upload, field: str) -> bytes:
+def checked_upload(upload, field: str):
+    """The uploaded file itself, for readers that stream it (a zip); 413 above `MAX_UPLOAD_MB`."""
     if upload.size > s.max_upload_bytes():
         raise PayloadTooLarge(
             f"{field} is {upload.size / 2**20:.1f} MB; files up to {settings.MAX_UPLOAD_MB} MB are accepted.",
             field=field,
         )
-    return upload.read()
+    return upload
+
+
+def read_upload(upload, field: str) -> bytes:
+    return checked_upload(upload, field).read()
 
 
 def query_flag(request, name: str) -> bool:

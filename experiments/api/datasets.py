@@ -6,7 +6,7 @@ from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.response import Response
 
 from experiments.api import serializers as s
-from experiments.api.base import PAGE_PARAMETERS, ApiView, api_datasets, paged, query_flag, read_upload
+from experiments.api.base import PAGE_PARAMETERS, ApiView, api_datasets, checked_upload, paged, query_flag, read_upload
 from experiments.api.errors import ReportErrorSerializer, error_responses
 from experiments.datasets import ingest
 from experiments.datasets import services as dataset_services
@@ -128,6 +128,6 @@ class DatasetImportView(ApiView):
         data = self.valid(s.ImportInput).validated_data
         dry_run = query_flag(request, "dry_run")
         body = ingest.archive_import(
-            dataset=dataset, data=read_upload(data["file"], "file"), category=data["category"], dry_run=dry_run
+            dataset=dataset, data=checked_upload(data["file"], "file"), category=data["category"], dry_run=dry_run
         )
         return Response(body, status=200 if dry_run else 201)

@@ -173,7 +173,7 @@ ERROR_DESCRIPTIONS = {
     403: "Authenticated, but not allowed (e.g. a missing CSRF token on a session request).",
     404: "No such object, or it belongs to someone else.",
     409: "The object's state does not allow this now (e.g. the run is still active).",
-    413: "An upload or image is larger than the limit.",
+    413: "An upload or image is larger than the limit, or would take you over your storage quota.",
     415: "Wrong content type; send multipart/form-data or JSON as documented.",
     422: "The input matches the schema but a rule refuses it (e.g. a name already taken, an unreadable "
     "archive); the message and `fields` say what to fix.",

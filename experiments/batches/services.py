@@ -22,7 +22,7 @@ from experiments import storage
 from experiments.datasets import ingest
 from experiments.datasets.services import dataset_create
 from experiments.errors import InvalidState, ServiceError
-from experiments.models import LEADERBOARD_RUN_STATES, BatchJob
+from experiments.models import LEADERBOARD_RUN_STATES, BatchJob, Dataset
 from experiments.reporting.leaderboard import leaderboard_csv
 from experiments.reporting.results import results_csv
 from experiments.runs import result_pictures, selectors
@@ -138,18 +138,22 @@ def batch_create(
 
 
 def _populate(job: BatchJob, report, options: dict) -> None:
-    dataset_id = None
+    """The job's hidden dataset, its pairs and its run; on any failure none of them, nor the job.
+    The pairs are decoded outside any transaction (`ingest.import_checked`); only the rows' inserts
+    and the run's creation take the write lock, each briefly."""
+    dataset = None
     try:
+        dataset = dataset_create(owner=job.owner, name=f"batch-{job.pk}-{uuid.uuid4().hex[:8]}", hidden=True)
+        ingest.import_checked(dataset=dataset, report=report)
         with transaction.atomic():
-            dataset = dataset_create(owner=job.owner, name=f"batch-{job.pk}-{uuid.uuid4().hex[:8]}", hidden=True)
-            dataset_id = dataset.pk
-            ingest.import_checked(dataset=dataset, report=report)
             job.run = experiment_start(
                 owner=job.owner, dataset=dataset, name=f"batch {job.pk}", detectors=job.detectors, **options
             )
             job.save(update_fields=["run"])
     except BaseException:
-        if dataset_id is not None:
+        if dataset is not None:
+            dataset_id = dataset.pk
+            Dataset.objects.filter(pk=dataset_id).delete()
             storage.delete_prefix(storage.dataset_key(dataset_id))
         BatchJob.objects.filter(pk=job.pk).delete()
         raise

@@ -9,6 +9,7 @@ from experiments import storage
 from experiments.checkpoints.selectors import checkpoints_visible_to
 from experiments.errors import InvalidState, ServiceError
 from experiments.models import ACTIVE_RUN_STATES, ModelCheckpoint, Run
+from experiments.quotas import quota_check
 from inference.catalogue import catalogue_entry
 
 CHECKPOINT_SUFFIXES = (".pt", ".pth", ".safetensors")
@@ -61,6 +62,7 @@ def checkpoint_upload(*, owner, filename: str, data: bytes, detector: str | None
         if existing is None:
             raise ServiceError("These exact weights are already registered by another user.", status=409)
         return existing, False
+    quota_check(user=owner, adding=len(data))
     checkpoint = checkpoint_register(
         owner=owner,
         detector=detector,

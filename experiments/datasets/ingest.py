@@ -2,9 +2,11 @@
 
 One function, `run_import`, serves the CLI (`import_dataset`), the API, the web upload and batch
 jobs: it recognises the layout (`layouts`), then reads, checks and, when asked, stores each pair
-in turn, so memory stays bounded whatever the dataset's size. Rows go in by chunks inside one
-transaction, and files under one fresh folder: any fatal problem rolls both back, so nothing is
-written. A dry run (no `store`) checks everything and reports, writing nothing.
+in turn, so memory stays bounded whatever the dataset's size. Decoding and file writes happen
+outside any database transaction (files under one fresh folder, rows spooled to a temporary
+file); the rows then go in by one short transaction that only inserts (`services.PairWriter`).
+Any fatal problem removes the folder and writes no row, so nothing is written. A dry run (no
+`store`) checks everything and reports, writing nothing.
 
 Rules: A and B may differ in size (a warning: A is aligned onto B when alignment is on, else
 resized to B's size). A label must have B's size. Labels 0/255 or 0/1 are taken as they are;
@@ -16,20 +18,17 @@ import contextlib
 import csv
 import io
 import os
-import stat
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
-from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError
 
-from experiments.datasets import layouts, services
+from experiments.datasets import archives, layouts, services
 from experiments.errors import ServiceError
+from experiments.quotas import QuotaExceeded
 
-MAX_ZIP_ENTRIES = 20_000
-MAX_COMPRESSION_RATIO = 200
 MAX_LISTED = 500  # pairs listed in a report (the counts cover all of them)
 MAX_MESSAGES = 200  # problems or warnings listed in a report
 TAKEN_CHUNK = 500
@@ -50,47 +49,11 @@ class Source:
         return self._reader(self._prefix + path)
 
 
-def max_archive_bytes() -> int:
-    return settings.MAX_UPLOAD_MB * 1024 * 1024 * 20
-
-
 def zip_source(data) -> Source:
-    """A zip (bytes or a seekable file) checked entry by entry for traversal, links and bombs;
-    the members are read only when asked for."""
-    try:
-        archive = zipfile.ZipFile(data if hasattr(data, "read") else io.BytesIO(data))
-    except zipfile.BadZipFile:
-        raise ServiceError("The file is not a readable zip archive.", field="file") from None
-    entries = [info for info in archive.infolist() if not info.is_dir()]
-    if len(entries) > MAX_ZIP_ENTRIES:
-        raise ServiceError(f"The zip holds {len(entries)} files; at most {MAX_ZIP_ENTRIES} are accepted.")
-    total = 0
-    members = {}
-    for info in entries:
-        path = PurePosixPath(info.filename)
-        if info.filename.startswith(("/", "\\")) or path.is_absolute() or ".." in path.parts or ":" in path.parts[0]:
-            raise ServiceError(f"The zip entry {info.filename!r} points outside the archive; remove it.")
-        if stat.S_ISLNK(info.external_attr >> 16):
-            raise ServiceError(f"The zip entry {info.filename!r} is a symbolic link; links are not accepted.")
-        if info.compress_size and info.file_size / info.compress_size > MAX_COMPRESSION_RATIO:
-            raise ServiceError(f"The zip entry {info.filename!r} is compressed {info.file_size // info.compress_size}:1; "
-                               f"more than {MAX_COMPRESSION_RATIO}:1 looks like a zip bomb.")  # fmt: skip
-        total += info.file_size
-        if total > max_archive_bytes():
-            raise ServiceError(f"The zip unpacks to more than {max_archive_bytes() // 2**20} MB; split it up.")
-        if path.name.startswith(".") or "__MACOSX" in path.parts:
-            continue
-        members[str(path)] = info
-
-    def read(name: str) -> bytes:
-        info = members[name]
-        with archive.open(info) as fh:
-            content = fh.read(info.file_size + 1)
-        if len(content) != info.file_size:
-            raise ServiceError(f"The zip entry {info.filename!r} is not the size it declares.")
-        return content
-
-    return Source(list(members), read)
+    """A zip (bytes or a seekable file) checked by `archives.open_zip` (entry count, names, links,
+    bombs) before anything is unpacked; the members are unpacked one at a time when asked for."""
+    members = archives.open_zip(data)
+    return Source(list(members), members.__getitem__)
 
 
 def folder_source(path: Path) -> Source:
@@ -129,10 +92,9 @@ def open_source(path: Path):
         yield folder_source(path)
 
 
-def read_zip(data) -> dict[str, bytes]:
-    """Every file of a zip by path, in memory (small uploads only; imports stream `zip_source`)."""
-    archive = zip_source(data)
-    return {archive._prefix + path: archive.read(path) for path in archive.paths}
+def read_zip(data) -> archives.ZipMembers:
+    """The files of a checked zip by path, each unpacked only when it is read (see `archives`)."""
+    return archives.open_zip(data)
 
 
 def read_folder(path: Path) -> dict[str, bytes]:
@@ -220,10 +182,6 @@ class ImportReport:
 
 
 # --------------------------------------------------------------------------- checking and storing
-class _Discard(Exception):
-    """Raised inside the import's transaction to roll back a report with problems."""
-
-
 def run_import(
     source: Source,
     *,
@@ -253,17 +211,14 @@ def run_import(
     if store and dataset is None:
         raise ValueError("store needs a dataset")
     writer = services.PairWriter(dataset) if store else None
-    try:
-        with transaction.atomic() if writer is not None else contextlib.nullcontext():
-            _check_each(report, plan, source, categories, category, split, writer, progress)
-            if writer is not None:
-                if report.ok:
-                    writer.flush()
-                    report.imported = writer.count
-                else:
-                    raise _Discard
-    except _Discard:
-        writer.discard()
+    try:  # decoding and file writes happen here, outside any transaction; the rows go in at the end
+        _check_each(report, plan, source, categories, category, split, writer, progress)
+        if writer is not None:
+            if report.ok:
+                writer.commit()
+                report.imported = writer.count
+            else:
+                writer.discard()
     except IntegrityError:  # a concurrent import took one of these names between our check and our insert
         writer.discard()
         report.problem("Another import added pairs with some of these names meanwhile; nothing was imported.")
@@ -365,6 +320,8 @@ def archive_import(*, dataset, data, category: str = "", dry_run: bool = False, 
     """
     try:
         report = run_import(zip_source(data), layout=layout, category=category, dataset=dataset, store=not dry_run)
+    except QuotaExceeded:
+        raise  # 413: the archive is fine, the owner's storage is full
     except ServiceError as exc:
         raise ImportRejected(exc.message) from None
     if not report.ok:

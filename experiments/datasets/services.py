@@ -1,8 +1,11 @@
 """Writes of datasets and pairs: validate without writing, then store all pairs or none."""
 
 import hashlib
+import json
 import secrets
+import tempfile
 from dataclasses import dataclass, field
+from itertools import islice
 
 from django.conf import settings
 from django.db import transaction
@@ -10,6 +13,7 @@ from django.db import transaction
 from experiments import storage
 from experiments.errors import InvalidState, ServiceError
 from experiments.models import Dataset, ImagePair, Split
+from experiments.quotas import quota_check
 
 
 @transaction.atomic
@@ -130,10 +134,9 @@ def pairs_store(*, dataset: Dataset, checked: list[CheckedPair]) -> list[ImagePa
         raise ServiceError(f"The dataset already has pairs named {taken} in the same split.", field="name")
     writer = PairWriter(dataset, keep=True)
     try:
-        with transaction.atomic():
-            for c in checked:
-                writer.add(c)
-            writer.flush()
+        for c in checked:
+            writer.add(c)
+        writer.commit()
     except BaseException:
         writer.discard()
         raise
@@ -141,39 +144,51 @@ def pairs_store(*, dataset: Dataset, checked: list[CheckedPair]) -> list[ImagePa
 
 
 class PairWriter:
-    """Stores checked pairs one at a time: files at once under a folder of their own, rows by chunks.
-
-    Use it inside a transaction; when that rolls back, `discard()` removes the files (one folder
-    per writer, so a failed import never touches another import's files).
+    """Stores checked pairs: each pair's files at once, under a folder of this writer's own, and
+    its row spooled to a temporary file; `commit()` then inserts every row in one short transaction
+    that does nothing else (no decoding, no file I/O), so the database's write lock is held only
+    for the inserts. On any failure `discard()` removes the files (one folder per writer, so a
+    failed import never touches another import's files) and no row was written.
+    A pair that would take the dataset's owner over the storage quota raises `QuotaExceeded`
+    before it is written.
     """
 
-    def __init__(self, dataset: Dataset, *, chunk: int = 200, keep: bool = False):
+    def __init__(self, dataset: Dataset, *, chunk: int = 500, keep: bool = False):
         self.dataset = dataset
         self.folder = f"pairs/{secrets.token_hex(6)}"
         self.chunk = chunk
         self.keep = keep
-        self.pending: list[ImagePair] = []
+        self.spool = tempfile.TemporaryFile("w+", encoding="utf-8")  # noqa: SIM115 - closed by commit/discard
         self.created: list[ImagePair] = []
         self.count = 0
+        self.used = quota_check(user=dataset.owner, adding=0)
+        self.written = 0
 
     def add(self, c: CheckedPair) -> None:
-        self.pending.append(self._pair_store(c))
-        if len(self.pending) >= self.chunk:
-            self.flush()
+        size = len(c.a_bytes) + len(c.b_bytes)
+        quota_check(user=self.dataset.owner, adding=self.written + size, used=self.used)
+        self.written += size
+        self.spool.write(json.dumps(self._pair_store(c)) + "\n")
+        self.count += 1
 
-    def flush(self) -> None:
-        if self.pending:
-            created = ImagePair.objects.bulk_create(self.pending)
-            self.count += len(created)
-            if self.keep:
-                self.created.extend(created)
-            self.pending = []
+    def commit(self) -> None:
+        """Insert every spooled row, all or none (IntegrityError when a name was taken meanwhile)."""
+        self.spool.seek(0)
+        with transaction.atomic():
+            while rows := [
+                ImagePair(dataset=self.dataset, **json.loads(line)) for line in islice(self.spool, self.chunk)
+            ]:
+                created = ImagePair.objects.bulk_create(rows)
+                if self.keep:
+                    self.created.extend(created)
+        self.spool.close()
 
     def discard(self) -> None:
-        self.pending = []
+        self.spool.close()
         storage.delete_prefix(storage.dataset_key(self.dataset.pk, self.folder))
 
-    def _pair_store(self, c: CheckedPair) -> ImagePair:
+    def _pair_store(self, c: CheckedPair) -> dict:
+        """Write the pair's files; its row's fields."""
         folder = f"{self.folder}/{_sha256(f'{c.split}/{c.name}'.encode())[:16]}"
         keys = {
             "a": storage.dataset_key(self.dataset.pk, folder, f"a.{image_extension(c.a_bytes)}"),
@@ -183,24 +198,23 @@ class PairWriter:
         for role, data in (("a", c.a_bytes), ("b", c.b_bytes), ("label", c.label_png)):
             if data is not None:
                 storage.save_bytes(keys[role], data)
-        return ImagePair(
-            dataset=self.dataset,
-            name=c.name,
-            category=c.category,
-            split=c.split,
-            image_a=keys["a"],
-            image_b=keys["b"],
-            label=keys["label"],
-            a_sha256=_sha256(c.a_bytes),
-            b_sha256=_sha256(c.b_bytes),
-            label_sha256=_sha256(c.label_png) if c.label_png else "",
-            a_width=c.a_size[0],
-            a_height=c.a_size[1],
-            b_width=c.b_size[0],
-            b_height=c.b_size[1],
-            a_bytes=len(c.a_bytes),
-            b_bytes=len(c.b_bytes),
-        )
+        return {
+            "name": c.name,
+            "category": c.category,
+            "split": c.split,
+            "image_a": keys["a"],
+            "image_b": keys["b"],
+            "label": keys["label"],
+            "a_sha256": _sha256(c.a_bytes),
+            "b_sha256": _sha256(c.b_bytes),
+            "label_sha256": _sha256(c.label_png) if c.label_png else "",
+            "a_width": c.a_size[0],
+            "a_height": c.a_size[1],
+            "b_width": c.b_size[0],
+            "b_height": c.b_size[1],
+            "a_bytes": len(c.a_bytes),
+            "b_bytes": len(c.b_bytes),
+        }
 
 
 def pair_create(

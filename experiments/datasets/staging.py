@@ -6,18 +6,29 @@ An upload (one zip in any supported layout, or loose files packed into one) is c
 remembers which tokens belong to which dataset; the import re-reads and re-checks the stored
 files pair by pair, so a report is never trusted blindly, and publishes its progress in the
 cache for the page's progress bar.
+
+A staged upload expires `STAGED_UPLOAD_TTL_S` after it was stored: it is removed when it is next
+asked for, and by the sweep every worker runs (`expire_staged`, see `experiments.datasets.tasks`),
+so uploads that are never confirmed or discarded do not stay in storage.
 """
 
 import io
+import logging
 import secrets
 import time
 import zipfile
+from datetime import UTC, datetime
 
+from django.conf import settings
 from django.core.cache import cache
+from django.core.files.storage import default_storage
 
 from experiments import storage
 from experiments.datasets import ingest
 from experiments.errors import ServiceError
+from experiments.quotas import quota_check
+
+logger = logging.getLogger(__name__)
 
 SESSION_KEY = "pending_uploads"
 MAX_PENDING = 5
@@ -48,6 +59,7 @@ def stage(request, dataset, archive: bytes, category: str) -> tuple[str, ingest.
     for old in list(pending)[: max(0, len(pending) - MAX_PENDING + 1)]:
         discard(request, old)
         pending.pop(old, None)
+    quota_check(user=request.user, adding=len(archive))
     storage.save_bytes(_key(request.user.pk, token), archive)
     pending[token] = {"dataset": dataset.pk, "category": category, "report": report.as_dict()}
     request.session[SESSION_KEY] = pending
@@ -55,8 +67,12 @@ def stage(request, dataset, archive: bytes, category: str) -> tuple[str, ingest.
 
 
 def pending_for(request, dataset, token: str) -> dict | None:
+    """The session's entry for a staged upload still in storage; an expired one is removed."""
     entry = request.session.get(SESSION_KEY, {}).get(token)
     if not entry or entry["dataset"] != dataset.pk:
+        return None
+    if not _live(_key(request.user.pk, token)):
+        discard(request, token)
         return None
     return entry
 
@@ -64,12 +80,14 @@ def pending_for(request, dataset, token: str) -> dict | None:
 def import_staged(request, dataset, token: str, category: str) -> ingest.ImportReport:
     """Import a staged upload pair by pair (all or nothing), publishing progress for `progress_of`."""
     key = _key(request.user.pk, token)
-    if not storage.exists(key):
-        raise ServiceError("The uploaded files are no longer here; upload them again.", status=404)
-    source = ingest.zip_source(io.BytesIO(storage.read_bytes(key)))
+    if not _live(key):
+        raise ServiceError("The uploaded files are no longer here (staged uploads are kept for "
+                           f"{settings.STAGED_UPLOAD_TTL_S // 3600 or 1} h); upload them again.", status=404)  # fmt: skip
     progress = _Progress(_progress_key(request.user.pk, token))
     try:
-        report = ingest.run_import(source, category=category, dataset=dataset, store=True, progress=progress)
+        with storage.open_file(key) as archive:  # read member by member, never whole
+            source = ingest.zip_source(archive)
+            report = ingest.run_import(source, category=category, dataset=dataset, store=True, progress=progress)
     except ServiceError:
         progress.finish("failed")
         raise
@@ -85,6 +103,38 @@ def discard(request, token: str) -> None:
     pending = dict(request.session.get(SESSION_KEY, {}))
     if pending.pop(token, None) is not None:
         request.session[SESSION_KEY] = pending
+
+
+# --------------------------------------------------------------------------- expiry
+def _age_s(key: str) -> float:
+    return (datetime.now(UTC) - default_storage.get_modified_time(key)).total_seconds()
+
+
+def _live(key: str) -> bool:
+    """Whether a staged upload is there and young enough; an expired one is removed now."""
+    try:
+        if _age_s(key) <= settings.STAGED_UPLOAD_TTL_S:
+            return True
+    except (FileNotFoundError, OSError):
+        return False
+    storage.delete_keys([key])
+    return False
+
+
+def expire_staged() -> int:
+    """Remove every staged upload older than `STAGED_UPLOAD_TTL_S` (all users); how many went."""
+    removed = 0
+    for key in storage.list_all_keys("uploads"):
+        try:
+            expired = _age_s(key) > settings.STAGED_UPLOAD_TTL_S
+        except (FileNotFoundError, OSError):  # removed meanwhile
+            continue
+        if expired:
+            storage.delete_keys([key])
+            removed += 1
+    if removed:
+        logger.info("removed %d expired staged upload(s)", removed)
+    return removed
 
 
 # --------------------------------------------------------------------------- progress

@@ -9,7 +9,7 @@ from django.http import JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
-from experiments.datasets import ingest, staging
+from experiments.datasets import archives, staging
 from experiments.datasets import selectors as dataset_selectors
 from experiments.errors import ServiceError
 from experiments.pages.forms import BulkUploadForm
@@ -19,8 +19,8 @@ def uploaded_archive(request) -> bytes:
     """The upload as one zip: a zip as it came (any supported layout), or loose files packed by name."""
     items = request.FILES.getlist("files")
     total = sum(f.size for f in items)
-    if total > ingest.max_archive_bytes():
-        raise ServiceError(f"The upload is {total // 2**20} MB; at most {ingest.max_archive_bytes() // 2**20} MB.")
+    if total > archives.max_total_bytes():
+        raise ServiceError(f"The upload is {total // 2**20} MB; at most {archives.max_total_bytes() // 2**20} MB.")
     zips = [f for f in items if f.name.lower().endswith(".zip")]
     if zips:
         if len(items) > 1:

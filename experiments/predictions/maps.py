@@ -49,7 +49,7 @@ def _png_array(data: bytes, kind: str, size: tuple[int, int]) -> tuple[np.ndarra
     if not data.startswith(PNG_SIGNATURE):
         raise MapError("the file is named .png but is not a PNG")
     try:
-        image = Image.open(io.BytesIO(data))
+        image = Image.open(io.BytesIO(data), formats=["PNG"])
         _check_size((image.size[1], image.size[0]), size)  # from the header, before decoding any pixel
         image.load()
     except MapError:

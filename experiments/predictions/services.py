@@ -22,6 +22,7 @@ from experiments.datasets.ingest import read_zip
 from experiments.errors import InvalidState, ServiceError
 from experiments.models import ACTIVE_RUN_STATES, Dataset, PairPrediction, PredictionSet, Run, Split
 from experiments.predictions.maps import EXTENSIONS, MapError, check_map
+from experiments.quotas import quota_check
 
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 NAME_MAX = PredictionSet._meta.get_field("name").max_length
@@ -39,7 +40,7 @@ class PredictionsRejected(ServiceError):
 
 @dataclass
 class MatchReport:
-    matched: dict = field(default_factory=dict)  # pair id -> (path, bytes)
+    matched: dict = field(default_factory=dict)  # pair id -> path in the archive
     missing: list[str] = field(default_factory=list)
     unknown: list[str] = field(default_factory=list)
     ambiguous: list[str] = field(default_factory=list)
@@ -90,13 +91,13 @@ def _pair_label(pair, by_name: dict) -> str:
     return f"{pair.split}/{pair.name}" if len(by_name[pair.name]) > 1 and pair.split else pair.name
 
 
-def match_files(files: dict[str, bytes], pairs) -> MatchReport:
+def match_files(paths, pairs) -> MatchReport:
     """Each file to its pair by name (and split prefix); what is missing, unknown or ambiguous."""
     by_name = defaultdict(list)
     for pair in pairs:
         by_name[pair.name].append(pair)
     report = MatchReport()
-    for path, original in sorted(_strip_top_folder(list(files)).items()):
+    for path, original in sorted(_strip_top_folder(list(paths)).items()):
         parts = PurePosixPath(path).parts
         stem, _, extension = parts[-1].rpartition(".")
         if not stem or extension.lower() not in EXTENSIONS:
@@ -118,10 +119,10 @@ def match_files(files: dict[str, bytes], pairs) -> MatchReport:
             continue
         pair = candidates[0]
         if pair.pk in report.matched:
-            report.problems.append(f"{original} and {report.matched[pair.pk][0]} are both for pair "
+            report.problems.append(f"{original} and {report.matched[pair.pk]} are both for pair "
                                    f"{_pair_label(pair, by_name)!r}; keep one.")  # fmt: skip
             continue
-        report.matched[pair.pk] = (original, files[original])
+        report.matched[pair.pk] = original
     report.missing = sorted(_pair_label(p, by_name) for p in pairs if p.pk not in report.matched)
     return report
 
@@ -140,11 +141,17 @@ def _refusal(report: MatchReport) -> str:
     return "Nothing was stored. " + "; ".join(parts) + "."
 
 
-def _checked_maps(report: MatchReport, pairs: dict, kind: str) -> list[tuple]:
-    """`(pair, CheckedMap)` for every matched file; each unusable one adds a problem naming its pair."""
+def _checked_maps(report: MatchReport, files, pairs: dict, kind: str) -> list[tuple]:
+    """`(pair, CheckedMap)` for every matched file, unpacked one at a time; each unusable one adds a
+    problem naming its pair."""
     checked = []
-    for pair_id, (path, data) in report.matched.items():
+    for pair_id, path in report.matched.items():
         pair = pairs[pair_id]
+        try:
+            data = files[path]
+        except ServiceError as exc:  # a damaged member
+            report.problems.append(exc.message)
+            continue
         try:
             checked.append((pair, check_map(data, path.rpartition(".")[2], kind, (pair.b_height, pair.b_width))))
         except MapError as exc:
@@ -169,28 +176,33 @@ def prediction_set_upload(*, owner, dataset: Dataset, name: str, kind: str, arch
     if not pairs:
         raise ServiceError("The dataset has no pairs yet; import its pairs before their predictions.")
     report = match_files(files, list(pairs.values()))
-    checked = _checked_maps(report, pairs, kind) if not (report.missing or report.unknown) else []
+    checked = _checked_maps(report, files, pairs, kind) if not (report.missing or report.unknown) else []
     if report.missing or report.unknown or report.ambiguous or report.problems:
         raise PredictionsRejected(_refusal(report), report.as_dict())
+    quota_check(user=owner, adding=sum(len(found.stored) for _, found in checked))
     return _store(owner, dataset, name, kind, _sha256(archive), checked)
 
 
 def _store(owner, dataset: Dataset, name: str, kind: str, archive_sha256: str, checked: list) -> PredictionSet:
+    """The maps' files first, outside any transaction, then the rows in one short one; on any failure
+    the files written are removed."""
     token = uuid.uuid4().hex[:16]  # never reused, unlike a deleted set's primary key
     written: list[str] = []
     try:
+        files = []
+        for pair, found in checked:
+            key = storage.dataset_key(dataset.pk, "predictions", token, f"{pair.pk}.{found.extension}")
+            written.append(storage.save_bytes(key, found.stored))
+            files.append((pair, key, _sha256(found.stored)))
         with transaction.atomic():
             predictions = PredictionSet.objects.create(
-                owner=owner, dataset=dataset, name=name, kind=kind, archive_sha256=archive_sha256
+                owner=owner, dataset=dataset, name=name, kind=kind, archive_sha256=archive_sha256,
+                size_bytes=sum(len(found.stored) for _, found in checked),
+            )  # fmt: skip
+            PairPrediction.objects.bulk_create(
+                PairPrediction(prediction_set=predictions, pair=pair, file_key=key, sha256=sha256)
+                for pair, key, sha256 in files
             )
-            rows = []
-            for pair, found in checked:
-                key = storage.dataset_key(dataset.pk, "predictions", token, f"{pair.pk}.{found.extension}")
-                written.append(storage.save_bytes(key, found.stored))
-                rows.append(
-                    PairPrediction(prediction_set=predictions, pair=pair, file_key=key, sha256=_sha256(found.stored))
-                )
-            PairPrediction.objects.bulk_create(rows)
     except IntegrityError:  # another upload took the name between our check and our insert
         storage.delete_keys(written)
         raise ServiceError(f"Dataset {dataset.name!r} already has predictions called {name!r}.", field="name") from None

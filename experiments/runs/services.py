@@ -10,6 +10,7 @@ from experiments import outbox, storage
 from experiments.errors import InvalidState, ServiceError
 from experiments.lifecycle import run_transition, work_cancel
 from experiments.models import RETRYABLE_RUN_STATES, Dataset, Experiment, Run, RunState
+from experiments.runs import result_files
 from experiments.runs.selectors import scored_pairs
 from experiments.runs.validation import (
     check_available,
@@ -80,8 +81,9 @@ def experiment_delete(*, experiment: Experiment) -> None:
         raise InvalidState("Cancel the experiment's active runs before deleting it.")
     run_ids = list(experiment.runs.values_list("pk", flat=True))
     with transaction.atomic():
+        folders = result_files.folders_of(run_ids)
         experiment.delete()
-        transaction.on_commit(lambda: [storage.delete_prefix(storage.run_key(pk)) for pk in run_ids])
+        transaction.on_commit(lambda: _free_files(run_ids, folders), robust=True)
 
 
 def run_delete(*, run: Run) -> None:
@@ -90,8 +92,15 @@ def run_delete(*, run: Run) -> None:
         raise InvalidState(f"The run is {run.state}; cancel it before deleting it.")
     run_id = run.pk
     with transaction.atomic():
+        folders = result_files.folders_of([run_id])
         run.delete()
-        transaction.on_commit(lambda: storage.delete_prefix(storage.run_key(run_id)))
+        transaction.on_commit(lambda: _free_files([run_id], folders), robust=True)
+
+
+def _free_files(run_ids: list[int], folders: list[str]) -> None:
+    for run_id in run_ids:
+        storage.delete_prefix(storage.run_key(run_id))
+    result_files.release(folders)
 
 
 def new_attempt() -> str:

@@ -4,6 +4,7 @@ import io
 import pickle
 import stat
 import struct
+import warnings
 import zipfile
 import zlib
 
@@ -93,6 +94,19 @@ def zip_of(entries: dict, links=()) -> bytes:
             info = zipfile.ZipInfo(name)
             info.external_attr = (stat.S_IFLNK | 0o777) << 16
             archive.writestr(info, target)
+    return buffer.getvalue()
+
+
+def zip_entries(entries, *, directories=0, compression=zipfile.ZIP_DEFLATED) -> bytes:
+    """`entries` ({name: bytes} or [(name, bytes)], repeats allowed) plus `directories` empty folder entries."""
+    buffer = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # zipfile warns about the repeated names some tests want
+        with zipfile.ZipFile(buffer, "w", compression=compression) as archive:
+            for name, data in entries.items() if isinstance(entries, dict) else entries:
+                archive.writestr(name, data)
+            for i in range(directories):
+                archive.writestr(zipfile.ZipInfo(f"d{i}/"), b"")
     return buffer.getvalue()
 
 

@@ -176,7 +176,7 @@ def test_image_error_is_a_value_error():
     assert issubclass(ImageError, ValueError)
 
 
-@pytest.mark.parametrize("file_format", ["GIF", "WEBP", "PNG"])
+@pytest.mark.parametrize("file_format", ["WEBP", "PNG"])
 def test_it_rejects_animated_images(file_format):
     frames = [Image.fromarray(random_rgb(seed)) for seed in range(3)]
 
@@ -184,6 +184,35 @@ def test_it_rejects_animated_images(file_format):
 
     with pytest.raises(ImageError, match="3 frames"):
         load_image(data)
+
+
+@pytest.mark.parametrize(
+    ("file_format", "named"),
+    [("GIF", "GIF"), ("ICO", "ICO"), ("PPM", "PPM"), ("PCX", "PCX"), ("EPS", "EPS"), ("JPEG2000", "JPEG 2000"),
+     ("QOI", "QOI"), ("DDS", "DDS"), ("SGI", "SGI"), ("IM", "IM")],
+)  # fmt: skip
+def test_it_opens_only_the_documented_formats(file_format, named):
+    data = saved(Image.fromarray(random_rgb()), file_format)
+
+    with pytest.raises(ImageError, match=f"format {named} is not accepted; use PNG, JPEG, WebP, BMP, TIFF"):
+        load_image(data)
+    with pytest.raises(ImageError, match="not accepted"):
+        load_mask(data)
+
+
+@pytest.mark.parametrize("file_format", ["TGA", "SPIDER"])
+def test_a_format_without_a_signature_is_refused_as_unsupported(file_format):
+    data = saved(Image.fromarray(random_rgb()).convert("L" if file_format == "SPIDER" else "RGB"), file_format)
+
+    with pytest.raises(ImageError, match="supported format \\(PNG, JPEG, WebP, BMP, TIFF\\)"):
+        load_image(data)
+
+
+def test_an_animated_gif_is_refused_as_a_format_not_accepted():
+    frames = [Image.fromarray(random_rgb(seed)) for seed in range(3)]
+
+    with pytest.raises(ImageError, match="format GIF is not accepted"):
+        load_image(saved(frames[0], "GIF", save_all=True, append_images=frames[1:]))
 
 
 def test_it_rejects_multi_page_tiff():
