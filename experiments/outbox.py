@@ -76,9 +76,9 @@ def send_model_validation(model_id: int) -> None:
 
 
 def send_webhook(delivery_id: int, countdown: float = 0) -> None:
-    """One delivery attempt on a `cpu` worker, after `countdown` seconds (the retry back-off)."""
+    """One delivery attempt on the `webhooks` queue, after `countdown` seconds (the retry back-off)."""
     try:
-        _task(TASK_DELIVER_WEBHOOK, delivery_id, queue="cpu").apply_async(countdown=countdown or None)
+        _task(TASK_DELIVER_WEBHOOK, delivery_id, queue="webhooks").apply_async(countdown=countdown or None)
     except Exception as exc:
         if not _caused_by_outage(exc):
             raise

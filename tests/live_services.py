@@ -111,7 +111,7 @@ class WorkerPool:
             "diffplatform",
             "worker",
             "-Q",
-            "cpu,gpu",
+            "cpu,gpu,webhooks",
             "-c",
             "1",
             "-P",
