@@ -136,6 +136,9 @@ MAX_IMAGE_PIXELS = positive_int("MAX_IMAGE_PIXELS", 50_000_000)
 # --- Uploaded ONNX models (docs/models.md): largest file accepted, time limit of the probe run
 ONNX_MAX_MB = positive_int("ONNX_MAX_MB", 200)
 ONNX_PROBE_SECONDS = env.float("ONNX_PROBE_SECONDS", default=10.0)
+# The largest request body an upload needs: nginx's body limit is derived from the same variables
+# (deploy/nginx-limits.envsh, one more MB); a new upload limit belongs in this max too.
+LARGEST_UPLOAD_MB = max(MAX_UPLOAD_MB, ONNX_MAX_MB)
 
 # --- Redis: Celery broker, channel layer and result cache.
 # Every key this deployment puts in Redis starts with this, so that several deployments (or test
