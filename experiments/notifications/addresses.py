@@ -88,7 +88,11 @@ def resolve(url: str) -> Target:
     """The URL's target with every address its host resolves to checked; `AddressRefused` otherwise."""
     if _UNSAFE_CHARACTERS.search(url):
         raise AddressRefused("A webhook URL must not contain spaces or control characters.")
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+        parts.hostname  # noqa: B018 - raises on a malformed IPv6 literal
+    except ValueError:
+        raise AddressRefused("The webhook URL is malformed; write it as http(s)://host[:port]/path.") from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise AddressRefused("A webhook URL must be http:// or https:// with a host name.")
     if parts.username or parts.password:

@@ -53,6 +53,8 @@ UNSEEN_URLS = [
     "http://224.0.0.1/",
     "http://localhost:8000/",
 ]
+MALFORMED_URLS = ["http://[::1/", "http://[127.0.0.1]/", "ftp://example.com/", "http://user:pw@example.com/",
+                  "http://example.com:99999/", "http://exa mple.com/", "http://example.com/\r\nX-Injected: 1"]  # fmt: skip
 PUBLIC = ["8.8.8.8", "2001:4860:4860::8888", "::ffff:8.8.8.8", "64:ff9b::808:808", "2002:808:808::1"]
 NOT_PUBLIC = ["127.0.0.1", "10.0.0.1", "172.16.0.1", "192.168.0.1", "169.254.1.1", "100.64.0.1", "0.0.0.0",
               "255.255.255.255", "192.0.2.1", "::1", "::", "fe80::1", "fc00::1", "ff02::1", "2001:db8::1",
@@ -94,6 +96,14 @@ def test_a_url_reaching_an_internal_address_is_refused_at_creation(api, labelled
     message = error_of(response)["fields"]["webhook_url"][0]
     assert "not a public address" in message and "public addresses only" in message  # what to fix
     assert not Experiment.objects.exists()
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("url", MALFORMED_URLS)
+def test_a_malformed_url_is_refused_with_what_to_fix(api, labelled_dataset, url):
+    response = create(api, labelled_dataset, url)
+    assert response.status_code in (400, 422), response.content
+    assert error_of(response)["fields"]["webhook_url"] and not Experiment.objects.exists()
 
 
 @pytest.mark.django_db
