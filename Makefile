@@ -35,9 +35,9 @@ demo: migrate
 run: demo
 	HOST=$(HOST) PORT=$(PORT) bin/run-all
 
-## worker: a Celery worker on both queues (gpu work runs on the CPU when there is no GPU)
+## worker: a Celery worker on every queue (gpu work runs on the CPU when there is no GPU; webhook deliveries)
 worker: install
-	$(PY) -m celery -A diffplatform worker -Q cpu,gpu --concurrency 1 --loglevel INFO
+	$(PY) -m celery -A diffplatform worker -Q cpu,gpu,webhooks --concurrency 1 --loglevel INFO
 
 ## browser: Debian's Chromium and nginx for the browser and deployment tests (never a downloaded browser)
 browser:

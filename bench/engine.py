@@ -92,7 +92,7 @@ def configure(workdir: Path) -> dict:
 def start_worker(env: dict, workdir: Path):
     log = open(workdir / "worker.log", "wb")  # noqa: SIM115 - lives as long as the worker
     worker = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "diffplatform", "worker", "-Q", "cpu,gpu", "-c", "1", "-P", "solo",
+        [sys.executable, "-m", "celery", "-A", "diffplatform", "worker", "-Q", "cpu,gpu,webhooks", "-c", "1", "-P", "solo",
          "-n", "bench@localhost", "--without-gossip", "--without-mingle", "-l", "WARNING"],
         cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
     )  # fmt: skip

@@ -185,7 +185,7 @@ def main():
         uploads = dataset_create(owner=user, name="load-uploads")
         port = free_port()
         base = f"http://127.0.0.1:{port}"
-        worker = start([sys.executable, "-m", "celery", "-A", "diffplatform", "worker", "-Q", "cpu,gpu", "-c", "1",
+        worker = start([sys.executable, "-m", "celery", "-A", "diffplatform", "worker", "-Q", "cpu,gpu,webhooks", "-c", "1",
                         "-P", "solo", "-l", "WARNING"], env, Path(folder) / "worker.log")  # fmt: skip
         server = start([sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port),
                         "diffplatform.asgi:application"], env, Path(folder) / "daphne.log")  # fmt: skip

@@ -6,6 +6,9 @@ Checks: the database (`SELECT 1`), Redis (the cache and the channel layer), the 
 when all pass, 503 naming the failed checks otherwise; never 500 (a check that raises is a failed
 check). The answer is kept `HEALTH_CACHE_S` seconds in the process, so probes cost at most one
 round of checks per interval.
+
+Anyone gets the status and whether each check passed; only staff (a session, or the token of a
+staff user) get the detail: worker names, timings and error text say too much about the inside.
 """
 
 import logging
@@ -119,12 +122,37 @@ def reset() -> None:
         _cache["at"] = None
 
 
+def _is_staff(request) -> bool:
+    from rest_framework.authentication import TokenAuthentication
+    from rest_framework.exceptions import AuthenticationFailed
+
+    user = getattr(request, "user", None)
+    if user is not None and user.is_authenticated:
+        return user.is_staff
+    try:
+        found = TokenAuthentication().authenticate(request)
+    except AuthenticationFailed:
+        return False
+    return bool(found and found[0].is_staff)
+
+
+def public(answer: dict) -> dict:
+    """What anyone may see: the status and, per check, whether it passed."""
+    checks = {name: {"ok": detail["ok"]} for name, detail in answer["checks"].items()}
+    return {"status": answer["status"], "failed": answer["failed"], "checks": checks}
+
+
 def healthz(request):
     try:
         answer = health()
     except Exception as exc:  # never a 500: the probe must say what is wrong
         logger.exception("health check failed")
         answer = {"status": "unavailable", "failed": ["health"], "checks": {"health": {"ok": False, "error": str(exc)}}}
-    response = JsonResponse(answer, status=200 if answer["status"] == "ok" else 503)
+    try:
+        staff = _is_staff(request)
+    except Exception:  # noqa: BLE001 - the database may be what is down: the public answer then
+        staff = False
+    shown = answer if staff else public(answer)
+    response = JsonResponse(shown, status=200 if answer["status"] == "ok" else 503)
     response["Cache-Control"] = "no-store"
     return response

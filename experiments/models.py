@@ -418,7 +418,8 @@ class WebhookDelivery(models.Model):
     class State(models.TextChoices):
         PENDING = "pending"
         DELIVERED = "delivered"
-        FAILED = "failed"  # gave up after the last attempt, or refused (loopback/private address)
+        REFUSED = "refused"  # not a public address when the attempt was due: never sent
+        FAILED = "failed"  # gave up after the last attempt
 
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="webhook_deliveries")
     run = models.ForeignKey(Run, null=True, blank=True, on_delete=models.CASCADE, related_name="webhook_deliveries")
@@ -427,8 +428,8 @@ class WebhookDelivery(models.Model):
     payload = models.JSONField()
     state = models.CharField(max_length=10, choices=State.choices, default=State.PENDING, db_index=True)
     attempts = models.PositiveIntegerField(default=0)
-    last_status = models.PositiveIntegerField(null=True, blank=True)
-    last_error = models.TextField(blank=True)
+    last_status = models.PositiveIntegerField(null=True, blank=True)  # for operators; never shown to the owner
+    last_error = models.TextField(blank=True)  # what the owner sees: no receiver answer, no network error
     next_attempt_at = models.DateTimeField(null=True, blank=True)
     enqueue_pending = models.BooleanField(default=False, help_text="queueing failed (broker down); retried later")
     created_at = models.DateTimeField(auto_now_add=True)

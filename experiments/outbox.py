@@ -67,7 +67,7 @@ def send_model_validation(model_id: int) -> None:
 
 
 def send_webhook(delivery_id: int, countdown: float = 0) -> None:
-    """One delivery attempt on a `cpu` worker, after `countdown` seconds (the retry back-off); kept
+    """One delivery attempt on the `webhooks` queue, after `countdown` seconds (the retry back-off); kept
     pending while the broker is down."""
     dispatch(WebhookDelivery, delivery_id, countdown=countdown)
 
@@ -80,7 +80,7 @@ def _send(model, object_id: int, countdown: float = 0) -> None:
     elif model is UploadedModel:
         _task(TASK_VALIDATE_MODEL, object_id, queue="cpu").apply_async()
     else:
-        _task(TASK_DELIVER_WEBHOOK, object_id, queue="cpu").apply_async(countdown=countdown or None)
+        _task(TASK_DELIVER_WEBHOOK, object_id, queue="webhooks").apply_async(countdown=countdown or None)
 
 
 def _caused_by_outage(exc: BaseException) -> bool:

@@ -110,6 +110,8 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
     "--no-first-run",
+    # The deployment test serves a real host name (tests/deploy/topology.py PUBLIC_HOST) on loopback.
+    "--host-resolver-rules=MAP diff.example.test 127.0.0.1",
 ]
 
 

@@ -112,7 +112,7 @@ class WorkerPool:
             "diffplatform",
             "worker",
             "-Q",
-            "cpu,gpu",
+            "cpu,gpu,webhooks",
             "-c",
             "1",
             "-P",

@@ -156,6 +156,9 @@ ONNX_PROBE_ANY_SIZE = positive_int("ONNX_PROBE_ANY_SIZE", 512)
 SANDBOX_MEMORY_MB = positive_int("SANDBOX_MEMORY_MB", 2048)
 CHECKPOINT_CHECK_SECONDS = env.float("CHECKPOINT_CHECK_SECONDS", default=60.0)
 CHECKPOINT_MAX_MB = positive_int("CHECKPOINT_MAX_MB", 1024)  # total size its members declare
+# The largest request body an upload needs: nginx's body limit is derived from the same variables
+# (deploy/nginx-limits.envsh, one more MB); a new upload limit belongs in this max too.
+LARGEST_UPLOAD_MB = max(MAX_UPLOAD_MB, ONNX_MAX_MB)
 
 # --- Redis: Celery broker, channel layer and result cache.
 # Every key this deployment puts in Redis starts with this, so that several deployments (or test
@@ -244,10 +247,17 @@ if not 0 < TASK_HEARTBEAT_S * 2 < TASK_HEARTBEAT_TIMEOUT_S or TASK_STALE_CHECK_I
 CELERY_RESULT_EXPIRES = 24 * 3600
 
 # --- Health (`/healthz/`, diffplatform/health.py): database, Redis, broker, live workers per queue.
-HEALTH_WORKER_QUEUES = env.list("HEALTH_WORKER_QUEUES", default=["cpu", "gpu"])
+HEALTH_WORKER_QUEUES = env.list("HEALTH_WORKER_QUEUES", default=["cpu", "gpu", "webhooks"])
 HEALTH_CHECK_TIMEOUT_S = env.float("HEALTH_CHECK_TIMEOUT_S", default=1.0)
 HEALTH_WORKER_TIMEOUT_S = env.float("HEALTH_WORKER_TIMEOUT_S", default=1.0)
 HEALTH_CACHE_S = env.float("HEALTH_CACHE_S", default=5.0)
+
+# --- Clients behind proxies: how many proxies in front of daphne append the address they received
+# from to X-Forwarded-For (docker-compose.yml: nginx, 1). Throttles key on the address that many
+# hops from the right; 0 (`make run`, daphne facing clients) ignores the header.
+TRUSTED_PROXY_COUNT = env.int("TRUSTED_PROXY_COUNT", default=0)
+if TRUSTED_PROXY_COUNT < 0:
+    raise ImproperlyConfigured(f"TRUSTED_PROXY_COUNT must be 0 or more, got {TRUSTED_PROXY_COUNT}")
 
 # --- REST framework
 REST_FRAMEWORK = {
@@ -260,6 +270,7 @@ REST_FRAMEWORK = {
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "experiments.api.errors.exception_handler",
+    "NUM_PROXIES": TRUSTED_PROXY_COUNT,  # what DRF's own get_ident reads; ours read TRUSTED_PROXY_COUNT
     "DEFAULT_THROTTLE_CLASSES": [
         "experiments.api.throttling.AnonThrottle",
         "experiments.api.throttling.UserThrottle",
@@ -268,6 +279,7 @@ REST_FRAMEWORK = {
     "DEFAULT_THROTTLE_RATES": {
         "anon": env.str("API_THROTTLE_ANON", default="60/minute"),
         "user": env.str("API_THROTTLE_USER", default="1200/minute"),
+        # authentication attempts per client address: log-in, sign-up and password pages and the token API
         "auth": env.str("API_THROTTLE_AUTH", default="20/minute"),
         "uploads": env.str("API_THROTTLE_UPLOADS", default="300/minute"),
         "diff": env.str("API_THROTTLE_DIFF", default="120/minute"),

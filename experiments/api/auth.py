@@ -12,18 +12,21 @@ from rest_framework.views import APIView
 from experiments.api import serializers as s
 from experiments.api.base import ApiView
 from experiments.api.errors import ApiError, error_responses
+from experiments.api.throttling import AuthAttemptThrottle
 
 
 class TokenView(ApiView):
     parser_classes = [JSONParser, FormParser]
     authentication_classes = []
     permission_classes = [AllowAny]
-    throttle_scope = "auth"
+    throttle_classes = [AuthAttemptThrottle]
 
     @extend_schema(
         tags=["auth"],
         summary="Get your API token",
-        description="Exchange a username and password for the token to send as `Authorization: Token <key>`.",
+        description="Exchange a username and password for the token to send as `Authorization: Token <key>`. "
+        "Attempts are limited per client address together with the log-in and sign-up pages "
+        "(`API_THROTTLE_AUTH`); beyond it: 429 with `Retry-After`.",
         request=s.TokenInput,
         responses={200: s.TokenOutput, **error_responses(400, 413, 415)},
         auth=[],

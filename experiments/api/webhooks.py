@@ -42,7 +42,8 @@ class WebhookDeliveryListView(ApiView):
         tags=["webhooks"],
         operation_id="webhook_deliveries_list",
         summary="Webhook deliveries to your experiments' URLs, newest first",
-        description="State `pending` (an attempt is queued), `delivered` or `failed` (with `last_error`).",
+        description="State `pending` (an attempt is queued), `delivered`, `refused` (not a public address) or `failed` "
+        "(after `attempts`); `last_error` says which in words, never with the receiver's answer.",
         parameters=PAGE_PARAMETERS,
         responses={200: paged(s.WebhookDeliveryOutput), **error_responses()},
     )

@@ -3,8 +3,10 @@
 Each delivery is a POST of JSON with headers
 ``X-Diffplatform-Event``, ``X-Diffplatform-Delivery`` (its id), ``X-Diffplatform-Timestamp`` and
 ``X-Diffplatform-Signature: sha256=<hex>``, the HMAC-SHA256 of ``"<timestamp>.<body>"`` under the
-owner's webhook secret. A delivery that fails (network error or a non-2xx answer) is retried with
-exponential back-off up to ``WEBHOOK_MAX_ATTEMPTS``; one to a refused address fails at once.
+owner's webhook secret. A delivery that fails (network error, a non-2xx answer or
+``WEBHOOK_TIMEOUT_S`` passing, one deadline for the whole attempt) is retried with exponential
+back-off up to ``WEBHOOK_MAX_ATTEMPTS``, then ``failed``; one to an address that is not public is
+``refused`` at once. Deliveries run on the ``webhooks`` queue.
 """
 
 import hashlib
@@ -13,8 +15,6 @@ import json
 import logging
 import secrets
 import time
-import urllib.error
-import urllib.request
 from datetime import timedelta
 
 from django.conf import settings
@@ -22,7 +22,8 @@ from django.db import transaction
 from django.utils import timezone
 
 from experiments.models import Run, WebhookDelivery, WebhookSecret
-from experiments.notifications.addresses import AddressRefused, check_webhook_url
+from experiments.notifications import sending
+from experiments.notifications.addresses import NOT_PUBLIC, AddressRefused, Unresolvable, resolve
 
 logger = logging.getLogger(__name__)
 RUN_FINISHED = "run.finished"
@@ -87,47 +88,49 @@ def queue_run_finished(run: Run) -> WebhookDelivery | None:
 
 
 def deliver(delivery_id: int) -> WebhookDelivery:
-    """One attempt; on failure the next one is queued after a back-off, until the attempts run out."""
+    """One attempt; on failure the next one is queued after a back-off, until the attempts run out.
+
+    What the owner sees is the state and the number of attempts, never the receiver's answer or a
+    network error (that would let anyone map the ports behind an address): details go to the log."""
     delivery = WebhookDelivery.objects.select_related("owner").get(pk=delivery_id)
     if delivery.state != WebhookDelivery.State.PENDING:
         return delivery
     delivery.attempts += 1
     try:
-        check_webhook_url(delivery.url)
+        target = resolve(delivery.url)  # the one lookup; the connection goes to these checked addresses
+    except Unresolvable as exc:
+        return _failed_attempt(delivery, status=None, reason=str(exc))
     except AddressRefused as exc:
-        return _finish(delivery, WebhookDelivery.State.FAILED, error=str(exc))
+        logger.warning("webhook delivery %s refused: %s", delivery.pk, exc)
+        return _finish(delivery, WebhookDelivery.State.REFUSED, error=NOT_PUBLIC)
     body = json.dumps(delivery.payload, sort_keys=True).encode()
     timestamp = str(int(time.time()))
-    request = urllib.request.Request(
-        delivery.url,
-        data=body,
-        method="POST",
-        headers={
-            "Content-Type": "application/json",
-            "User-Agent": "diffplatform-webhook/1",
-            "X-Diffplatform-Event": delivery.event,
-            "X-Diffplatform-Delivery": str(delivery.pk),
-            "X-Diffplatform-Timestamp": timestamp,
-            "X-Diffplatform-Signature": signature(secret_for(delivery.owner).secret, timestamp, body),
-        },
-    )
-    opener = urllib.request.build_opener(_NoRedirects)  # a redirect could point at a refused address
+    headers = {
+        "Content-Type": "application/json",
+        "User-Agent": "diffplatform-webhook/1",
+        "X-Diffplatform-Event": delivery.event,
+        "X-Diffplatform-Delivery": str(delivery.pk),
+        "X-Diffplatform-Timestamp": timestamp,
+        "X-Diffplatform-Signature": signature(secret_for(delivery.owner).secret, timestamp, body),
+    }
     try:
-        with opener.open(request, timeout=settings.WEBHOOK_TIMEOUT_S) as response:
-            status = response.status
-    except urllib.error.HTTPError as exc:
-        status, error = exc.code, f"answered HTTP {exc.code}"
-    except (urllib.error.URLError, OSError) as exc:
-        status, error = None, f"could not connect: {getattr(exc, 'reason', exc)}"
-    else:
-        error = "" if 200 <= status < 300 else f"answered HTTP {status}"
+        status = sending.post(target, body, headers, deadline_s=settings.WEBHOOK_TIMEOUT_S)
+    except sending.SendFailed as exc:
+        return _failed_attempt(delivery, status=None, reason=str(exc))
+    if not 200 <= status < 300:  # a redirect too: it is not followed
+        return _failed_attempt(delivery, status=status, reason=f"answered HTTP {status}")
     delivery.last_status = status
-    if not error:
-        return _finish(delivery, WebhookDelivery.State.DELIVERED)
+    return _finish(delivery, WebhookDelivery.State.DELIVERED)
+
+
+def _failed_attempt(delivery: WebhookDelivery, *, status: int | None, reason: str) -> WebhookDelivery:
+    """Log why, then give up after the last attempt or queue the next one after a back-off."""
+    logger.info("webhook delivery %s attempt %s failed: %s", delivery.pk, delivery.attempts, reason)
+    delivery.last_status = status  # for operators (admin); the API does not show it
     if delivery.attempts >= settings.WEBHOOK_MAX_ATTEMPTS:
-        return _finish(delivery, WebhookDelivery.State.FAILED, error=f"{error} (gave up after {delivery.attempts})")
+        return _finish(delivery, WebhookDelivery.State.FAILED, error=f"failed after {_attempts(delivery.attempts)}")
     delay = settings.WEBHOOK_BACKOFF_S * 2 ** (delivery.attempts - 1)
-    delivery.last_error = error
+    delivery.last_error = f"attempt {delivery.attempts} of {settings.WEBHOOK_MAX_ATTEMPTS} failed; retrying"
     delivery.next_attempt_at = timezone.now() + timedelta(seconds=delay)
     delivery.save()
     from experiments import outbox
@@ -143,6 +146,10 @@ def give_up(delivery_id: int, reason: str) -> None:
         _finish(delivery, WebhookDelivery.State.FAILED, error=reason)
 
 
+def _attempts(count: int) -> str:
+    return f"{count} attempt" if count == 1 else f"{count} attempts"
+
+
 def _finish(delivery: WebhookDelivery, state: str, error: str = "") -> WebhookDelivery:
     delivery.state = state
     delivery.last_error = error
@@ -150,11 +157,4 @@ def _finish(delivery: WebhookDelivery, state: str, error: str = "") -> WebhookDe
     if state == WebhookDelivery.State.DELIVERED:
         delivery.delivered_at = timezone.now()
     delivery.save()
-    if error:
-        logger.warning("webhook delivery %s failed: %s", delivery.pk, error)
     return delivery
-
-
-class _NoRedirects(urllib.request.HTTPRedirectHandler):
-    def redirect_request(self, req, fp, code, msg, headers, newurl):
-        raise urllib.error.HTTPError(req.full_url, code, f"redirect to {newurl} not followed", headers, fp)

@@ -24,7 +24,6 @@ from experiments.runs.validation import (
 )
 
 
-@transaction.atomic
 def experiment_create(
     *,
     owner,
@@ -43,6 +42,7 @@ def experiment_create(
 ) -> Experiment:
     if dataset.owner_id != owner.pk and not owner.is_staff:
         raise ServiceError("Dataset not found.", field="dataset", status=404)
+    webhook_url = check_webhook(webhook_url)  # a DNS lookup: callers make it before their transaction
     names = check_detectors(detectors, owner=owner, dataset=dataset)
     weights = check_weight_choices(detector_weights, names)
     check_available(owner, names, weights)
@@ -65,15 +65,17 @@ def experiment_create(
         seed=int(seed),
         baseline_detector=baseline_detector or names[0],
         detector_weights=weights,
-        webhook_url=check_webhook(webhook_url),
+        webhook_url=webhook_url,
     )
 
 
-@transaction.atomic
 def experiment_start(*, owner, dataset: Dataset, **settings) -> Run:
-    """Create an experiment and start its first run, in one transaction: both or neither."""
-    experiment = experiment_create(owner=owner, dataset=dataset, **settings)
-    return run_start(experiment=experiment)
+    """Create an experiment and start its first run, in one transaction: both or neither (the
+    webhook URL's DNS lookup comes before it)."""
+    settings["webhook_url"] = check_webhook(settings.get("webhook_url"))
+    with transaction.atomic():
+        experiment = experiment_create(owner=owner, dataset=dataset, **settings)
+        return run_start(experiment=experiment)
 
 
 def experiment_delete(*, experiment: Experiment) -> None:

@@ -123,9 +123,12 @@ def check_available(owner, detectors: list[str], detector_weights: dict, *, fiel
 
 def check_webhook(url, *, field: str = "webhook_url") -> str:
     """An optional URL signed run events are POSTed to: http(s), public addresses only (see
-    `experiments.notifications.addresses`); blank for none."""
-    from experiments.notifications.addresses import AddressRefused, check_webhook_url
+    `experiments.notifications.addresses`); blank for none. A URL checked before is returned as it
+    is, so a caller can make the DNS lookup before its transaction."""
+    from experiments.notifications.addresses import AddressRefused, CheckedUrl, check_webhook_url
 
+    if isinstance(url, CheckedUrl):
+        return url
     url = (url or "").strip()
     if not url:
         return ""

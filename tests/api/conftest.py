@@ -18,10 +18,12 @@ from tests.factories import run_in_process as finish_run_in_process
 
 @pytest.fixture(autouse=True)
 def fresh_throttles():
-    """Throttle counters live in the real Redis; start every test with none (ids are reused)."""
+    """Throttle counters live in the real Redis; start every test with none (ids are reused). Only
+    this session's (its key namespace): other sessions may share the Redis server."""
     client = redis.Redis.from_url(settings.REDIS_URL)
-    for key in client.scan_iter(match="*throttle_*"):
-        client.delete(key)
+    for pattern in ("throttle_*", "auth_attempts_*"):
+        for key in client.scan_iter(match=f"{settings.KEY_NAMESPACE}:*{pattern}"):
+            client.delete(key)
 
 
 def token_client(user) -> APIClient:

@@ -82,15 +82,17 @@ def test_a_private_or_loopback_url_is_refused_without_the_setting(api, labelled_
     assert not Experiment.objects.exists()
 
 
-def test_a_delivery_to_an_address_refused_by_then_fails_without_sending(
+def test_a_delivery_to_an_address_refused_by_then_is_refused_without_sending(
     api, labelled_dataset, receiver, settings, no_queue
 ):
     settings.WEBHOOK_ALLOW_PRIVATE = True
     run = start_run(api, labelled_dataset, receiver["url"], no_queue)
     settings.WEBHOOK_ALLOW_PRIVATE = False
     delivery = webhooks.deliver(WebhookDelivery.objects.get(run=run).pk)
-    assert delivery.state == "failed" and "private" in delivery.last_error
+    assert delivery.state == "refused" and delivery.last_error == "refused: not a public address"
     assert receiver["received"] == []
+    [listed] = api.get("/api/v1/webhooks/deliveries/").json()["results"]
+    assert listed["state"] == "refused" and listed["last_error"] == "refused: not a public address"
 
 
 def test_a_failing_receiver_is_retried_with_back_off_then_given_up(
@@ -109,8 +111,10 @@ def test_a_failing_receiver_is_retried_with_back_off_then_given_up(
         assert delivery.state == "pending" and delivery.attempts == attempt and delivery.last_status == 503
     assert sent[-2:] == [10, 20]  # exponential back-off
     delivery = webhooks.deliver(delivery.pk)
-    assert delivery.state == "failed" and "gave up after 3" in delivery.last_error
+    assert delivery.state == "failed" and delivery.last_error == "failed after 3 attempts"
     assert len(receiver["received"]) == 3
+    [listed] = api.get("/api/v1/webhooks/deliveries/").json()["results"]
+    assert "last_status" not in listed and "503" not in str(listed)  # the receiver's answer is not shown
 
 
 def test_secrets_and_deliveries_are_per_user(api, other_api, labelled_dataset, receiver, settings, no_queue):

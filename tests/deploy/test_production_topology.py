@@ -1,7 +1,7 @@
 """The production deployment on loopback: Chromium -> nginx (TLS) -> daphne, two worker machines, S3.
 
 Built from the shipped files (tests/deploy/topology.py says how): what docker-compose.yml would run,
-minus Docker. Proves that a person can log in over HTTPS, upload, run an experiment and follow it
+minus Docker, under a real host name (PUBLIC_HOST), with the web service's own health check. Proves that a person can log in over HTTPS, upload, run an experiment and follow it
 live over wss with every image loading (no CSP or mixed-content error), and that a GPU worker
 killed in the middle of a learned detector's task costs nothing: once it is back the run ends with
 every result exactly once.
@@ -15,10 +15,11 @@ import pytest
 import redis
 import requests
 from django.conf import global_settings, settings
+from rest_framework.authtoken.models import Token
 
 from experiments.models import Result, Run, RunState
 from experiments.runs import services as run_services
-from tests.deploy.topology import BUCKET, Topology, nginx_binary
+from tests.deploy.topology import BUCKET, PUBLIC_HOST, Topology, map_public_host, nginx_binary
 from tests.factories import PASSWORD, UserFactory, make_dataset
 from tests.live_services import wait_until
 
@@ -29,9 +30,10 @@ SLOW_PAIRS = 24
 
 
 @pytest.fixture
-def topology(service_env, tmp_path, settings):
+def topology(service_env, tmp_path, settings, monkeypatch):
     if nginx_binary() is None:
         pytest.skip("Debian's nginx is not installed (make browser)")
+    map_public_host(monkeypatch)
     stack = Topology(tmp_path, service_env)
     try:
         stack.start_s3()
@@ -42,8 +44,11 @@ def topology(service_env, tmp_path, settings):
         stack.workers = {
             "gpu": stack.start_worker("worker-gpu", "gpu-machine"),
             "cpu": stack.start_worker("worker-cpu", "cpu-machine"),
+            "webhooks": stack.start_worker("worker-webhooks", "webhooks-machine"),
         }
         stack.wait_ready(*stack.workers.values())
+        # compose starts nginx once the web container's own health check passes (issue 26, case 8).
+        wait_until(stack.web_health_check_passes, 120, "the web service's health check")
         stack.start_nginx()
         stack.wait_healthy()
     except BaseException:
@@ -78,7 +83,7 @@ def assert_every_result_once(run, detectors, pairs):
 
 def check_the_edge(stack: Topology):
     cert = str(stack.cert_dir / "fullchain.pem")
-    plain = f"http://127.0.0.1:{stack.http_port}"
+    plain = f"http://{PUBLIC_HOST}:{stack.http_port}"
     # Plain HTTP only redirects, even when a client claims it came over HTTPS.
     for headers in ({}, {"X-Forwarded-Proto": "https"}):
         answer = requests.get(f"{plain}/accounts/login/?next=/", headers=headers, allow_redirects=False, timeout=10)
@@ -90,15 +95,24 @@ def check_the_edge(stack: Topology):
     assert "max-age=" in login.headers["Strict-Transport-Security"]
     assert "img-src 'self'" in login.headers["Content-Security-Policy"]
     # A request reaching daphne without nginx's header is sent to HTTPS; the health probe is not.
-    direct = f"http://127.0.0.1:{stack.web_port}"
+    direct = f"http://{PUBLIC_HOST}:{stack.web_port}"
     assert requests.get(f"{direct}/accounts/login/", allow_redirects=False, timeout=10).status_code == 301
     assert requests.get(f"{direct}/healthz/", timeout=10).status_code == 200
+    # ALLOWED_HOSTS holds the public name only, as in production: a loopback Host is refused.
+    assert requests.get(f"http://127.0.0.1:{stack.web_port}/healthz/", timeout=10).status_code == 400
     # Static files come from nginx's copy (the release step's volume), hashed names and all.
     static = re.search(r'href="(/static/[^"]+\.css)"', login.text).group(1)
     asset = requests.get(f"{stack.origin}{static}", verify=cert, timeout=10)
     assert asset.status_code == 200 and "Expires" in asset.headers, asset.headers
+    # Strangers learn ok / not ok per check; a staff user's token shows which worker takes each queue.
     health = requests.get(f"{stack.origin}/healthz/", verify=cert, timeout=10).json()
-    assert health["checks"]["workers"]["queues"] == {"cpu": ["cpu@cpu-machine"], "gpu": ["gpu@gpu-machine"]}
+    assert health["checks"]["workers"] == {"ok": True} and "machine" not in str(health)
+    token = Token.objects.create(user=UserFactory(is_staff=True))
+    headers = {"Authorization": f"Token {token.key}"}
+    health = requests.get(f"{stack.origin}/healthz/", headers=headers, verify=cert, timeout=10).json()
+    assert health["checks"]["workers"]["queues"] == {
+        "cpu": ["cpu@cpu-machine"], "gpu": ["gpu@gpu-machine"], "webhooks": ["webhooks@webhooks-machine"],
+    }  # fmt: skip
 
 
 def browse_upload_and_run(browser, stack: Topology, user, make_pair_bytes):
@@ -167,7 +181,7 @@ def browse_upload_and_run(browser, stack: Topology, user, make_pair_bytes):
     finally:
         context.close()
     assert problems == [], "\n".join(problems)
-    assert sockets and all(url.startswith(f"wss://127.0.0.1:{stack.https_port}/ws/") for url in sockets), sockets
+    assert sockets and all(url.startswith(f"wss://{PUBLIC_HOST}:{stack.https_port}/ws/") for url in sockets), sockets
     assert media and all(status == 200 for _, status in media), media
     assert all(url.startswith(f"{stack.origin}/{BUCKET}/") and "X-Amz-Signature=" in url for url, _ in media), media
     return Run.objects.get(pk=run_id)

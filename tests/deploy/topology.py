@@ -2,11 +2,13 @@
 
 nginx (Debian's, unprivileged, high ports) serves deploy/nginx.conf filled in by
 deploy/render_nginx_conf.py, with a certificate made by deploy/tls_cert.py; daphne and the workers
-run the commands docker-compose.yml gives the `web`, `worker-gpu` and `worker-cpu` services, under
+run the commands docker-compose.yml gives the `web`, `worker-gpu`, `worker-cpu` and `worker-webhooks` services, under
 `diffplatform.settings.production`, after the `migrate` service's deploy/release.sh. The S3 store
 is moto_server; the database and Redis are the test session's (PostgreSQL when DATABASE_URL names
 one, as in CI). Each worker is a machine of its own: its own var folder and TMPDIR, nothing shared
-but the services.
+but the services. The stack answers to a real, non-loopback host name, `PUBLIC_HOST`, as in
+production (ALLOWED_HOSTS holds only it): `map_public_host` resolves it to loopback in this
+process, Chromium is told the same (tests/conftest.py).
 """
 
 import contextlib
@@ -15,6 +17,7 @@ import re
 import secrets
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -28,19 +31,31 @@ ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
 INTERPOLATION = re.compile(r"\$\{([A-Z0-9_]+)(?::-([^}]*))?\}")
 BUCKET = "diffplatform-media"
+PUBLIC_HOST = "diff.example.test"
+
+
+def map_public_host(monkeypatch) -> None:
+    """Resolve PUBLIC_HOST to loopback in this process (an /etc/hosts entry, as `curl --resolve` does)."""
+    real = socket.getaddrinfo
+
+    def getaddrinfo(host, *args, **kwargs):
+        return real("127.0.0.1" if host == PUBLIC_HOST else host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
 
 
 def nginx_binary() -> str | None:
     return shutil.which("nginx") or next((p for p in ("/usr/sbin/nginx",) if os.access(p, os.X_OK)), None)
 
 
+def fill(word: str, env: dict) -> str:
+    """`${VAR:-default}` filled as compose does."""
+    return INTERPOLATION.sub(lambda m: env.get(m.group(1)) or (m.group(2) or ""), word)
+
+
 def compose_command(service: str, env: dict) -> list[str]:
-    """The service's command from docker-compose.yml, `${VAR:-default}` filled as compose does."""
-
-    def fill(word: str) -> str:
-        return INTERPOLATION.sub(lambda m: env.get(m.group(1)) or (m.group(2) or ""), word)
-
-    command = [fill(str(word)) for word in COMPOSE["services"][service]["command"]]
+    """The service's command from docker-compose.yml, filled as compose does."""
+    command = [fill(str(word), env) for word in COMPOSE["services"][service]["command"]]
     if command[0] in ("celery", "daphne"):  # the image's console scripts, from this virtualenv
         command = [sys.executable, "-m", command[0], *command[1:]]
     return command
@@ -48,7 +63,7 @@ def compose_command(service: str, env: dict) -> list[str]:
 
 def nginx_values(service_env_overrides: dict) -> dict:
     """The nginx service's template values from docker-compose.yml, with the test's overrides."""
-    values = {k: str(v) for k, v in COMPOSE["services"]["nginx"]["environment"].items()}
+    values = {k: fill(str(v), {}) for k, v in COMPOSE["services"]["nginx"]["environment"].items()}
     return {**values, **service_env_overrides}
 
 
@@ -57,7 +72,7 @@ class Topology:
         self.tmp = tmp
         self.processes: list[ManagedProcess] = []
         self.http_port, self.https_port, self.web_port, s3_port = (free_port() for _ in range(4))
-        self.origin = f"https://127.0.0.1:{self.https_port}"
+        self.origin = f"https://{PUBLIC_HOST}:{self.https_port}"
         self.s3_endpoint = f"http://127.0.0.1:{s3_port}"
         self.cert_dir = tmp / "certs"
         self.static_volume = tmp / "static-volume"
@@ -67,7 +82,11 @@ class Topology:
             "PATH": f"{venv_bin}:{base_env.get('PATH', '')}",
             "DJANGO_SETTINGS_MODULE": "diffplatform.settings.production",
             "SECRET_KEY": secrets.token_urlsafe(64),
-            "ALLOWED_HOSTS": "127.0.0.1,localhost",
+            # What docker-compose.yml gives every app service for this PUBLIC_HOST.
+            **{
+                name: fill(str(COMPOSE["x-app-env"][name]), {"PUBLIC_HOST": PUBLIC_HOST})
+                for name in ("ALLOWED_HOSTS", "TRUSTED_PROXY_COUNT")
+            },
             "CSRF_TRUSTED_ORIGINS": self.origin,
             "AWS_STORAGE_BUCKET_NAME": BUCKET,
             "AWS_S3_ENDPOINT_URL": self.s3_endpoint,
@@ -76,7 +95,7 @@ class Topology:
             "AWS_SECRET_ACCESS_KEY": "test",
             "STATIC_ROOT": str(tmp / "collected-static"),
             "DIFFPLATFORM_VAR_DIR": str(tmp / "web-var"),
-            "HEALTH_WORKER_QUEUES": "cpu,gpu",
+            "HEALTH_WORKER_QUEUES": "cpu,gpu,webhooks",
             "HEALTH_CACHE_S": "0",
             # Scaled down from 4 h so that a task abandoned by a killed worker comes back in seconds;
             # production refuses a visibility timeout not above the time limit, and so it does here.
@@ -86,6 +105,7 @@ class Topology:
             # A GPU worker runs (the gpu profile), so the cpu worker takes `cpu` only, as README says.
             "CPU_WORKER_QUEUES": "cpu",
             "CPU_WORKER_CONCURRENCY": "1",
+            "WEBHOOK_WORKER_CONCURRENCY": "1",
         }
         for key in ("MEDIA_ROOT", "EMBEDDED_REDIS_DB"):
             self.env.pop(key, None)
@@ -94,7 +114,10 @@ class Topology:
     def start_s3(self):
         binary = shutil.which("moto_server") or str(Path(sys.executable).parent / "moto_server")
         port = self.s3_endpoint.rsplit(":", 1)[1]
-        self._start("s3", [binary, "-H", "127.0.0.1", "-p", port], self.env)
+        # Path-style only, as MinIO without MINIO_DOMAIN: moto would read the bucket from PUBLIC_HOST's first label.
+        self._start(
+            "s3", [binary, "-H", "127.0.0.1", "-p", port], {**self.env, "S3_IGNORE_SUBDOMAIN_BUCKETNAME": "true"}
+        )
 
     def build_static(self):
         """The Dockerfile's collectstatic step, under production settings."""
@@ -108,7 +131,7 @@ class Topology:
 
     def make_certificate(self):
         """The `tls-cert` service: a self-signed certificate on first start."""
-        command = compose_command("tls-cert", {"PUBLIC_HOST": "127.0.0.1"})
+        command = compose_command("tls-cert", {"PUBLIC_HOST": PUBLIC_HOST})
         command[command.index("/srv/certs")] = str(self.cert_dir)
         self._run([sys.executable if w == "python" else w for w in command], self.env)
 
@@ -132,6 +155,15 @@ class Topology:
         worker = self._start(machine, command, env)
         worker.ready_line = f"{command[command.index('-n') + 1]} ready."
         return worker
+
+    def web_health_check_passes(self) -> bool:
+        """The `web` service's own health check (what nginx waits for), run against this daphne."""
+        test = [
+            fill(str(word), {"PUBLIC_HOST": PUBLIC_HOST}) for word in COMPOSE["services"]["web"]["healthcheck"]["test"]
+        ]
+        assert test[0] == "CMD", test
+        command = [w.replace("http://localhost:8000/", f"http://127.0.0.1:{self.web_port}/") for w in test[1:]]
+        return subprocess.run(command, capture_output=True, timeout=30).returncode == 0
 
     def wait_ready(self, *workers):
         for worker in workers:

@@ -256,15 +256,32 @@ def test_every_long_running_service_has_a_health_check():
     assert "http://localhost:8000/healthz/" in SERVICES["web"]["healthcheck"]["test"]
 
 
+# --- issue 26: "the web health check sends Host: localhost:8000 while ALLOWED_HOSTS holds only PUBLIC_HOST" ---
+@pytest.mark.parametrize("public_host", [None, "diff.example.org"])
+def test_the_web_health_check_sends_a_host_that_allowed_hosts_holds(public_host):
+    env = {"PUBLIC_HOST": public_host} if public_host else {}
+    allowed = interpolate(COMPOSE["x-app-env"]["ALLOWED_HOSTS"], **env).split(",")
+    test = [interpolate(word, **env) for word in SERVICES["web"]["healthcheck"]["test"]]
+    host = test[test.index("-H") + 1]
+    assert host == f"Host: {allowed[0]}" and allowed == [public_host or "localhost"]
+
+
+def test_behind_nginx_one_proxy_is_trusted_and_webhooks_have_a_worker_of_their_own():
+    assert COMPOSE["x-app-env"]["TRUSTED_PROXY_COUNT"] == "1"
+    command = SERVICES["worker-webhooks"]["command"]
+    assert command[command.index("-Q") + 1] == "webhooks" and "webhooks" not in SERVICES["worker-cpu"]["command"]
+    assert SERVICES["worker-webhooks"]["environment"]["WORKER_NAME"] == "webhooks"
+
+
 def test_the_nginx_template_is_filled_from_the_compose_file_and_valid(tmp_path):
     sys.path.insert(0, str(ROOT / "deploy"))
     try:
-        from render_nginx_conf import placeholders, render
+        from render_nginx_conf import DERIVED, placeholders, render
         from tls_cert import ensure_certificate
     finally:
         sys.path.remove(str(ROOT / "deploy"))
     values = {k: interpolate(v) for k, v in SERVICES["nginx"]["environment"].items()}
-    assert placeholders(NGINX) <= set(values), placeholders(NGINX) - set(values)
+    assert placeholders(NGINX) - set(DERIVED) <= set(values), placeholders(NGINX) - set(values)
     assert "./deploy/nginx.conf:/etc/nginx/templates/default.conf.template:ro" in SERVICES["nginx"]["volumes"]
     nginx = shutil.which("nginx") or ("/usr/sbin/nginx" if os.access("/usr/sbin/nginx", os.X_OK) else None)
     if nginx is None:

@@ -91,7 +91,7 @@ def embedded_server(tmp_path: Path):
                              capture_output=True, text=True, timeout=120).stdout  # fmt: skip
         token = out.split("TOKEN=", 1)[1].split()[0]
         worker = ManagedProcess(
-            [sys.executable, "-m", "celery", "-A", "diffplatform", "worker", "-Q", "cpu,gpu", "-c", "1", "-P", "solo",
+            [sys.executable, "-m", "celery", "-A", "diffplatform", "worker", "-Q", "cpu,gpu,webhooks", "-c", "1", "-P", "solo",
              "-n", "fuzz@localhost", "--without-gossip", "--without-mingle", "-l", "INFO"],
             env, tmp_path / "worker.log",
         ).start()  # fmt: skip

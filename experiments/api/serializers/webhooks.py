@@ -11,10 +11,14 @@ class WebhookDeliveryOutput(serializers.Serializer):
     run = serializers.IntegerField(source="run_id", allow_null=True)
     url = serializers.CharField()
     event = serializers.CharField()
-    state = serializers.CharField(help_text="pending, delivered or failed")
+    state = serializers.CharField(
+        help_text="pending (an attempt is queued), delivered, refused (not a public address) or failed (after `attempts`)"
+    )
     attempts = serializers.IntegerField()
-    last_status = serializers.IntegerField(allow_null=True, help_text="the receiver's last HTTP status")
-    last_error = serializers.CharField()
+    last_error = serializers.CharField(
+        help_text='"refused: not a public address", "failed after N attempts" or "attempt N of M failed; retrying"; '
+        "never the receiver's answer or a network error"
+    )
     next_attempt_at = serializers.DateTimeField(allow_null=True)
     created_at = serializers.DateTimeField()
     delivered_at = serializers.DateTimeField(allow_null=True)

@@ -3,7 +3,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("experiments", "0008_webhooks"),
+        ("experiments", "0009_heartbeats_task_leases"),
     ]
 
     operations = [
