@@ -6,7 +6,8 @@ on the run; this module only reads it. `pooled_*` columns come from one confusio
 pairs, `mean_*` columns average each pair's own value over the pairs whose label has change (with a
 95% bootstrap interval where one was computed); `false_alarm_rate` and `no_change_fp_area` describe
 the pairs without change. Rows are ranked by pooled F1 (then median latency) unless a `LeaderboardState` sorts
-them otherwise; deltas compare each detector with the chosen baseline.
+them otherwise; pooled IoU/F1 carry pair-level bootstrap intervals and each row its rank group
+(`experiments.reporting.ranking`); deltas compare each detector with the chosen baseline.
 """
 
 from dataclasses import dataclass, replace
