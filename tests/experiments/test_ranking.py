@@ -75,6 +75,17 @@ def test_another_threshold_recomputes_the_intervals_and_groups(run, user):
     assert other["leaderboard"]["ranking"]["order"] == [r["detector"] for r in other["rows"]]
 
 
+def test_the_threshold_slider_gets_the_rank_groups_and_intervals_at_its_threshold(run, user, client):
+    client.force_login(user)
+    slider = client.get(f"/runs/{run.pk}/threshold.json?threshold=0.75").json()
+    api = token_client(user).get(f"/api/v1/runs/{run.pk}/leaderboard/?threshold=0.75").json()
+    fields = ("rank", "rank_group", "pooled_f1_ci_low", "pooled_f1_ci_high")
+    slider_rows = {r["detector"]: [r[f] for f in fields] for r in slider["rows"]}
+    assert slider_rows == {r["detector"]: [r[f] for f in fields] for r in api["rows"]}
+    page = client.get(f"/runs/{run.pk}/").content.decode()
+    assert page.count("data-rank>") == len(slider_rows)  # the slider's script updates these in place
+
+
 def test_page_compare_benchmarks_and_report_show_the_groups(run, user, client):
     client.force_login(user)
     stored = {r["detector"]: r for r in run.leaderboard["detectors"]}
