@@ -368,16 +368,16 @@ def _interval(record: dict, key: str) -> str:
 def leaderboard_text(run: Run) -> str:
     """The command line's table: the same rows and column names, a few columns wide."""
     records = leaderboard_records(run)
-    header = f"{'group':<6}{'detector':<24}" + "".join(f"{key:>16}" for key in TEXT_COLUMNS)
+    header = f"{'detector':<24}{'group':>6}" + "".join(f"{key:>16}" for key in TEXT_COLUMNS)
     header += "  pooled_f1 95% CI   mean_iou 95% CI    weights"
     lines = [header, "-" * len(header)]
     for r in records:
         if r["failed"]:
-            lines.append(f"{'':<6}{r['detector']:<24}  failed: {r['failed']}")
+            lines.append(f"{r['detector']:<24}  failed: {r['failed']}")
             continue
         cells = "".join(f"{_text(r[key], BY_KEY[key].digits):>16}" for key in TEXT_COLUMNS)
         intervals = f"{_interval(r, 'pooled_f1'):<19}{_interval(r, 'mean_iou'):<19}"
-        lines.append(f"{r['rank_group'] or '':<6}{r['detector']:<24}{cells}  {intervals}{r['weights'] or ''}")
+        lines.append(f"{r['detector']:<24}{r['rank_group'] or '':>6}{cells}  {intervals}{r['weights'] or ''}")
     leaderboard = run.leaderboard or {}
     if not leaderboard.get("labelled"):
         lines.append("No labels: IoU/F1 are not defined; see agreement between detectors:")
