@@ -120,3 +120,13 @@ def test_an_unlabelled_run_has_no_ranking(user, no_queue, make_pair_bytes):
     run = finished(user, make_dataset(user, pairs=pairs))
     assert run.leaderboard["ranking"] is None
     assert all(r.get("rank_group") is None and "pooled_f1" not in r["ci"] for r in run.leaderboard["detectors"])
+
+
+def test_the_number_of_resamples_is_a_setting_with_a_floor(user, no_queue, settings):
+    from tests.diffplatform.test_celery_settings import local_settings
+
+    settings.RANKING_BOOTSTRAP_RESAMPLES = 1200
+    run = finished(user, make_dataset(user, pairs=noisy_pairs(count=5, seed=1)))
+    assert run.leaderboard["ranking"]["resamples"] == 1200
+    refused = local_settings(RANKING_BOOTSTRAP_RESAMPLES="500")
+    assert refused.returncode != 0 and "RANKING_BOOTSTRAP_RESAMPLES must be 1000 or more, got 500" in refused.stderr
