@@ -246,6 +246,12 @@ if not 0 < TASK_HEARTBEAT_S * 2 < TASK_HEARTBEAT_TIMEOUT_S or TASK_STALE_CHECK_I
     )
 CELERY_RESULT_EXPIRES = 24 * 3600
 
+# --- Leaderboard: resamples of the pair-level bootstrap of pooled F1/IoU and of the paired tests that
+# give rank groups (experiments.reporting.ranking); fewer leave the 2.5% tails to a handful of values.
+RANKING_BOOTSTRAP_RESAMPLES = positive_int("RANKING_BOOTSTRAP_RESAMPLES", 2000)
+if RANKING_BOOTSTRAP_RESAMPLES < 1000:
+    raise ImproperlyConfigured(f"RANKING_BOOTSTRAP_RESAMPLES must be 1000 or more, got {RANKING_BOOTSTRAP_RESAMPLES}")
+
 # --- Health (`/healthz/`, diffplatform/health.py): database, Redis, broker, live workers per queue.
 HEALTH_WORKER_QUEUES = env.list("HEALTH_WORKER_QUEUES", default=["cpu", "gpu", "webhooks"])
 HEALTH_CHECK_TIMEOUT_S = env.float("HEALTH_CHECK_TIMEOUT_S", default=1.0)

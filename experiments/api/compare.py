@@ -55,7 +55,16 @@ class CompareOutput(serializers.Serializer):
 class BenchmarkCellOutput(serializers.Serializer):
     run = serializers.IntegerField()
     f1 = serializers.FloatField(allow_null=True, help_text="pooled F1")
+    f1_ci = serializers.ListField(
+        child=serializers.FloatField(), allow_null=True, help_text="pooled F1's 95% pair-level bootstrap interval"
+    )
     iou = serializers.FloatField(allow_null=True, help_text="pooled IoU")
+    iou_ci = serializers.ListField(
+        child=serializers.FloatField(), allow_null=True, help_text="pooled IoU's 95% pair-level bootstrap interval"
+    )
+    rank_group = serializers.CharField(
+        allow_null=True, help_text="the ranks the detector could hold in that run (e.g. '1-2'); see docs/engine.md"
+    )
     weights = serializers.CharField(allow_blank=True)
     created_at = serializers.DateTimeField()
 

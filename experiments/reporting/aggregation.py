@@ -14,6 +14,7 @@ import numpy as np
 
 from experiments.models import Run
 from experiments.reporting.contamination import trained_pairs_scored
+from experiments.reporting.ranking import with_ranking
 from experiments.runs import result_pictures
 from inference.numbers import finite_or_none
 from inference.statistics import bootstrap_ci, compare_with_baseline, mask_iou
@@ -266,6 +267,7 @@ def build_leaderboard(run: Run, failed: dict[str, str] | None = None) -> dict:
         row = tables.row(name)
         row["trained_on_pairs"] = trained_on.get(name)
         rows.append(row)
+    rows, ranking = with_ranking(rows, tables.by_detector, seed=seed)
     labelled = any("tp" in r.metrics for r in results)
     result_pictures.forget_consensus_maps(run.pk)  # drawn again from the detectors that finished now
     by_detector = tables.by_detector
@@ -275,6 +277,7 @@ def build_leaderboard(run: Run, failed: dict[str, str] | None = None) -> dict:
         "labelled": labelled,
         "detectors": rows,
         "categories": tables.categories,
+        "ranking": ranking,
         "agreement": agreement,
         "agreement_by_pair": agreement_by_pair,
     }

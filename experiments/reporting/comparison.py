@@ -123,7 +123,8 @@ def compare_runs(runs: list[Run], *, baseline_id: int | None = None, detector: s
 def page_columns() -> list[dict]:
     """The leaderboard's on-page columns (the same set and labels as a run's page)."""
     return [
-        {"key": c.key, "label": c.label, "digits": c.digits, "higher_is_better": c.higher_is_better}
+        {"key": c.key, "label": c.label, "digits": c.digits, "higher_is_better": c.higher_is_better,
+         "ci_low": f"{c.key}_ci_low" if c.ci else "", "ci_high": f"{c.key}_ci_high" if c.ci else ""}
         for c in leaderboard.COLUMNS
         if c.on_page
-    ]
+    ]  # fmt: skip

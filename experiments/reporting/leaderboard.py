@@ -6,7 +6,8 @@ on the run; this module only reads it. `pooled_*` columns come from one confusio
 pairs, `mean_*` columns average each pair's own value over the pairs whose label has change (with a
 95% bootstrap interval where one was computed); `false_alarm_rate` and `no_change_fp_area` describe
 the pairs without change. Rows are ranked by pooled F1 (then median latency) unless a `LeaderboardState` sorts
-them otherwise; deltas compare each detector with the chosen baseline.
+them otherwise; pooled IoU/F1 carry pair-level bootstrap intervals and each row its rank group
+(`experiments.reporting.ranking`); deltas compare each detector with the chosen baseline.
 """
 
 from dataclasses import dataclass, replace
@@ -14,6 +15,7 @@ from urllib.parse import urlencode
 
 from experiments.models import Run
 from experiments.plans.record import made_elsewhere
+from experiments.reporting.ranking import rank_key
 from experiments.reporting.results import csv_text
 from experiments.runs import selectors
 from inference.numbers import finite_or_none
@@ -39,8 +41,9 @@ class Column:
 
 
 COLUMNS = (
-    Column("pooled_iou", "IoU (pooled)", ("pooled", "iou"), True, on_page=True, delta=True),
-    Column("pooled_f1", "F1 (pooled)", ("pooled", "f1"), True, on_page=True, delta=True),
+    # pooled IoU/F1 intervals: pair-level bootstrap (experiments.reporting.ranking)
+    Column("pooled_iou", "IoU (pooled)", ("pooled", "iou"), True, ci="pooled_iou", on_page=True, delta=True),
+    Column("pooled_f1", "F1 (pooled)", ("pooled", "f1"), True, ci="pooled_f1", on_page=True, delta=True),
     Column("pooled_precision", "Precision (pooled)", ("pooled", "precision"), True, on_page=True),
     Column("pooled_recall", "Recall (pooled)", ("pooled", "recall"), True, on_page=True),
     Column("pooled_oa", "Overall accuracy (pooled)", ("pooled", "oa"), True),
@@ -92,7 +95,8 @@ BY_KEY = {c.key: c for c in COLUMNS}
 NOT_MEASURED = "not measured here"
 UNMEASURED_COLUMNS = ("latency_ms_p50", "latency_ms_p95", "throughput_pairs_per_s", "throughput_batch_size",
                       "peak_memory_mb")  # fmt: skip
-IDENTITY_FIELDS = ("rank", "detector", "family", "weights", "n_pairs", "n_changed_pairs", "n_no_change_pairs")
+IDENTITY_FIELDS = ("rank", "rank_group", "detector", "family", "weights", "n_pairs", "n_changed_pairs",
+                   "n_no_change_pairs")  # fmt: skip
 TRAILING_FIELDS = (
     "input_size", "input_size_source", "precision", "memory_kind", "memory_device", "from_cache",
     "trained_on_pairs", "is_baseline", "failed",
@@ -159,12 +163,6 @@ def _delta(value, base, higher_is_better: bool) -> dict | None:
     return {"value": diff, "verdict": "better" if (diff > 0) == higher_is_better else "worse"}
 
 
-def _rank_key(row: dict):
-    """Best first: pooled F1 when labelled, else latency (no ground truth to rank by)."""
-    f1, latency = _dig(row, ("pooled", "f1")), _dig(row, ("latency_ms_p50",))
-    return (f1 is None, -(f1 or 0.0), latency if latency is not None else float("inf"), row["detector"])
-
-
 def _paired_to_baseline(run: Run, baseline: str, seed: int) -> dict[str, dict]:
     """Paired IoU comparison of each detector against `baseline` on the pairs whose label has change
     (stored when it is the run's own)."""
@@ -183,7 +181,7 @@ def leaderboard_table(run: Run, state: LeaderboardState | None = None) -> dict:
     stored = leaderboard.get("detectors", [])
     # A detector that failed in a partial run: a row with its reason, no figures, after the ranked ones.
     failed_rows = [r for r in stored if r.get("failed")]
-    source_rows = sorted((r for r in stored if not r.get("failed")), key=_rank_key)
+    source_rows = sorted((r for r in stored if not r.get("failed")), key=rank_key)
     colours = detector_colours(run.experiment.detectors)
     base_row = next((r for r in source_rows if r["detector"] == state.baseline), {})
     comparisons = _paired_to_baseline(run, state.baseline, run.experiment.seed) if source_rows else {}
@@ -201,6 +199,8 @@ def leaderboard_table(run: Run, state: LeaderboardState | None = None) -> dict:
         rows.append(
             {
                 "rank": rank,
+                "rank_group": source.get("rank_group"),
+                "rank_tied_with": source.get("rank_tied_with") or [],
                 "detector": source["detector"],
                 "colour": colours.get(source["detector"], OKABE_ITO[-1]),
                 "family": source.get("family"),
@@ -237,6 +237,7 @@ def leaderboard_table(run: Run, state: LeaderboardState | None = None) -> dict:
         "rows": rows,
         "columns": columns,
         "labelled": leaderboard.get("labelled", False),
+        "ranking": leaderboard.get("ranking"),
         "min_false_alarm_area": next(
             ((r.get("no_change") or {}).get("min_false_alarm_area") for r in source_rows if r.get("no_change")), None
         ),
@@ -250,7 +251,7 @@ def _failed_row(source: dict, state: LeaderboardState, colours: dict) -> dict:
     """The table row of a detector that failed: its name and reason, every figure empty."""
     name = source["detector"]
     row = dict.fromkeys((
-        "rank", "family", "n_pairs", "n_changed_pairs", "n_no_change_pairs", "memory_kind", "memory_device",
+        "rank", "rank_group", "family", "n_pairs", "n_changed_pairs", "n_no_change_pairs", "memory_kind", "memory_device",
         "n_timed", "input_size", "input_size_source", "precision", "trained_on_pairs", "worker", "members",
         "flops", "comparison",
     ))  # fmt: skip
@@ -262,6 +263,7 @@ def _failed_row(source: dict, state: LeaderboardState, colours: dict) -> dict:
         "weights_sha256": "",
         "from_cache": 0,
         "memory_label": "",
+        "rank_tied_with": [],
         "cells": cells,
         "is_baseline": name == state.baseline,
         "failed": source["failed"],
@@ -358,18 +360,24 @@ def _text(value, digits: int) -> str:
     return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
 
 
+def _interval(record: dict, key: str) -> str:
+    low, high = record[f"{key}_ci_low"], record[f"{key}_ci_high"]
+    return f"[{low:.3f}, {high:.3f}]" if low is not None and high is not None else ""
+
+
 def leaderboard_text(run: Run) -> str:
     """The command line's table: the same rows and column names, a few columns wide."""
     records = leaderboard_records(run)
-    header = f"{'detector':<24}" + "".join(f"{key:>16}" for key in TEXT_COLUMNS) + "  mean_iou 95% CI    weights"
+    header = f"{'detector':<24}{'group':>6}" + "".join(f"{key:>16}" for key in TEXT_COLUMNS)
+    header += "  pooled_f1 95% CI   mean_iou 95% CI    weights"
     lines = [header, "-" * len(header)]
     for r in records:
         if r["failed"]:
             lines.append(f"{r['detector']:<24}  failed: {r['failed']}")
             continue
-        ci = f"[{r['mean_iou_ci_low']:.3f}, {r['mean_iou_ci_high']:.3f}]" if r["mean_iou_ci_low"] is not None else ""
         cells = "".join(f"{_text(r[key], BY_KEY[key].digits):>16}" for key in TEXT_COLUMNS)
-        lines.append(f"{r['detector']:<24}{cells}  {ci:<18}{r['weights'] or ''}")
+        intervals = f"{_interval(r, 'pooled_f1'):<19}{_interval(r, 'mean_iou'):<19}"
+        lines.append(f"{r['detector']:<24}{r['rank_group'] or '':>6}{cells}  {intervals}{r['weights'] or ''}")
     leaderboard = run.leaderboard or {}
     if not leaderboard.get("labelled"):
         lines.append("No labels: IoU/F1 are not defined; see agreement between detectors:")

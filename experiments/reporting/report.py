@@ -23,6 +23,7 @@ FORMATS = {"md": "text/markdown; charset=utf-8", "tex": "application/x-tex; char
            "html": "text/html; charset=utf-8"}  # fmt: skip
 COLUMNS = (
     ("detector", "Model"),
+    ("rank_group", "Rank group"),
     ("iou", "IoU (pooled)"),
     ("f1", "F1 (pooled)"),
     ("mean_iou", "IoU (per-pair mean, 95% CI)"),
@@ -50,20 +51,21 @@ def _with_ci(value, ci, digits=3) -> str:
 
 
 def table_rows(run: Run) -> list[dict]:
-    """The thesis's rows (`thesis_table.thesis_records`) with pooled F1 and the per-pair means with their
-    95% bootstrap intervals, as text cells in the leaderboard's order."""
-    cells_by_detector = {row["detector"]: row["cells"] for row in leaderboard_table(run)["rows"]}
+    """The thesis's rows (`thesis_table.thesis_records`) with pooled F1, the pooled figures' and the per-pair
+    means' 95% bootstrap intervals and the rank groups, as text cells in the leaderboard's order."""
+    table_rows_by_detector = {row["detector"]: row for row in leaderboard_table(run)["rows"]}
     rows = []
     for record in thesis_records(run):
-        cells = cells_by_detector[record["detector"]]
+        cells = table_rows_by_detector[record["detector"]]["cells"]
         if record["failed"]:
             rows.append({"detector": record["detector"], "failed": record["failed"]})
             continue
         measured = record["measured_here"]
         rows.append({
             "detector": record["detector"],
-            "iou": _num(record["iou"]),
-            "f1": _num(cells["pooled_f1"]["value"]),
+            "rank_group": table_rows_by_detector[record["detector"]]["rank_group"] or "—",
+            "iou": _with_ci(record["iou"], cells["pooled_iou"]["ci"]),
+            "f1": _with_ci(cells["pooled_f1"]["value"], cells["pooled_f1"]["ci"]),
             "mean_iou": _with_ci(cells["mean_iou"]["value"], cells["mean_iou"]["ci"]),
             "mean_f1": _with_ci(cells["mean_f1"]["value"], cells["mean_f1"]["ci"]),
             "time_ms": _num(record["time_ms"], 1) if measured else NOT_MEASURED,
@@ -84,8 +86,10 @@ def _threshold_line(run: Run) -> str:
 def _caption(run: Run) -> str:
     experiment = run.experiment
     return (f"Run {run.pk} of experiment \u201c{experiment.name}\u201d on dataset \u201c{experiment.dataset.name}\u201d, "
-            f"{_threshold_line(run)}. Pooled: one confusion matrix over all scored pairs; per-pair means over the "
-            "pairs whose label has change, with 95% bootstrap intervals.")  # fmt: skip
+            f"{_threshold_line(run)}. Pooled: one confusion matrix over all scored pairs, with 95% pair-level "
+            "bootstrap intervals; per-pair means over the pairs whose label has change, with 95% bootstrap "
+            "intervals. Rank group: the ranks a detector could hold, from Holm-adjusted paired bootstrap tests "
+            "of pooled F1.")  # fmt: skip
 
 
 def markdown(run: Run) -> str:

@@ -12,8 +12,8 @@ At the run's own threshold the stored leaderboard is returned unchanged.
 
 Recomputed per pair, then pooled and averaged exactly as `experiments.reporting.aggregation` does: the
 confusion (`tp fp fn tn`), IoU/F1/precision/recall/OA/kappa/mIoU/mF1, FP area, false alarms, the
-per-category tables, the paired IoU comparison with the run's baseline and the PR point (pooled
-precision and recall). Object-level scores need the masks themselves: they are left out
+per-category tables, the paired IoU comparison with the run's baseline, the pooled intervals and rank
+groups (`experiments.reporting.ranking`) and the PR point (pooled precision and recall). Object-level scores need the masks themselves: they are left out
 (`not_recomputed`), i.e. they exist at the run's threshold only. AUROC, AP and the oracle threshold
 do not depend on the threshold.
 """
@@ -80,6 +80,7 @@ def _rethresholded_results(run: Run, threshold: float) -> list:
 def recompute_leaderboard(run: Run, threshold: float) -> dict:
     """The stored leaderboard with every threshold-dependent figure recomputed at `threshold` (on the grid)."""
     from experiments.reporting.aggregation import detector_tables
+    from experiments.reporting.ranking import with_ranking
 
     stored = run.leaderboard or {}
     failed = {r["detector"] for r in stored.get("detectors", []) if r.get("failed")}
@@ -98,7 +99,8 @@ def recompute_leaderboard(run: Run, threshold: float) -> dict:
         row = tables.row(source["detector"])
         # what the histograms cannot change is kept as stored (measurements, training overlap)
         rows.append({**source, **{key: row[key] for key in RECOMPUTED_ROW_KEYS}})
-    return {**stored, "detectors": rows, "categories": tables.categories}
+    rows, ranking = with_ranking(rows, tables.by_detector, seed=run.experiment.seed)
+    return {**stored, "detectors": rows, "categories": tables.categories, "ranking": ranking}
 
 
 def threshold_record(run: Run, threshold: float, asked: float | None = None, rounded: bool = False) -> dict:

@@ -23,6 +23,11 @@
     for (const row of data.rows) {
       const tr = document.querySelector(`#leaderboard-table tr[data-detector="${CSS.escape(row.detector)}"]`);
       if (!tr) continue;
+      // rank and rank group at this threshold (the rows keep their places)
+      const rank = tr.querySelector("[data-rank]");
+      if (rank && row.rank !== null && row.rank !== undefined) rank.textContent = String(row.rank);
+      const group = tr.querySelector("[data-rank-group]");
+      if (group && row.rank_group) group.textContent = `group ${row.rank_group}`;
       for (const td of tr.querySelectorAll("td[data-key]")) {
         const column = columns.get(td.dataset.key);
         const value = td.querySelector("[data-value]");

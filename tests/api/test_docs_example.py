@@ -60,6 +60,8 @@ def test_the_documented_leaderboard_check_reproduces_the_figures(user, make_pair
     namespace = {"BASE_URL": daphne_server, "TOKEN": Token.objects.create(user=user).key, "RUN_ID": run.pk}
     exec(compile(code, str(ENGINE_DOC), "exec"), namespace)
     checked = namespace["checked"]
-    assert len(checked) == 7  # pooled IoU, F1, mean IoU for two detectors and one paired test
+    # pooled IoU, F1, mean IoU and the pooled F1 interval's ends for two detectors, the bootstrap test
+    # between them and one Wilcoxon test against the baseline
+    assert len(checked) == 12
     for figure, (ours, theirs) in checked.items():
         assert ours == pytest.approx(theirs, abs=1e-6), figure

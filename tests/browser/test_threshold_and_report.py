@@ -54,6 +54,12 @@ def test_the_slider_recomputes_pooled_f1_and_the_report_opens_offline(
         ],
     )
     assert pooled_f1_text(page, "absdiff") == f"{expected_f1:.3f}"
+    # the pooled interval and the rank group follow the slider too
+    expected_row = next(r for r in expected["detectors"] if r["detector"] == "absdiff")
+    low, high = expected_row["ci"]["pooled_f1"]
+    row = page.locator('#leaderboard-table tr[data-detector="absdiff"]')
+    assert row.locator('td[data-key="pooled_f1"] [data-ci]').inner_text() == f"[{low:.3f}, {high:.3f}]"
+    assert row.locator("[data-rank-group]").inner_text() == f"group {expected_row['rank_group']}"
     assert "recomputed from the stored per-pair score histograms" in page.locator("#threshold-note").inner_text()
     w.screenshot("20-threshold-slider")
 

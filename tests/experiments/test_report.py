@@ -56,7 +56,7 @@ def test_the_latex_table_escapes_names_and_has_the_thesis_columns(run):
     tex = report.latex(run)
     assert r"external:my\_maps" in tex and "my_maps" not in tex
     assert r"thesis\_run \#1" in tex and r"roads\_2024" in tex
-    assert "\\begin{tabular}{lrrrrrrl}" in tex and "\\toprule" in tex and "\\bottomrule" in tex
+    assert "\\begin{tabular}{lrrrrrrrl}" in tex and "\\toprule" in tex and "\\bottomrule" in tex
     header = next(line for line in tex.splitlines() if line.startswith("Model &"))
     assert [c.strip() for c in header.removesuffix("\\\\").split("&")] == [
         report.latex_escape(label) for _, label in report.COLUMNS

@@ -117,7 +117,10 @@ class LeaderboardOutput(serializers.Serializer):
     dataset = serializers.IntegerField()
     settings = serializers.DictField()
     rows = serializers.ListField(child=serializers.DictField(), help_text="one ranked row per detector")
-    leaderboard = serializers.DictField(help_text="the full stored leaderboard (pooled, per-pair means, CIs)")
+    leaderboard = serializers.DictField(
+        help_text="the full stored leaderboard (pooled, per-pair means, CIs; `ranking`: the paired bootstrap tests "
+        "behind the rank groups)"
+    )
 
 
 class ThesisRowOutput(serializers.Serializer):
