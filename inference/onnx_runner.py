@@ -140,8 +140,8 @@ class SandboxedOnnxDetector(OnnxDetector):
             self._stderr.close()
             self._stderr = None
 
-    def __del__(self):
-        with contextlib.suppress(Exception):
+    def __del__(self, suppress=contextlib.suppress):  # bound now: at interpreter exit the module may be gone
+        with suppress(Exception):
             self.close()
 
     # ----------------------------------------------------------------------- the child
