@@ -10,7 +10,6 @@ name (`inference.weights.cached_imagenet_file`)."""
 
 import experiments.plans.worker_side as worker
 from experiments.checkpoints import selectors
-from experiments.checkpoints.local_copies import local_checkpoint_path
 from experiments.errors import ServiceError
 from experiments.plans.record import AVAILABLE, Availability, DetectorPlan, WeightsPlan
 from inference.detectors.base import DEFAULT_INPUT_SIZE
@@ -75,7 +74,7 @@ def _weights(owner, spec, choice: str, *, on_worker: bool) -> tuple[WeightsPlan,
         )
         source = "own checkpoint" if own else "public checkpoint"
     if checkpoint is not None:
-        load = local_checkpoint_path(checkpoint) if on_worker else None
+        load = worker.checkpoint_weights(checkpoint) if on_worker else None
         return WeightsPlan(choice, source, checkpoint.provenance, load, checkpoint), AVAILABLE
     if cached_imagenet_file(spec.imagenet_files) is not None:
         return WeightsPlan(choice, "imagenet", "auto", "auto"), AVAILABLE
