@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import fcntl
 import json
 import os
 import select
@@ -42,6 +43,8 @@ from inference.sandbox import ALLOCATION_FAILURES, CHILD_ENVIRONMENT, ROOT, exit
 HEADER = struct.Struct("<I")
 MAX_HEADER_BYTES = 64 * 1024
 STDERR_TAIL_BYTES = 4000
+F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)  # Linux
+PIPE_BYTES = 1 << 20  # the default /proc/sys/fs/pipe-max-size
 _open: weakref.WeakSet = weakref.WeakSet()
 
 
@@ -160,6 +163,9 @@ class SandboxedOnnxDetector(OnnxDetector):
         except OSError as exc:
             self.close()
             raise OnnxModelFailed(f"the model's sandbox could not start: {exc}") from None
+        for pipe in (self.process.stdin, self.process.stdout):  # fewer, larger transfers: a map is megabytes
+            with contextlib.suppress(OSError):
+                fcntl.fcntl(pipe.fileno(), F_SETPIPE_SZ, PIPE_BYTES)
         request = {"path": self.model_file.path, "contract": asdict(self.model_file.contract),
                    "device": self.asked_device, "memory_mb": self.limits.memory_mb}  # fmt: skip
         where = "while onnxruntime creates its session"
