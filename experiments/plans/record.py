@@ -29,7 +29,8 @@ class WeightsPlan:
     ``ref``: the identity the result cache knows before loading (``none``, ``random``,
     ``checkpoint:<sha256>``, ``onnx:<sha256>``, ``external:<sha256>``; ``auto`` when only loading
     tells). ``load``: what the worker builds with (``create_detector(weights=...)``: ``"auto"``, None
-    for random, a local checkpoint path; an ONNX model's file; uploaded maps' source); None in a plan
+    for random, a local checkpoint path, an uploaded checkpoint's `WeightsSource`; an ONNX model's file;
+    uploaded maps' source); None in a plan
     made off the worker. ``checkpoint``: the platform checkpoint chosen, if any."""
 
     choice: str

@@ -21,7 +21,8 @@ TRAIN_COMMAND = "python manage.py train_detector {name} --dataset <name>"
 def registered_plan(owner, spec, *, choice: str, experiment=None, on_worker: bool = False) -> DetectorPlan:
     """The plan of registered detector `spec` for `owner` under weights `choice` (in `experiment`,
     when given: its input-size override and scaling). On the worker a chosen checkpoint is copied to
-    this machine (`weights.load` is its path, and its own input size is read) and a pinned checkpoint
+    this machine (`weights.load` is its path, or for an upload a `WeightsSource` of its safetensors copy:
+    `worker_side.checkpoint_weights`; its own input size is read) and a pinned checkpoint
     the owner cannot see is a `ServiceError`; elsewhere it is an unavailable plan saying so."""
     described = described_by(spec)
     weights, availability = _weights(owner, spec, choice, on_worker=on_worker)

@@ -146,3 +146,21 @@ def test_an_upload_stored_before_it_had_a_copy_gets_one_from_the_sandbox_on_firs
     checkpoint.refresh_from_db()
     assert checkpoint.tensors_key and storage.exists(checkpoint.tensors_key)
     assert {result.weights for result in Result.objects.filter(run=run)} == {checkpoint.provenance}
+
+
+def test_the_model_cache_keeps_one_child_per_model_and_ends_it_when_it_drops_the_model(
+    user, django_capture_on_commit_callbacks, monkeypatch
+):
+    with django_capture_on_commit_callbacks(execute=True):
+        model = model_services.model_upload(owner=user, data=pixel_hungry_onnx(1), name="small", **CONTRACT)
+    assert model_services.model_validate(model_id=model.pk).state == UploadedModel.State.READY
+    pairs = [(f"p{i}", png_bytes(rgb(32, i)), png_bytes(rgb(32, i + 5)), None) for i in range(3)]
+    experiment = run_services.experiment_create(
+        owner=user, dataset=make_dataset(user, pairs=pairs), name="e", detectors=["onnx:small"]
+    )
+    for _ in range(2):  # the second run reuses the loaded model: still one child
+        assert execute(run_services.run_start(experiment=experiment)).state == "succeeded"
+        assert len(runner_children()) == 1
+    monkeypatch.setattr(model_cache, "CAPACITY", 0)
+    model_cache._evict()  # dropped by the LRU: its child ends with it
+    assert runner_children() == []
