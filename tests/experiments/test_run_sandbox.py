@@ -164,3 +164,24 @@ def test_the_model_cache_keeps_one_child_per_model_and_ends_it_when_it_drops_the
     monkeypatch.setattr(model_cache, "CAPACITY", 0)
     model_cache._evict()  # dropped by the LRU: its child ends with it
     assert runner_children() == []
+
+
+def test_the_migration_takes_every_checkpoint_it_cannot_vouch_for_as_uploaded(user):
+    import importlib
+
+    from django.apps import apps
+
+    from experiments.models import TrainingJob
+
+    migration = importlib.import_module("experiments.migrations.0012_runsandbox_checkpoint_tensors")
+    rows = {
+        name: ModelCheckpoint.objects.create(owner=owner, detector=UNET, file_key=name, sha256=name, is_public=public)
+        for name, owner, public in (("public", None, True), ("trained", user, False), ("other", user, False))
+    }  # fmt: skip
+    dataset = make_dataset(user, pairs=[("p", png_bytes(rgb(8, 1)), png_bytes(rgb(8, 2)), None)])
+    TrainingJob.objects.create(owner=user, detector=UNET, dataset=dataset, checkpoint=rows["trained"])
+    # a user's meta can claim anything ("training_job" included): only the rows themselves count
+    ModelCheckpoint.objects.filter(pk=rows["other"].pk).update(config={"training_job": 1})
+    migration.origins(apps, None)
+    origins = dict(ModelCheckpoint.objects.values_list("sha256", "origin"))
+    assert origins == {"public": "shipped", "trained": "trained", "other": "uploaded"}
