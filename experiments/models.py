@@ -217,7 +217,17 @@ class Result(models.Model):
 
 
 class ModelCheckpoint(models.Model):
-    """Weights trained on the platform; `weights="auto"` picks the newest one per detector."""
+    """Weights for a learned detector; `weights="auto"` picks the newest one per detector.
+
+    ``origin`` says who wrote the file: our training (``trained``), the shipped demo weights
+    (``shipped``) or a user's upload (``uploaded``). An uploaded one is never `torch.load`ed by a worker
+    or the web server: runs load its ``tensors_key``, a safetensors copy written by the sandbox that
+    checked it (`inference.checkpoint_checks`)."""
+
+    class Origin(models.TextChoices):
+        TRAINED = "trained"
+        SHIPPED = "shipped"
+        UPLOADED = "uploaded"
 
     owner = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.CASCADE, related_name="checkpoints"
@@ -230,6 +240,9 @@ class ModelCheckpoint(models.Model):
     val_metrics = models.JSONField(default=dict, blank=True)
     config = models.JSONField(default=dict, blank=True)
     is_public = models.BooleanField(default=False, help_text="shipped demo weights visible to every user")
+    origin = models.CharField(max_length=10, choices=Origin.choices, default=Origin.UPLOADED)
+    tensors_key = models.CharField(max_length=500, blank=True, default="", help_text="safetensors copy (uploads)")
+    tensors_sha256 = models.CharField(max_length=64, blank=True, default="")
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

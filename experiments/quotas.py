@@ -2,7 +2,7 @@
 refusal (413) of an upload that would take more than the quota.
 
 Counted: the images of the user's datasets (A and B as stored, batch jobs' hidden datasets
-included), their prediction sets, uploaded ONNX models, checkpoints and staged uploads. Staff
+included), their prediction sets, uploaded ONNX models, checkpoints (with an upload's safetensors copy) and staged uploads. Staff
 are exempt while `QUOTA_EXEMPT_STAFF` is on. Run results are not counted: they are derived, and
 deleting the run frees them.
 """
@@ -37,6 +37,7 @@ def storage_used(user) -> int:
     predictions = PredictionSet.objects.filter(owner=user).aggregate(total=Sum("size_bytes"))["total"]
     return (pairs or 0) + (models or 0) + (predictions or 0) + _file_sizes(
         [*ModelCheckpoint.objects.filter(owner=user).values_list("file_key", flat=True),
+         *ModelCheckpoint.objects.filter(owner=user).exclude(tensors_key="").values_list("tensors_key", flat=True),
          *storage.list_all_keys(f"uploads/{user.pk}")]
     )  # fmt: skip
 

@@ -16,9 +16,9 @@ import json
 import struct
 
 from inference.sandbox import SandboxLimits, SandboxRefusal, report_stage, run_on_bytes
+from inference.weights import SAFETENSORS_MAX_HEADER
 
 MAX_MEMBERS = 65536  # a state dict has one member per tensor storage; far fewer in practice
-SAFETENSORS_MAX_HEADER = 100 * 1024 * 1024  # the format's own limit
 _END = b"PK\x05\x06"
 _END64_LOCATOR = b"PK\x06\x07"
 _END64 = b"PK\x06\x06"
@@ -153,11 +153,13 @@ def state_dict_problems(name: str, state_dict) -> list[str]:
     return state_dict_mismatches(expected, state_dict)
 
 
-def check_checkpoint_file(path: str) -> dict:
-    """The sandbox child's part: ``{"meta", "sha256", "detector", "problems"}``. `problems` lists
-    what does not fit the network `meta["detector"]` names (None when it names no known detector)."""
+def check_checkpoint_file(path: str, tensors_path: str | None = None) -> dict:
+    """The sandbox child's part: ``{"meta", "sha256", "problems"}``. `problems` lists what does not fit
+    the network `meta["detector"]` names (None when it names no known detector). With `tensors_path`, a
+    checkpoint that fits is also written there as safetensors (``tensors_sha256``): what runs load, so
+    no worker ever unpickles the uploaded file."""
     from inference.registry import UnknownDetectorError
-    from inference.weights import WeightsError, load_checkpoint
+    from inference.weights import WeightsError, load_checkpoint, save_checkpoint
 
     report_stage("while loading it with torch.load(weights_only=True)")
     try:
@@ -172,16 +174,35 @@ def check_checkpoint_file(path: str) -> dict:
             problems = state_dict_problems(detector, state_dict)
         except (UnknownDetectorError, KeyError):
             problems = None
-    return {"meta": meta, "sha256": sha256, "problems": problems}
+    checked = {"meta": meta, "sha256": sha256, "problems": problems}
+    if tensors_path and problems == []:
+        report_stage("while writing its tensors as safetensors")
+        checked["tensors_sha256"] = save_checkpoint(tensors_path, unshared(state_dict), meta)
+    return checked
 
 
-def check_checkpoint(data: bytes, suffix: str, *, memory_mb: int, seconds: float, max_total_bytes: int) -> dict:
+def unshared(state_dict: dict) -> dict:
+    """The tensors with each one owning its storage (safetensors refuses tensors that share memory,
+    as tied weights or views do): a tensor is copied only when it does not."""
+    seen, tensors = set(), {}
+    for key, tensor in state_dict.items():
+        storage = tensor.untyped_storage()
+        whole = tensor.is_contiguous() and tensor.nbytes == storage.nbytes()
+        tensors[key] = tensor if whole and storage.data_ptr() not in seen else tensor.clone()
+        seen.add(storage.data_ptr())
+    return tensors
+
+
+def check_checkpoint(data: bytes, suffix: str, *, memory_mb: int, seconds: float, max_total_bytes: int,
+                     tensors_path: str | None = None) -> dict:  # fmt: skip
     """`inspect_checkpoint_bytes` here, then `check_checkpoint_file` in a sandbox child limited to
-    `memory_mb` above its baseline and `seconds`; `CheckpointRefused` with the reason."""
+    `memory_mb` above its baseline and `seconds` (writing the safetensors copy to `tensors_path`, when
+    given); `CheckpointRefused` with the reason."""
     inspect_checkpoint_bytes(data, suffix, max_total_bytes=max_total_bytes)
     limits = SandboxLimits(memory_mb=memory_mb, seconds=seconds, preload=("torch", "inference.weights"))
+    arguments = {"tensors_path": tensors_path}
     try:
-        return run_on_bytes("inference.checkpoint_checks:check_checkpoint_file", data, {}, limits, suffix=suffix)
+        return run_on_bytes("inference.checkpoint_checks:check_checkpoint_file", data, arguments, limits, suffix=suffix)
     except SandboxRefusal as exc:
         raise CheckpointRefused(_refusal_reason(exc)) from None
 

@@ -97,7 +97,7 @@ def run_sandboxed(target: str, arguments: dict, limits: SandboxLimits) -> dict:
         except BrokenPipeError:
             messages, timed_out = [], False
         finally:
-            _kill_group(process)
+            kill_group(process)
         stderr.seek(max(0, stderr.seek(0, os.SEEK_END) - STDERR_TAIL_BYTES))
         tail = stderr.read().decode(errors="replace")
     return _outcome(messages, timed_out, process.returncode, tail, limits)
@@ -141,7 +141,7 @@ def _read_messages(process, limits: SandboxLimits) -> tuple[list[dict], bool]:
                     deadline = time.monotonic() + limits.seconds
 
 
-def _kill_group(process) -> None:
+def kill_group(process) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.killpg(process.pid, signal.SIGKILL)  # also whatever it started, and a child still running
     process.wait()
@@ -167,11 +167,11 @@ def _outcome(messages: list[dict], timed_out: bool, returncode: int, stderr: str
         # SIGKILL that the parent did not send: the kernel's out-of-memory killer
         message = f"needs more than {limits.memory_mb} MB of memory"
         raise SandboxRefusal("memory", message, stage=stage, limit=limits.memory_mb)
-    how = final.get("crashed") or _exit_reason(returncode)
+    how = final.get("crashed") or exit_reason(returncode)
     raise SandboxRefusal("crashed", f"crashed the process checking it ({how})", stage=stage)
 
 
-def _exit_reason(returncode: int) -> str:
+def exit_reason(returncode: int) -> str:
     if returncode < 0:
         try:
             return signal.Signals(-returncode).name
@@ -203,7 +203,11 @@ def address_space_bytes() -> int:
     raise RuntimeError("no VmSize in /proc/self/status")
 
 
-def _limit_self(memory_mb: int, seconds: float) -> int:
+def limit_self(memory_mb: int, seconds: float | None, *, address_space: bool = True) -> int:
+    """Limit this process (a sandbox child) to `memory_mb` of address space above what it has now and
+    `seconds` more of CPU time (None: no CPU limit, for a long-lived child whose parent keeps a deadline
+    per call); no core files. Returns the baseline in bytes. Without `address_space` (a CUDA child:
+    the driver maps far more address space than it uses) only the CPU and core limits are set."""
     import resource
 
     def lower(kind: int, soft: int, hard: int) -> None:  # never above a limit the process already has
@@ -213,12 +217,14 @@ def _limit_self(memory_mb: int, seconds: float) -> int:
         resource.setrlimit(kind, (soft, hard))
 
     lower(resource.RLIMIT_CORE, 0, 0)
-    used = resource.getrusage(resource.RUSAGE_SELF)
-    cpu = int(used.ru_utime + used.ru_stime + seconds) + 2
-    lower(resource.RLIMIT_CPU, cpu, cpu + 5)
+    if seconds is not None:
+        used = resource.getrusage(resource.RUSAGE_SELF)
+        cpu = int(used.ru_utime + used.ru_stime + seconds) + 2
+        lower(resource.RLIMIT_CPU, cpu, cpu + 5)
     baseline = address_space_bytes()
-    limit = baseline + memory_mb * 1024 * 1024
-    lower(resource.RLIMIT_AS, limit, limit)
+    if address_space:
+        limit = baseline + memory_mb * 1024 * 1024
+        lower(resource.RLIMIT_AS, limit, limit)
     return baseline
 
 
@@ -231,7 +237,7 @@ def child_main() -> None:
         importlib.import_module(name)
     module, _, function_name = request["target"].partition(":")
     function = getattr(importlib.import_module(module), function_name)
-    baseline = _limit_self(request["memory_mb"], request["seconds"])
+    baseline = limit_self(request["memory_mb"], request["seconds"])
     _send({"ready": True, "baseline_mb": baseline // 2**20})
     start = time.monotonic()
     try:

@@ -26,6 +26,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import math
 import os
 import tempfile
 from collections.abc import Callable, Iterable, Mapping
@@ -155,9 +156,13 @@ def resolve_weights(
 ) -> WeightsSource:
     """Decide where a learned detector's weights come from (see the module docstring).
 
-    ``weights`` is ``"auto"``, ``"imagenet"``, ``None``/``"random"`` or a checkpoint path.
-    ``backbone`` names the torchvision backbone whose ImageNet file may be used.
+    ``weights`` is ``"auto"``, ``"imagenet"``, ``None``/``"random"``, a checkpoint path, or a
+    `WeightsSource` already resolved (the platform's: an uploaded checkpoint's safetensors copy under
+    the provenance of the file its owner uploaded). ``backbone`` names the torchvision backbone whose
+    ImageNet file may be used.
     """
+    if isinstance(weights, WeightsSource):
+        return weights
     if weights is None or weights == "random":
         return RANDOM_WEIGHTS
     if weights == "imagenet":
@@ -309,11 +314,60 @@ def _safe_torch_load(path: Path):
         ) from error
 
 
+SAFETENSORS_MAX_HEADER = 100 * 1024 * 1024  # the format's own limit
+SAFETENSORS_ITEM_BYTES = {"BOOL": 1, "U8": 1, "I8": 1, "F8_E5M2": 1, "F8_E4M3": 1, "I16": 2, "U16": 2, "F16": 2,
+                          "BF16": 2, "I32": 4, "U32": 4, "F32": 4, "I64": 8, "U64": 8, "F64": 8}  # fmt: skip
+
+
+def check_safetensors_layout(path: Path) -> None:
+    """Refuse a safetensors file whose header does not account for it exactly: every tensor's declared
+    dtype and shape fill its byte range, the ranges follow each other from 0, and the last ends at the
+    end of the file. Reading it then allocates nothing the file does not hold."""
+    size = path.stat().st_size
+    with open(path, "rb") as handle:
+        prefix = handle.read(8)
+        length = int.from_bytes(prefix, "little") if len(prefix) == 8 else 0
+        if not 2 <= length <= min(SAFETENSORS_MAX_HEADER, size - 8):
+            raise WeightsError(f"{path} is not a safetensors file (its header does not fit in it)")
+        try:
+            header = json.loads(handle.read(length))
+        except ValueError as error:
+            raise WeightsError(f"{path}: the safetensors header is not JSON ({error})") from None
+    if not isinstance(header, dict):
+        raise WeightsError(f"{path}: the safetensors header is not a JSON object")
+    at = 0
+    for begin, end in sorted(
+        _declared_range(path, name, entry) for name, entry in header.items() if name != "__metadata__"
+    ):
+        if begin != at:
+            raise WeightsError(f"{path}: the tensors' byte ranges overlap or leave gaps")
+        at = end
+    if 8 + length + at != size:
+        raise WeightsError(f"{path}: the tensors' sizes add up to {8 + length + at} bytes, but the file has {size}")
+
+
+def _declared_range(path: Path, name: str, entry) -> tuple[int, int]:
+    """A tensor's byte range, refused unless its dtype and shape fill it exactly."""
+    shape, offsets = (entry.get("shape"), entry.get("data_offsets")) if isinstance(entry, dict) else (None, None)
+    valid = isinstance(shape, list) and isinstance(offsets, list) and len(offsets) == 2
+    if (
+        not valid
+        or entry.get("dtype") not in SAFETENSORS_ITEM_BYTES
+        or not all(type(number) is int and number >= 0 for number in [*shape, *offsets])
+    ):
+        raise WeightsError(f"{path}: tensor {name!r} has no valid dtype, shape and offsets")
+    declared = math.prod(shape) * SAFETENSORS_ITEM_BYTES[entry["dtype"]]
+    if offsets[1] - offsets[0] != declared:
+        raise WeightsError(f"{path}: tensor {name!r} declares {declared} bytes but spans {offsets[1] - offsets[0]}")
+    return offsets[0], offsets[1]
+
+
 def _read_safetensors(path: Path) -> tuple[dict, dict]:
     try:
         from safetensors import safe_open
     except ImportError as error:
         raise WeightsError(f"{path} is a .safetensors file: pip install safetensors") from error
+    check_safetensors_layout(path)
     try:
         with safe_open(str(path), framework="pt", device="cpu") as handle:
             meta = json.loads((handle.metadata() or {}).get("meta", "{}"))

@@ -150,6 +150,8 @@ ONNX_MAX_MB = positive_int("ONNX_MAX_MB", 200)
 ONNX_PROBE_SECONDS = env.float("ONNX_PROBE_SECONDS", default=10.0)  # loading, session creation and the probes
 # side (px) of the square probe of a model that takes any size (runs feed it B at B's own size)
 ONNX_PROBE_ANY_SIZE = positive_int("ONNX_PROBE_ANY_SIZE", 512)
+# wall time of one call of an uploaded model in a run (a batch of pairs or tiles), in its sandboxed child
+ONNX_CALL_SECONDS = env.float("ONNX_CALL_SECONDS", default=300.0)
 
 # --- The sandbox for untrusted artefacts (inference/sandbox.py; docs/reliability.md): memory a check
 # may use above the checking process's own baseline, and for uploaded checkpoints the time and size limits

@@ -120,9 +120,10 @@ def run_delete(request, pk):
 def checkpoint_delete(request, pk):
     checkpoint = get_object_or_404(owned_by(ModelCheckpoint.objects.all(), request.user, "owner"), pk=pk)
     file_shared = ModelCheckpoint.objects.filter(file_key=checkpoint.file_key).exclude(pk=checkpoint.pk).exists()
+    keys = [key for key in (checkpoint.file_key, checkpoint.tensors_key) if key]  # an upload's safetensors copy too
     context = {
         "checkpoint": checkpoint,
-        "file_count": 0 if file_shared or not storage.exists(checkpoint.file_key) else 1,
+        "file_count": 0 if file_shared else sum(storage.exists(key) for key in keys),
         "training_jobs": list(TrainingJob.objects.filter(checkpoint=checkpoint).values_list("pk", flat=True)),
         "experiment_count": sum(
             checkpoint.provenance in (weights or {}).values()

@@ -29,7 +29,8 @@ class WeightsPlan:
     ``ref``: the identity the result cache knows before loading (``none``, ``random``,
     ``checkpoint:<sha256>``, ``onnx:<sha256>``, ``external:<sha256>``; ``auto`` when only loading
     tells). ``load``: what the worker builds with (``create_detector(weights=...)``: ``"auto"``, None
-    for random, a local checkpoint path; an ONNX model's file; uploaded maps' source); None in a plan
+    for random, a local checkpoint path, an uploaded checkpoint's `WeightsSource`; an ONNX model's file;
+    uploaded maps' source); None in a plan
     made off the worker. ``checkpoint``: the platform checkpoint chosen, if any."""
 
     choice: str
@@ -119,9 +120,13 @@ class DetectorPlan:
             return None
         from functools import partial
 
-        from inference.detectors.onnx_model import OnnxDetector
+        from django.conf import settings
 
-        return partial(OnnxDetector, self.name, self.weights.load)
+        from inference.onnx_runner import RunnerLimits, SandboxedOnnxDetector
+
+        # an uploaded model runs only in its sandboxed child (issue 26), within the sandbox's memory budget
+        limits = RunnerLimits(memory_mb=settings.SANDBOX_MEMORY_MB, call_seconds=settings.ONNX_CALL_SECONDS)
+        return partial(SandboxedOnnxDetector, self.name, self.weights.load, limits=limits)
 
     def build_options(self) -> dict:
         """This plan as an ensemble member, as `inference.detectors.ensemble.build_ensemble` takes it."""

@@ -10,7 +10,6 @@ name (`inference.weights.cached_imagenet_file`)."""
 
 import experiments.plans.worker_side as worker
 from experiments.checkpoints import selectors
-from experiments.checkpoints.local_copies import local_checkpoint_path
 from experiments.errors import ServiceError
 from experiments.plans.record import AVAILABLE, Availability, DetectorPlan, WeightsPlan
 from inference.detectors.base import DEFAULT_INPUT_SIZE
@@ -22,7 +21,8 @@ TRAIN_COMMAND = "python manage.py train_detector {name} --dataset <name>"
 def registered_plan(owner, spec, *, choice: str, experiment=None, on_worker: bool = False) -> DetectorPlan:
     """The plan of registered detector `spec` for `owner` under weights `choice` (in `experiment`,
     when given: its input-size override and scaling). On the worker a chosen checkpoint is copied to
-    this machine (`weights.load` is its path, and its own input size is read) and a pinned checkpoint
+    this machine (`weights.load` is its path, or for an upload a `WeightsSource` of its safetensors copy:
+    `worker_side.checkpoint_weights`; its own input size is read) and a pinned checkpoint
     the owner cannot see is a `ServiceError`; elsewhere it is an unavailable plan saying so."""
     described = described_by(spec)
     weights, availability = _weights(owner, spec, choice, on_worker=on_worker)
@@ -75,7 +75,7 @@ def _weights(owner, spec, choice: str, *, on_worker: bool) -> tuple[WeightsPlan,
         )
         source = "own checkpoint" if own else "public checkpoint"
     if checkpoint is not None:
-        load = local_checkpoint_path(checkpoint) if on_worker else None
+        load = worker.checkpoint_weights(checkpoint) if on_worker else None
         return WeightsPlan(choice, source, checkpoint.provenance, load, checkpoint), AVAILABLE
     if cached_imagenet_file(spec.imagenet_files) is not None:
         return WeightsPlan(choice, "imagenet", "auto", "auto"), AVAILABLE

@@ -35,6 +35,25 @@ def expected_precision(learned: bool, device: str) -> str:
     return "bf16" if autocast_dtype(chosen) == torch.bfloat16 else "fp16"
 
 
+def checkpoint_weights(checkpoint):
+    """What the worker loads for a platform checkpoint (`create_detector(weights=...)`): the local copy
+    of a file our code wrote (trained, shipped), or for an uploaded one a `WeightsSource` of its
+    safetensors copy under the provenance of the uploaded file, which is never unpickled here. An upload
+    stored before uploads had that copy gets it now, made in the sandbox."""
+    from experiments.checkpoints.local_copies import local_checkpoint_path, local_copy
+    from experiments.models import ModelCheckpoint
+    from inference.weights import SAFETENSORS_SUFFIX, WeightsSource
+
+    if checkpoint.origin != ModelCheckpoint.Origin.UPLOADED:
+        return local_checkpoint_path(checkpoint)
+    if not checkpoint.tensors_key:
+        from experiments.checkpoints.services import checkpoint_tensors_make
+
+        checkpoint = checkpoint_tensors_make(checkpoint=checkpoint, path=local_checkpoint_path(checkpoint))
+    path = local_copy(checkpoint.tensors_key, checkpoint.tensors_sha256, SAFETENSORS_SUFFIX)
+    return WeightsSource("checkpoint", path, checkpoint.sha256)
+
+
 def checkpoint_input_size(weights) -> int | None:
     """The input size a platform checkpoint was trained at (its `meta["input_size"]`), read once per file."""
     if weights.checkpoint is None or weights.load is None:
@@ -43,7 +62,7 @@ def checkpoint_input_size(weights) -> int | None:
     if sha256 not in _checkpoint_meta:
         from inference.weights import load_checkpoint
 
-        _checkpoint_meta[sha256] = load_checkpoint(weights.load)[1]
+        _checkpoint_meta[sha256] = load_checkpoint(getattr(weights.load, "path", weights.load))[1]
     size = _checkpoint_meta[sha256].get("input_size")
     return int(size) if isinstance(size, int | float) and not isinstance(size, bool) and size >= 1 else None
 

@@ -91,7 +91,14 @@ def _evict() -> None:
     for weightless, capacity in ((False, CAPACITY), (True, WEIGHTLESS_CAPACITY)):
         keys = [key for key, detector in _models.items() if _is_weightless(detector) == weightless]
         for key in keys[: max(0, len(keys) - capacity)]:
-            del _models[key]
+            _close(_models.pop(key))
+
+
+def _close(detector) -> None:
+    """A sandboxed ONNX model's child process ends with its place here (`inference.onnx_runner`)."""
+    close = getattr(detector, "close", None)
+    if close is not None:
+        close()
 
 
 def _is_weightless(detector) -> bool:
@@ -100,4 +107,7 @@ def _is_weightless(detector) -> bool:
 
 def clear() -> None:
     with _lock:
+        dropped = list(_models.values())
         _models.clear()
+    for detector in dropped:
+        _close(detector)

@@ -69,12 +69,12 @@ def onnx_device(device: str) -> str:
     return "cpu"
 
 
-def open_session(model: bytes, device: str = "cpu", *, validating: bool = False):
+def open_session(model: bytes, device: str = "cpu", *, validating: bool = False, gpu_memory_mb: int | None = None):
     """An InferenceSession on the model's bytes (never a path: external data files cannot be reached).
 
     ``validating``: an untrusted model's first session (in the sandbox), with graph optimisations off
     (constant folding would materialise whatever the graph computes from constants, before any limit
-    on the run) and one thread."""
+    on the run) and one thread. ``gpu_memory_mb``: the most the CUDA provider may allocate (a sandboxed run's budget)."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
@@ -85,13 +85,15 @@ def open_session(model: bytes, device: str = "cpu", *, validating: bool = False)
     providers = [CPU_PROVIDER]
     if onnx_device(device) != "cpu":
         index = str(device).split(":", 1)[1] if ":" in str(device) else "0"
-        providers = [(CUDA_PROVIDER, {"device_id": int(index)}), CPU_PROVIDER]
+        cuda = {"device_id": int(index)} | ({"gpu_mem_limit": gpu_memory_mb * 2**20} if gpu_memory_mb else {})
+        providers = [(CUDA_PROVIDER, cuda), CPU_PROVIDER]
     return ort.InferenceSession(model, options, providers=providers)
 
 
 def normalise(images: Sequence[np.ndarray], contract: OnnxContract) -> np.ndarray:
     """RGB uint8 images of one size -> float32 N x 3 x H x W: ``(x / 255 - mean) / std``."""
-    batch = np.stack(images).astype(np.float32) / np.float32(255.0)
+    batch = (images if isinstance(images, np.ndarray) else np.stack(images)).astype(np.float32)
+    batch /= np.float32(255.0)
     batch = (batch - np.asarray(contract.mean, np.float32)) / np.asarray(contract.std, np.float32)
     return np.ascontiguousarray(batch.transpose(0, 3, 1, 2), dtype=np.float32)
 
@@ -120,6 +122,12 @@ def probability_of(raw: np.ndarray, output: str) -> np.ndarray:
     return values
 
 
+def session_probabilities(session, input_names, a: np.ndarray, b: np.ndarray, contract: OnnxContract) -> np.ndarray:
+    """The session's N x h x w probabilities for uint8 batches A and B (N x h x w x 3), per the contract."""
+    xa, xb = normalise(a, contract), normalise(b, contract)
+    return probability_of(session.run(None, model_feed(input_names, xa, xb, contract))[0], contract.output)
+
+
 def count_parameters(model) -> int:
     """Numbers stored in an ONNX model's initializers (its weights)."""
     return int(sum(int(np.prod(tensor.dims, dtype=np.int64)) for tensor in model.graph.initializer))
@@ -134,25 +142,35 @@ class OnnxDetector(Detector):
         import onnx
 
         data = Path(model_file.path).read_bytes()
-        self.contract = model_file.contract
         self.session = open_session(data, device)
-        self.device = "cpu" if self.session.get_providers()[0] == CPU_PROVIDER else str(device)
         session_inputs = self.session.get_inputs()
-        self.input_names = [item.name for item in session_inputs]
+        self.describe(
+            name, model_file, "cpu" if self.session.get_providers()[0] == CPU_PROVIDER else str(device),
+            input_names=[item.name for item in session_inputs],
+            any_batch=not isinstance(session_inputs[0].shape[0], int),
+            params=count_parameters(onnx.load_from_string(data)),  # validated before it became usable
+        )  # fmt: skip
+
+    def describe(self, name: str, model_file: OnnxModelFile, device: str, *, input_names: list[str],
+                 any_batch: bool, params: int, runtime: str = "onnxruntime") -> None:  # fmt: skip
+        """Its contract, inputs, batching and `info`, from its session (here or in a sandboxed child)."""
+        self.contract = model_file.contract
+        self.device = device
+        self.input_names = input_names
         # batch several pairs in one call only when the model takes a fixed size and any batch size
-        self.batchable = bool(self.contract.input_size) and not isinstance(session_inputs[0].shape[0], int)
+        self.batchable = bool(self.contract.input_size) and any_batch
         self.info = DetectorInfo(
             name=name,
             family=self.family,
             learned=True,
-            params=count_parameters(onnx.load_from_string(data)),  # validated before it became usable
+            params=params,
             input_size=self.contract.input_size,
             mean=tuple(self.contract.mean),
             std=tuple(self.contract.std),
             weights="onnx",
             weights_sha256=model_file.sha256,
             device=self.device,
-            extra={"inputs": self.contract.inputs, "output": self.contract.output, "runtime": "onnxruntime"},
+            extra={"inputs": self.contract.inputs, "output": self.contract.output, "runtime": runtime},
         )
         self.scaling = None  # resize; `set_scaling` may choose tiling for a model with a fixed input size
 
@@ -169,10 +187,11 @@ class OnnxDetector(Detector):
     def run(self, pairs: Sequence[Pair]) -> np.ndarray:
         """The network's probabilities (N x h x w, at the size it ran at) for pairs of one size."""
         sized = [sized_pair(check_image(a, "A"), check_image(b, "B"), self.contract.input_size) for a, b in pairs]
-        xa = normalise([a for a, _ in sized], self.contract)
-        xb = normalise([b for _, b in sized], self.contract)
-        raw = self.session.run(None, model_feed(self.input_names, xa, xb, self.contract))[0]
-        return probability_of(raw, self.contract.output)
+        return self.probabilities(np.stack([a for a, _ in sized]), np.stack([b for _, b in sized]))
+
+    def probabilities(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        """N x h x w probabilities of the sized uint8 batches A and B (N x h x w x 3)."""
+        return session_probabilities(self.session, self.input_names, a, b, self.contract)
 
     def predict_batch(self, pairs: Sequence[Pair]) -> list[np.ndarray]:
         maps: list[np.ndarray | None] = [None] * len(pairs)

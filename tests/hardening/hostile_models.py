@@ -98,3 +98,27 @@ def deflate_bomb_checkpoint(megabytes: int = 512) -> bytes:
     small = torch_save_bytes({"w": torch.zeros(3, 3)})
     top = zipfile.ZipFile(io.BytesIO(small)).namelist()[0].split("/")[0]
     return rezipped(small, extra={f"{top}/data/99": megabytes})
+
+
+def pixel_hungry_onnx(floats_per_pixel: int = 128) -> bytes:
+    """A model that takes any size and materialises `floats_per_pixel` floats per input pixel (a shape
+    computed from the input's H and W: nothing to fold): small at the probe's sizes, huge at a large B."""
+    nodes = [
+        helper.make_node("Shape", ["a"], ["shape"]),
+        helper.make_node("Slice", ["shape", "from", "to"], ["hw"]),
+        helper.make_node("ReduceProd", ["hw"], ["pixels"], keepdims=1),
+        helper.make_node("Mul", ["pixels", "per_pixel"], ["count"]),
+        helper.make_node("ConstantOfShape", ["count"], ["big"], value=helper.make_tensor("v", TensorProto.FLOAT, [1], [1.0])),
+        helper.make_node("ReduceSum", ["big"], ["total"], keepdims=1),
+        helper.make_node("Mul", ["total", "zero"], ["nothing"]),
+        helper.make_node("Sub", ["a", "b"], ["diff"]),
+        helper.make_node("ReduceMean", ["diff"], ["mean"], axes=[1], keepdims=1),
+        helper.make_node("Add", ["mean", "nothing"], ["out"]),
+    ]  # fmt: skip
+    constants = [
+        numpy_helper.from_array(np.array([2], np.int64), "from"),
+        numpy_helper.from_array(np.array([4], np.int64), "to"),
+        numpy_helper.from_array(np.array([floats_per_pixel], np.int64), "per_pixel"),
+        numpy_helper.from_array(np.array([0.0], np.float32), "zero"),
+    ]
+    return _onnx(nodes, constants)

@@ -242,3 +242,41 @@ def test_weights_module_is_the_only_loader(tmp_path):
     assert first == second
     assert np.array_equal(load_checkpoint(tmp_path / "x.pt")[0]["w"].numpy(), np.arange(4.0))
     assert weights_io.file_sha256(tmp_path / "x.pt") == first
+
+
+def _safetensors_bytes(header: dict, data: bytes) -> bytes:
+    import json
+    import struct
+
+    text = json.dumps(header).encode()
+    return struct.pack("<Q", len(text)) + text + data
+
+
+@pytest.mark.parametrize(
+    ("header", "data", "words"),
+    [  # the header's declared sizes must account for the file exactly: nothing larger is ever allocated
+        ({"w": {"dtype": "F32", "shape": [1000000, 1000], "data_offsets": [0, 16]}}, bytes(16), "declares"),
+        ({"w": {"dtype": "F32", "shape": [4], "data_offsets": [0, 16]}}, bytes(32), "add up to"),
+        ({"w": {"dtype": "F32", "shape": [2], "data_offsets": [8, 16]}}, bytes(16), "overlap or leave gaps"),
+        ({"w": {"dtype": "F32", "shape": [-4], "data_offsets": [0, 16]}}, bytes(16), "no valid dtype"),
+        ({"w": {"dtype": "X99", "shape": [4], "data_offsets": [0, 16]}}, bytes(16), "no valid dtype"),
+        ({"w": [1, 2]}, bytes(16), "no valid dtype"),
+    ],
+)
+def test_a_safetensors_file_whose_header_does_not_account_for_it_is_refused(tmp_path, header, data, words):
+    path = tmp_path / "w.safetensors"
+    path.write_bytes(_safetensors_bytes({"__metadata__": {"meta": '{"detector": "siamese-unet"}'}, **header}, data))
+    with pytest.raises(WeightsError, match=words):
+        load_checkpoint(path)
+
+
+def test_a_resolved_source_is_loaded_under_its_own_provenance(tmp_path):
+    seed_everything(0)
+    detector = create_detector(UNET, weights=None, device="cpu", input_size=32)
+    path = tmp_path / "copy.safetensors"
+    save_checkpoint(path, detector.model.state_dict(), {"detector": UNET})
+    source = weights_io.WeightsSource("checkpoint", path, "ab" * 32)  # the uploaded file's sha256, not the copy's
+    loaded = create_detector(UNET, weights=source, device="cpu", input_size=32)
+    assert loaded.info.weights == f"checkpoint:{'ab' * 32}" and loaded.info.weights_sha256 == "ab" * 32
+    for key, tensor in detector.model.state_dict().items():
+        assert torch.equal(loaded.model.state_dict()[key], tensor)

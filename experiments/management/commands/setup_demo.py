@@ -70,7 +70,7 @@ class Command(BaseCommand):
                 owner=None, detector=detector, dataset=None, data=data, sha256=sha256,
                 epochs=int(meta.get("epochs_run") or meta.get("epochs") or 0),
                 val_metrics=meta.get("val_metrics") or {}, config={**meta, "shipped_file": path.name},
-                is_public=True,
+                is_public=True, origin=ModelCheckpoint.Origin.SHIPPED,
             )  # fmt: skip
             self.stdout.write(f"Registered shipped weights {path.name} for {detector} ({sha256[:12]}).")
         untrained = [name for name in ("siamese-resnet50", "siamese-vgg16", "resnet50-compare-head")
