@@ -226,10 +226,6 @@ CELERY_RESULT_BACKEND_TRANSPORT_OPTIONS = {
 CELERY_BROKER_CONNECTION_TIMEOUT = 2
 CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 1, "interval_start": 0, "interval_step": 0.5, "interval_max": 1}
 OUTBOX_INTERVAL_S = env.float("OUTBOX_INTERVAL_S", default=10.0)
-# A running training job's worker beats every 30 s; with no beat for this long its worker is taken
-# as dead and the job is failed (checked by every worker at start-up and every interval below).
-TRAINING_HEARTBEAT_TIMEOUT_S = positive_int("TRAINING_HEARTBEAT_TIMEOUT_S", 300)
-TRAINING_STALE_CHECK_INTERVAL_S = positive_int("TRAINING_STALE_CHECK_INTERVAL_S", 60)
 # Run, validation, webhook and training tasks hold a lease (`experiments.task_leases`): their worker beats every
 # TASK_HEARTBEAT_S; a lease silent for TASK_HEARTBEAT_TIMEOUT_S (its worker died) is handed out again,
 # looked for by every worker every TASK_STALE_CHECK_INTERVAL_S. After TASK_MAX_WORKER_DEATHS deliveries
@@ -243,6 +239,17 @@ if not 0 < TASK_HEARTBEAT_S * 2 < TASK_HEARTBEAT_TIMEOUT_S or TASK_STALE_CHECK_I
         f"TASK_HEARTBEAT_TIMEOUT_S ({TASK_HEARTBEAT_TIMEOUT_S:g} s) must be more than twice TASK_HEARTBEAT_S "
         f"({TASK_HEARTBEAT_S:g} s, above 0), and TASK_STALE_CHECK_INTERVAL_S above 0: else a live worker's "
         "task would be handed out again."
+    )
+# A running training job's worker beats every TASK_HEARTBEAT_S too; with no beat for this long its
+# worker is taken as dead and the job is failed (checked by every worker at start-up and every
+# interval below). The defaults are the leases', so a dead worker's job is failed within two minutes.
+TRAINING_HEARTBEAT_TIMEOUT_S = env.float("TRAINING_HEARTBEAT_TIMEOUT_S", default=TASK_HEARTBEAT_TIMEOUT_S)
+TRAINING_STALE_CHECK_INTERVAL_S = env.float("TRAINING_STALE_CHECK_INTERVAL_S", default=TASK_STALE_CHECK_INTERVAL_S)
+if not TASK_HEARTBEAT_S * 2 < TRAINING_HEARTBEAT_TIMEOUT_S or TRAINING_STALE_CHECK_INTERVAL_S <= 0:
+    raise ImproperlyConfigured(
+        f"TRAINING_HEARTBEAT_TIMEOUT_S ({TRAINING_HEARTBEAT_TIMEOUT_S:g} s) must be more than twice TASK_HEARTBEAT_S "
+        f"({TASK_HEARTBEAT_S:g} s, how often a training job beats), and TRAINING_STALE_CHECK_INTERVAL_S above 0: "
+        "else a live worker's job would be failed."
     )
 CELERY_RESULT_EXPIRES = 24 * 3600
 
