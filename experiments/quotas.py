@@ -5,17 +5,31 @@ Counted: the images of the user's datasets (A and B as stored, batch jobs' hidde
 included), their prediction sets, uploaded ONNX models, checkpoints and staged uploads. Staff
 are exempt while `QUOTA_EXEMPT_STAFF` is on. Run results are not counted: they are derived, and
 deleting the run frees them.
+
+Checking and taking are one step (`QuotaReservation`): an upload first adds its bytes to the user's
+reserved total (an atomic counter in Redis, shared by every process), then reads what is stored, and
+is refused when both together pass the quota; it keeps its reservation until its rows are committed.
+Of two uploads at the same moment, the later reservation sees the earlier one, so both cannot pass.
+With Redis down the counter is kept in the process (uploads in one process still exclude each other).
 """
 
+import logging
+import threading
+
 from django.conf import settings
+from django.core.cache import cache
 from django.core.files.storage import default_storage
 from django.db.models import F, Sum
+from redis.exceptions import RedisError
 
 from experiments import storage
 from experiments.errors import ServiceError
 from experiments.models import ImagePair, ModelCheckpoint, PredictionSet, UploadedModel
 
+logger = logging.getLogger(__name__)
 MB = 1024 * 1024
+BLOCK = 64 * MB  # an import reserves ahead this much at a time, so it re-reads what is used rarely
+RESERVATION_TTL_S = 6 * 3600  # a reservation its process never released (killed) lapses then
 
 
 class QuotaExceeded(ServiceError):
@@ -58,9 +72,90 @@ def quota_check(*, user, adding: int, used: int | None = None) -> int:
         return 0
     used = storage_used(user) if used is None else used
     if used + adding > limit:
-        raise QuotaExceeded(
-            f"This upload needs {adding / MB:.1f} MB, and your files already use {used / MB:.1f} MB of your "
-            f"{limit // MB} MB storage quota. Delete datasets, prediction sets, ONNX models or checkpoints you no "
-            "longer need (each one's page has Delete), then upload again."
-        )
+        raise _refusal(adding, used, limit)
     return used
+
+
+def _refusal(adding: int, used: int, limit: int) -> QuotaExceeded:
+    return QuotaExceeded(
+        f"This upload needs {adding / MB:.1f} MB, and your files already use {used / MB:.1f} MB of your "
+        f"{limit // MB} MB storage quota. Delete datasets, prediction sets, ONNX models or checkpoints you no "
+        "longer need (each one's page has Delete), then upload again."
+    )
+
+
+class QuotaReservation:
+    """Bytes of a user's quota held by one upload until `release()` (after its rows commit).
+
+    `take(n)` reserves n more bytes or raises `QuotaExceeded` (holding nothing more); `release()` may
+    be called more than once."""
+
+    def __init__(self, user, *, block: int = 0):
+        self.user, self.limit, self.block = user, limit_bytes(user), block
+        self.needed = 0
+        self.holds: list[tuple[int, bool]] = []  # (bytes, kept in this process)
+
+    @property
+    def held(self) -> int:
+        return sum(amount for amount, _ in self.holds)
+
+    def take(self, adding: int) -> None:
+        self.needed += adding
+        if self.limit is None or self.needed <= self.held:
+            return
+        short = self.needed - self.held
+        if self.block > short:
+            try:  # ahead, when the quota has room for it
+                return self._reserve(self.block)
+            except QuotaExceeded:
+                pass
+        self._reserve(short)
+
+    def _reserve(self, amount: int) -> None:
+        reserved, local = _counter_add(self.user.pk, amount)  # every upload's reservations, this one included
+        used = storage_used(self.user)  # read after reserving: an upload that released has committed
+        if used + reserved > self.limit:
+            _counter_add(self.user.pk, -amount, local=local)
+            others = max(0, reserved - amount - self.held)  # other uploads in progress
+            raise _refusal(self.needed, used + others, self.limit)
+        self.holds.append((amount, local))
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        self.release()
+
+    def release(self) -> None:
+        """Give the bytes back; called once the rows written count in `storage_used` (the upload
+        services commit their own short transaction before they return) or nothing was kept."""
+        holds, self.holds, self.needed = self.holds, [], 0
+        for amount, local in holds:
+            _counter_add(self.user.pk, -amount, local=local)
+
+
+def quota_reserve(*, user, adding: int) -> QuotaReservation:
+    """Check and hold `adding` bytes for one upload (413 when they do not fit); release it once stored."""
+    reservation = QuotaReservation(user)
+    reservation.take(adding)
+    return reservation
+
+
+_local = {"lock": threading.Lock(), "reserved": {}}
+
+
+def _counter_add(user_id: int, amount: int, *, local: bool = False) -> tuple[int, bool]:
+    """Add `amount` to the user's reserved bytes: (the new total, whether it is kept in this process)."""
+    if not local:
+        key = cache.make_and_validate_key(f"quota_reserved_{user_id}")
+        try:
+            client = cache._cache.get_client(key, write=True)
+            with client.pipeline() as pipe:
+                total, _ = pipe.incrby(key, amount).expire(key, RESERVATION_TTL_S).execute()
+            return int(total), False
+        except (RedisError, OSError):
+            logger.warning("Redis unavailable: the quota reservation of user %s is kept in this process", user_id)
+    with _local["lock"]:
+        total = max(0, _local["reserved"].get(user_id, 0) + amount)
+        _local["reserved"][user_id] = total
+        return total, True

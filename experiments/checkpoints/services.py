@@ -9,7 +9,7 @@ from experiments import storage
 from experiments.checkpoints.selectors import checkpoints_visible_to
 from experiments.errors import InvalidState, ServiceError
 from experiments.models import ACTIVE_RUN_STATES, ModelCheckpoint, Run
-from experiments.quotas import quota_check
+from experiments.quotas import quota_reserve
 from inference.catalogue import catalogue_entry
 
 CHECKPOINT_SUFFIXES = (".pt", ".pth", ".safetensors")
@@ -62,18 +62,18 @@ def checkpoint_upload(*, owner, filename: str, data: bytes, detector: str | None
         if existing is None:
             raise ServiceError("These exact weights are already registered by another user.", status=409)
         return existing, False
-    quota_check(user=owner, adding=len(data))
-    checkpoint = checkpoint_register(
-        owner=owner,
-        detector=detector,
-        dataset=dataset,
-        data=data,
-        sha256=sha256,
-        epochs=_int(meta.get("epochs")),
-        val_metrics=_dict(meta.get("val_metrics")),
-        config=meta,
-        suffix=".safetensors" if suffix == ".safetensors" else ".pt",
-    )
+    with quota_reserve(user=owner, adding=len(data)):
+        checkpoint = checkpoint_register(
+            owner=owner,
+            detector=detector,
+            dataset=dataset,
+            data=data,
+            sha256=sha256,
+            epochs=_int(meta.get("epochs")),
+            val_metrics=_dict(meta.get("val_metrics")),
+            config=meta,
+            suffix=".safetensors" if suffix == ".safetensors" else ".pt",
+        )
     return checkpoint, True
 
 
