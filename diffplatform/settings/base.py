@@ -136,6 +136,10 @@ MAX_IMAGE_PIXELS = positive_int("MAX_IMAGE_PIXELS", 50_000_000)
 # worker sweeps for expired ones this often.
 STAGED_UPLOAD_TTL_S = positive_int("STAGED_UPLOAD_TTL_S", 24 * 3600)
 STAGED_UPLOAD_SWEEP_S = positive_int("STAGED_UPLOAD_SWEEP_S", 3600)
+# A deleted run's unused result folder is freed this long after the delete (a run reusing it at that
+# moment writes its row first), by every worker's sweep every RESULT_FREE_SWEEP_S; 0 frees at once.
+RESULT_FREE_GRACE_S = env.float("RESULT_FREE_GRACE_S", default=600.0)
+RESULT_FREE_SWEEP_S = env.float("RESULT_FREE_SWEEP_S", default=60.0)
 # Per-user storage quota (experiments.quotas): datasets, predictions, models, checkpoints and staged
 # uploads together; 0 switches it off. Staff are exempt unless QUOTA_EXEMPT_STAFF is off.
 USER_STORAGE_QUOTA_MB = env.int("USER_STORAGE_QUOTA_MB", default=20 * 1024)
