@@ -10,7 +10,9 @@ Checking and taking are one step (`QuotaReservation`): an upload first adds its 
 reserved total (an atomic counter in Redis, shared by every process), then reads what is stored, and
 is refused when both together pass the quota; it keeps its reservation until its rows are committed.
 Of two uploads at the same moment, the later reservation sees the earlier one, so both cannot pass.
-With Redis down the counter is kept in the process (uploads in one process still exclude each other).
+An import reserves pair by pair and reads what is stored again only when another upload of the user
+has released its reservation (committed) since: a release counter is read with each reservation.
+With Redis down the counters are kept in the process (uploads in one process still exclude each other).
 """
 
 import logging
@@ -28,7 +30,6 @@ from experiments.models import ImagePair, ModelCheckpoint, PredictionSet, Upload
 
 logger = logging.getLogger(__name__)
 MB = 1024 * 1024
-BLOCK = 64 * MB  # an import reserves ahead this much at a time, so it re-reads what is used rarely
 RESERVATION_TTL_S = 6 * 3600  # a reservation its process never released (killed) lapses then
 
 
@@ -90,35 +91,27 @@ class QuotaReservation:
     `take(n)` reserves n more bytes or raises `QuotaExceeded` (holding nothing more); `release()` may
     be called more than once."""
 
-    def __init__(self, user, *, block: int = 0):
-        self.user, self.limit, self.block = user, limit_bytes(user), block
-        self.needed = 0
+    def __init__(self, user):
+        self.user, self.limit = user, limit_bytes(user)
         self.holds: list[tuple[int, bool]] = []  # (bytes, kept in this process)
+        self.used: int | None = None  # what is stored, read after a reservation...
+        self.releases = -1  # ...when the user's uploads had released this many times
 
     @property
     def held(self) -> int:
         return sum(amount for amount, _ in self.holds)
 
     def take(self, adding: int) -> None:
-        self.needed += adding
-        if self.limit is None or self.needed <= self.held:
+        if self.limit is None or adding <= 0:
             return
-        short = self.needed - self.held
-        if self.block > short:
-            try:  # ahead, when the quota has room for it
-                return self._reserve(self.block)
-            except QuotaExceeded:
-                pass
-        self._reserve(short)
-
-    def _reserve(self, amount: int) -> None:
-        reserved, local = _counter_add(self.user.pk, amount)  # every upload's reservations, this one included
-        used = storage_used(self.user)  # read after reserving: an upload that released has committed
-        if used + reserved > self.limit:
-            _counter_add(self.user.pk, -amount, local=local)
-            others = max(0, reserved - amount - self.held)  # other uploads in progress
-            raise _refusal(self.needed, used + others, self.limit)
-        self.holds.append((amount, local))
+        reserved, releases, local = _counter_add(self.user.pk, adding)  # every upload's reservations, ours too
+        if self.used is None or releases != self.releases:  # another upload committed since we read
+            self.used, self.releases = storage_used(self.user), releases
+        if self.used + reserved > self.limit:
+            _counter_add(self.user.pk, -adding, local=local)
+            others = max(0, reserved - adding - self.held)  # other uploads in progress
+            raise _refusal(self.held + adding, self.used + others, self.limit)
+        self.holds.append((adding, local))
 
     def __enter__(self):
         return self
@@ -129,9 +122,9 @@ class QuotaReservation:
     def release(self) -> None:
         """Give the bytes back; called once the rows written count in `storage_used` (the upload
         services commit their own short transaction before they return) or nothing was kept."""
-        holds, self.holds, self.needed = self.holds, [], 0
+        holds, self.holds = self.holds, []
         for amount, local in holds:
-            _counter_add(self.user.pk, -amount, local=local)
+            _counter_add(self.user.pk, -amount, local=local, release=True)
 
 
 def quota_reserve(*, user, adding: int) -> QuotaReservation:
@@ -141,21 +134,26 @@ def quota_reserve(*, user, adding: int) -> QuotaReservation:
     return reservation
 
 
-_local = {"lock": threading.Lock(), "reserved": {}}
+_local = {"lock": threading.Lock(), "reserved": {}, "releases": {}}
 
 
-def _counter_add(user_id: int, amount: int, *, local: bool = False) -> tuple[int, bool]:
-    """Add `amount` to the user's reserved bytes: (the new total, whether it is kept in this process)."""
+def _counter_add(user_id: int, amount: int, *, local: bool = False, release: bool = False) -> tuple[int, int, bool]:
+    """Add `amount` to the user's reserved bytes (and count a release): the new total, the number of
+    releases so far, and whether they are kept in this process."""
     if not local:
         key = cache.make_and_validate_key(f"quota_reserved_{user_id}")
+        releases_key = cache.make_and_validate_key(f"quota_releases_{user_id}")
         try:
             client = cache._cache.get_client(key, write=True)
-            with client.pipeline() as pipe:
-                total, _ = pipe.incrby(key, amount).expire(key, RESERVATION_TTL_S).execute()
-            return int(total), False
+            with client.pipeline() as pipe:  # MULTI/EXEC: one atomic step
+                pipe.incrby(key, amount).expire(key, RESERVATION_TTL_S)
+                pipe.incrby(releases_key, int(release)).expire(releases_key, RESERVATION_TTL_S)
+                total, _, releases, _ = pipe.execute()
+            return int(total), int(releases), False
         except (RedisError, OSError):
             logger.warning("Redis unavailable: the quota reservation of user %s is kept in this process", user_id)
     with _local["lock"]:
         total = max(0, _local["reserved"].get(user_id, 0) + amount)
         _local["reserved"][user_id] = total
-        return total, True
+        releases = _local["releases"][user_id] = _local["releases"].get(user_id, 0) + int(release)
+        return total, releases, True

@@ -13,7 +13,7 @@ from django.db import transaction
 from experiments import storage
 from experiments.errors import InvalidState, ServiceError
 from experiments.models import Dataset, ImagePair, Split
-from experiments.quotas import BLOCK, QuotaReservation
+from experiments.quotas import QuotaReservation
 
 
 @transaction.atomic
@@ -161,7 +161,7 @@ class PairWriter:
         self.spool = tempfile.TemporaryFile("w+", encoding="utf-8")  # noqa: SIM115 - closed by commit/discard
         self.created: list[ImagePair] = []
         self.count = 0
-        self.quota = QuotaReservation(dataset.owner, block=BLOCK)
+        self.quota = QuotaReservation(dataset.owner)
 
     def add(self, c: CheckedPair) -> None:
         self.quota.take(len(c.a_bytes) + len(c.b_bytes))

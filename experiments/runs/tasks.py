@@ -82,17 +82,8 @@ def finish_run(self, run_id: int, attempt: str | None = None) -> None:
         _fail(run_id, exc)
 
 
-def free_result_folders() -> list[str]:
-    try:
-        return result_files.free_due()
-    except Exception:
-        logger.warning("the sweep of freed result folders failed", exc_info=True)
-        return []
-
-
 @worker_ready.connect
 def free_result_folders_while_running(**kwargs) -> None:
-    """On start-up and every `RESULT_FREE_SWEEP_S`, each worker removes the result folders of
-    deleted runs whose grace has passed (`result_files.free_due`)."""
-    free_result_folders()
-    heartbeats.start_periodic(free_result_folders, settings.RESULT_FREE_SWEEP_S, "result-folder-sweep")
+    """Every `RESULT_FREE_SWEEP_S`, each worker removes the result folders of deleted runs whose
+    grace has passed (`result_files.free_due`)."""
+    heartbeats.start_periodic(result_files.free_due, settings.RESULT_FREE_SWEEP_S, "result-folder-sweep")
