@@ -8,11 +8,16 @@ what a client writes into the header itself sits further left and is never read,
 header per request cannot escape the limit. Counters live in the default cache (Redis), so every
 web process shares them; they are atomic increments over a sliding window (the current and the
 previous fixed window, the latter weighted by how much of it the sliding one still covers).
+
+With Redis down the limit still holds, per web process (`_LocalAttempts`): failing open would let
+brute force through exactly when the cache is gone, failing closed would lock everybody out.
 """
 
 import ipaddress
 import math
+import threading
 import time
+from collections import OrderedDict, deque
 from functools import wraps
 
 from django.conf import settings
@@ -65,15 +70,45 @@ def take_attempt(request) -> int:
         count = cache.incr(key)
     except ValueError:  # expired between add and incr: a new window
         return 0
+    if not count:  # Redis is down (the cache fails open): count in this process instead
+        return _local.take(client_address(request), limit, period, now)
     previous = cache.get(f"{prefix}{window - 1}") or 0
     left_of_previous = 1 - (now - window * period) / period
-    if count + previous * left_of_previous <= limit or not count:  # `not count`: Redis down, fail open
+    if count + previous * left_of_previous <= limit:
         return 0
     cache.decr(key)
     if count > limit:
         return max(1, math.ceil((window + 1) * period - now))
     # Wait until the previous window's share has shrunk enough for one more attempt.
     return max(1, math.ceil(left_of_previous * period - (limit - count) * period / previous))
+
+
+class _LocalAttempts:
+    """Attempts per address in this process, over a sliding window (the times of the last `limit`
+    attempts), for while Redis is down. At most `MAX_ADDRESSES` addresses are remembered (the least
+    recently seen forgotten first), so memory stays bounded whatever addresses are used."""
+
+    MAX_ADDRESSES = 10_000
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.times: OrderedDict[str, deque] = OrderedDict()
+
+    def take(self, address: str, limit: int, period: int, now: float) -> int:
+        with self.lock:
+            times = self.times.pop(address, None) or deque(maxlen=limit)
+            self.times[address] = times
+            while len(self.times) > self.MAX_ADDRESSES:
+                self.times.popitem(last=False)
+            while times and times[0] <= now - period:
+                times.popleft()
+            if limit <= 0 or len(times) >= limit:
+                return max(1, math.ceil(times[0] + period - now)) if times else period
+            times.append(now)
+            return 0
+
+
+_local = _LocalAttempts()
 
 
 def too_many_attempts(request, wait: int):

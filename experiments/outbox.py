@@ -6,6 +6,9 @@ set instead of failing the request; every worker retries pending rows periodical
 start-up), so work queued during an outage proceeds when Redis returns. Claiming a row clears its flag atomically, so two workers never
 queue the same work twice.
 
+Webhook retries wait here too: a failed delivery's row is left pending with `next_attempt_at`, and
+the flush queues it once that has passed (see `experiments.notifications.webhooks`).
+
 Tasks are sent by name (`TASK_*`), so queueing needs neither the task modules nor torch.
 """
 
@@ -15,6 +18,7 @@ import threading
 from celery import chain, chord, current_app
 from celery.signals import worker_ready
 from django.conf import settings
+from django.db.models import Q
 from django.utils import timezone
 from kombu.exceptions import OperationalError as BrokerError
 from redis.exceptions import RedisError
@@ -66,13 +70,13 @@ def send_model_validation(model_id: int) -> None:
     dispatch(UploadedModel, model_id)
 
 
-def send_webhook(delivery_id: int, countdown: float = 0) -> None:
-    """One delivery attempt on the `webhooks` queue, after `countdown` seconds (the retry back-off); kept
-    pending while the broker is down."""
-    dispatch(WebhookDelivery, delivery_id, countdown=countdown)
+def send_webhook(delivery_id: int) -> None:
+    """One delivery attempt on the `webhooks` queue now; kept pending while the broker is down. A retry
+    is not sent from here: its row waits until `next_attempt_at` and `flush_pending` sends it."""
+    dispatch(WebhookDelivery, delivery_id)
 
 
-def _send(model, object_id: int, countdown: float = 0) -> None:
+def _send(model, object_id: int) -> None:
     if model is Run:
         send_run(object_id)
     elif model is TrainingJob:
@@ -80,7 +84,7 @@ def _send(model, object_id: int, countdown: float = 0) -> None:
     elif model is UploadedModel:
         _task(TASK_VALIDATE_MODEL, object_id, queue="cpu").apply_async()
     else:
-        _task(TASK_DELIVER_WEBHOOK, object_id, queue="webhooks").apply_async(countdown=countdown or None)
+        _task(TASK_DELIVER_WEBHOOK, object_id, queue="webhooks").apply_async()
 
 
 def _caused_by_outage(exc: BaseException) -> bool:
@@ -101,10 +105,10 @@ PENDING_STATES = (
 )
 
 
-def dispatch(model, object_id: int, countdown: float = 0) -> bool:
+def dispatch(model, object_id: int) -> bool:
     """Queue the work now, or mark it pending when the broker is unreachable. True if queued."""
     try:
-        _send(model, object_id, countdown)
+        _send(model, object_id)
     except Exception as exc:
         if not _caused_by_outage(exc):
             raise
@@ -115,22 +119,21 @@ def dispatch(model, object_id: int, countdown: float = 0) -> bool:
 
 
 def flush_pending() -> int:
-    """Queue every pending run, training job, model validation and webhook delivery this worker
-    manages to claim; returns how many."""
+    """Queue every pending run, training job, model validation and due webhook delivery (a retry
+    whose back-off has passed) this worker manages to claim; returns how many."""
     sent = 0
     for model, state in PENDING_STATES:
-        for object_id in model.objects.filter(enqueue_pending=True, state=state).values_list("pk", flat=True):
-            if model.objects.filter(pk=object_id, enqueue_pending=True).update(enqueue_pending=False) == 1:
-                sent += dispatch(model, object_id, countdown=_delay_left(model, object_id))
+        for object_id in _waiting(model, state).values_list("pk", flat=True):
+            if _waiting(model, state).filter(pk=object_id).update(enqueue_pending=False) == 1:
+                sent += dispatch(model, object_id)
     return sent
 
 
-def _delay_left(model, object_id: int) -> float:
-    """A webhook retry keeps what is left of its back-off; everything else goes at once."""
-    if model is not WebhookDelivery:
-        return 0
-    due = model.objects.filter(pk=object_id).values_list("next_attempt_at", flat=True).first()
-    return max(0.0, (due - timezone.now()).total_seconds()) if due else 0
+def _waiting(model, state):
+    waiting = model.objects.filter(enqueue_pending=True, state=state)
+    if model is WebhookDelivery:
+        waiting = waiting.filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=timezone.now()))
+    return waiting
 
 
 def start_flusher(interval_s: float | None = None) -> threading.Thread:

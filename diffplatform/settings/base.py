@@ -136,6 +136,10 @@ MAX_IMAGE_PIXELS = positive_int("MAX_IMAGE_PIXELS", 50_000_000)
 # worker sweeps for expired ones this often.
 STAGED_UPLOAD_TTL_S = positive_int("STAGED_UPLOAD_TTL_S", 24 * 3600)
 STAGED_UPLOAD_SWEEP_S = positive_int("STAGED_UPLOAD_SWEEP_S", 3600)
+# A deleted run's unused result folder is freed this long after the delete (a run reusing it at that
+# moment writes its row first), by every worker's sweep every RESULT_FREE_SWEEP_S; 0 frees at once.
+RESULT_FREE_GRACE_S = env.float("RESULT_FREE_GRACE_S", default=600.0)
+RESULT_FREE_SWEEP_S = env.float("RESULT_FREE_SWEEP_S", default=60.0)
 # Per-user storage quota (experiments.quotas): datasets, predictions, models, checkpoints and staged
 # uploads together; 0 switches it off. Staff are exempt unless QUOTA_EXEMPT_STAFF is off.
 USER_STORAGE_QUOTA_MB = env.int("USER_STORAGE_QUOTA_MB", default=20 * 1024)
@@ -228,10 +232,6 @@ CELERY_RESULT_BACKEND_TRANSPORT_OPTIONS = {
 CELERY_BROKER_CONNECTION_TIMEOUT = 2
 CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 1, "interval_start": 0, "interval_step": 0.5, "interval_max": 1}
 OUTBOX_INTERVAL_S = env.float("OUTBOX_INTERVAL_S", default=10.0)
-# A running training job's worker beats every 30 s; with no beat for this long its worker is taken
-# as dead and the job is failed (checked by every worker at start-up and every interval below).
-TRAINING_HEARTBEAT_TIMEOUT_S = positive_int("TRAINING_HEARTBEAT_TIMEOUT_S", 300)
-TRAINING_STALE_CHECK_INTERVAL_S = positive_int("TRAINING_STALE_CHECK_INTERVAL_S", 60)
 # Run, validation, webhook and training tasks hold a lease (`experiments.task_leases`): their worker beats every
 # TASK_HEARTBEAT_S; a lease silent for TASK_HEARTBEAT_TIMEOUT_S (its worker died) is handed out again,
 # looked for by every worker every TASK_STALE_CHECK_INTERVAL_S. After TASK_MAX_WORKER_DEATHS deliveries
@@ -245,6 +245,17 @@ if not 0 < TASK_HEARTBEAT_S * 2 < TASK_HEARTBEAT_TIMEOUT_S or TASK_STALE_CHECK_I
         f"TASK_HEARTBEAT_TIMEOUT_S ({TASK_HEARTBEAT_TIMEOUT_S:g} s) must be more than twice TASK_HEARTBEAT_S "
         f"({TASK_HEARTBEAT_S:g} s, above 0), and TASK_STALE_CHECK_INTERVAL_S above 0: else a live worker's "
         "task would be handed out again."
+    )
+# A running training job's worker beats every TASK_HEARTBEAT_S too; with no beat for this long its
+# worker is taken as dead and the job is failed (checked by every worker at start-up and every
+# interval below). The defaults are the leases', so a dead worker's job is failed within two minutes.
+TRAINING_HEARTBEAT_TIMEOUT_S = env.float("TRAINING_HEARTBEAT_TIMEOUT_S", default=TASK_HEARTBEAT_TIMEOUT_S)
+TRAINING_STALE_CHECK_INTERVAL_S = env.float("TRAINING_STALE_CHECK_INTERVAL_S", default=TASK_STALE_CHECK_INTERVAL_S)
+if not TASK_HEARTBEAT_S * 2 < TRAINING_HEARTBEAT_TIMEOUT_S or TRAINING_STALE_CHECK_INTERVAL_S <= 0:
+    raise ImproperlyConfigured(
+        f"TRAINING_HEARTBEAT_TIMEOUT_S ({TRAINING_HEARTBEAT_TIMEOUT_S:g} s) must be more than twice TASK_HEARTBEAT_S "
+        f"({TASK_HEARTBEAT_S:g} s, how often a training job beats), and TRAINING_STALE_CHECK_INTERVAL_S above 0: "
+        "else a live worker's job would be failed."
     )
 CELERY_RESULT_EXPIRES = 24 * 3600
 

@@ -13,7 +13,7 @@ from experiments import storage
 from experiments.checkpoints.selectors import checkpoints_visible_to
 from experiments.errors import InvalidState, ServiceError
 from experiments.models import ACTIVE_RUN_STATES, ModelCheckpoint, Run
-from experiments.quotas import quota_check
+from experiments.quotas import quota_reserve
 from inference.catalogue import catalogue_entry
 
 CHECKPOINT_SUFFIXES = (".pt", ".pth", ".safetensors")
@@ -78,20 +78,20 @@ def checkpoint_upload(*, owner, filename: str, data: bytes, detector: str | None
         return existing, False
     if tensors is None or hashlib.sha256(tensors).hexdigest() != checked.get("tensors_sha256"):
         raise ServiceError("The checkpoint could not be converted for runs; upload it again in a minute.", status=503)
-    quota_check(user=owner, adding=len(data) + len(tensors))
-    checkpoint = checkpoint_register(
-        owner=owner,
-        detector=detector,
-        dataset=dataset,
-        data=data,
-        sha256=sha256,
-        epochs=_int(meta.get("epochs")),
-        val_metrics=_dict(meta.get("val_metrics")),
-        config=meta,
-        suffix=".safetensors" if suffix == ".safetensors" else ".pt",
-        origin=ModelCheckpoint.Origin.UPLOADED,
-        tensors=tensors,
-    )
+    with quota_reserve(user=owner, adding=len(data) + len(tensors)):
+        checkpoint = checkpoint_register(
+            owner=owner,
+            detector=detector,
+            dataset=dataset,
+            data=data,
+            sha256=sha256,
+            epochs=_int(meta.get("epochs")),
+            val_metrics=_dict(meta.get("val_metrics")),
+            config=meta,
+            suffix=".safetensors" if suffix == ".safetensors" else ".pt",
+            origin=ModelCheckpoint.Origin.UPLOADED,
+            tensors=tensors,
+        )
     return checkpoint, True
 
 

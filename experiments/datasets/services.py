@@ -13,7 +13,7 @@ from django.db import transaction
 from experiments import storage
 from experiments.errors import InvalidState, ServiceError
 from experiments.models import Dataset, ImagePair, Split
-from experiments.quotas import quota_check
+from experiments.quotas import QuotaReservation
 
 
 @transaction.atomic
@@ -150,7 +150,7 @@ class PairWriter:
     for the inserts. On any failure `discard()` removes the files (one folder per writer, so a
     failed import never touches another import's files) and no row was written.
     A pair that would take the dataset's owner over the storage quota raises `QuotaExceeded`
-    before it is written.
+    before it is written; the writer's bytes stay reserved (`QuotaReservation`) until commit or discard.
     """
 
     def __init__(self, dataset: Dataset, *, chunk: int = 500, keep: bool = False):
@@ -161,13 +161,10 @@ class PairWriter:
         self.spool = tempfile.TemporaryFile("w+", encoding="utf-8")  # noqa: SIM115 - closed by commit/discard
         self.created: list[ImagePair] = []
         self.count = 0
-        self.used = quota_check(user=dataset.owner, adding=0)
-        self.written = 0
+        self.quota = QuotaReservation(dataset.owner)
 
     def add(self, c: CheckedPair) -> None:
-        size = len(c.a_bytes) + len(c.b_bytes)
-        quota_check(user=self.dataset.owner, adding=self.written + size, used=self.used)
-        self.written += size
+        self.quota.take(len(c.a_bytes) + len(c.b_bytes))
         self.spool.write(json.dumps(self._pair_store(c)) + "\n")
         self.count += 1
 
@@ -182,9 +179,11 @@ class PairWriter:
                 if self.keep:
                     self.created.extend(created)
         self.spool.close()
+        self.quota.release()
 
     def discard(self) -> None:
         self.spool.close()
+        self.quota.release()
         storage.delete_prefix(storage.dataset_key(self.dataset.pk, self.folder))
 
     def _pair_store(self, c: CheckedPair) -> dict:

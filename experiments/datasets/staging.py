@@ -26,7 +26,7 @@ from django.core.files.storage import default_storage
 from experiments import storage
 from experiments.datasets import ingest
 from experiments.errors import ServiceError
-from experiments.quotas import quota_check
+from experiments.quotas import quota_reserve
 
 logger = logging.getLogger(__name__)
 
@@ -59,8 +59,8 @@ def stage(request, dataset, archive: bytes, category: str) -> tuple[str, ingest.
     for old in list(pending)[: max(0, len(pending) - MAX_PENDING + 1)]:
         discard(request, old)
         pending.pop(old, None)
-    quota_check(user=request.user, adding=len(archive))
-    storage.save_bytes(_key(request.user.pk, token), archive)
+    with quota_reserve(user=request.user, adding=len(archive)):
+        storage.save_bytes(_key(request.user.pk, token), archive)
     pending[token] = {"dataset": dataset.pk, "category": category, "report": report.as_dict()}
     request.session[SESSION_KEY] = pending
     return token, report

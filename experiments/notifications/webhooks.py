@@ -7,6 +7,10 @@ owner's webhook secret. A delivery that fails (network error, a non-2xx answer o
 ``WEBHOOK_TIMEOUT_S`` passing, one deadline for the whole attempt) is retried with exponential
 back-off up to ``WEBHOOK_MAX_ATTEMPTS``, then ``failed``; one to an address that is not public is
 ``refused`` at once. Deliveries run on the ``webhooks`` queue.
+
+A retry waits in its row (`next_attempt_at`, `enqueue_pending`), never in the broker: the outbox
+flush in every worker queues it when it is due. A message sent with a countdown sits reserved by
+one worker until then, and comes back only after the visibility timeout (hours) if that worker dies.
 """
 
 import hashlib
@@ -88,7 +92,7 @@ def queue_run_finished(run: Run) -> WebhookDelivery | None:
 
 
 def deliver(delivery_id: int) -> WebhookDelivery:
-    """One attempt; on failure the next one is queued after a back-off, until the attempts run out.
+    """One attempt; on failure the next one is due after a back-off, until the attempts run out.
 
     What the owner sees is the state and the number of attempts, never the receiver's answer or a
     network error (that would let anyone map the ports behind an address): details go to the log."""
@@ -124,7 +128,8 @@ def deliver(delivery_id: int) -> WebhookDelivery:
 
 
 def _failed_attempt(delivery: WebhookDelivery, *, status: int | None, reason: str) -> WebhookDelivery:
-    """Log why, then give up after the last attempt or queue the next one after a back-off."""
+    """Log why, then give up after the last attempt or leave the next one due after a back-off (the
+    outbox flush queues it then)."""
     logger.info("webhook delivery %s attempt %s failed: %s", delivery.pk, delivery.attempts, reason)
     delivery.last_status = status  # for operators (admin); the API does not show it
     if delivery.attempts >= settings.WEBHOOK_MAX_ATTEMPTS:
@@ -132,10 +137,8 @@ def _failed_attempt(delivery: WebhookDelivery, *, status: int | None, reason: st
     delay = settings.WEBHOOK_BACKOFF_S * 2 ** (delivery.attempts - 1)
     delivery.last_error = f"attempt {delivery.attempts} of {settings.WEBHOOK_MAX_ATTEMPTS} failed; retrying"
     delivery.next_attempt_at = timezone.now() + timedelta(seconds=delay)
+    delivery.enqueue_pending = True
     delivery.save()
-    from experiments import outbox
-
-    transaction.on_commit(lambda: outbox.send_webhook(delivery.pk, countdown=delay))
     return delivery
 
 

@@ -18,7 +18,7 @@ from experiments import outbox, storage
 from experiments.errors import ServiceError
 from experiments.models import UploadedModel
 from experiments.onnx_models.selectors import contract_of, models_of
-from experiments.quotas import quota_check
+from experiments.quotas import quota_reserve
 
 logger = logging.getLogger(__name__)
 
@@ -121,8 +121,8 @@ def model_upload(*, owner, data: bytes, name, input_size, mean, std, inputs, out
         raise ServiceError("The model could not be checked now; upload it again in a minute.", status=503) from None
     if models_of(owner).filter(name=fields["name"]).exists():
         raise _name_taken(fields["name"])
-    quota_check(user=owner, adding=len(data))
-    return _store(owner, data, fields)
+    with quota_reserve(user=owner, adding=len(data)):
+        return _store(owner, data, fields)
 
 
 def _name_taken(name: str) -> ServiceError:

@@ -22,7 +22,7 @@ from experiments.datasets.ingest import read_zip
 from experiments.errors import InvalidState, ServiceError
 from experiments.models import ACTIVE_RUN_STATES, Dataset, PairPrediction, PredictionSet, Run, Split
 from experiments.predictions.maps import EXTENSIONS, MapError, check_map
-from experiments.quotas import quota_check
+from experiments.quotas import quota_reserve
 
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 NAME_MAX = PredictionSet._meta.get_field("name").max_length
@@ -179,8 +179,8 @@ def prediction_set_upload(*, owner, dataset: Dataset, name: str, kind: str, arch
     checked = _checked_maps(report, files, pairs, kind) if not (report.missing or report.unknown) else []
     if report.missing or report.unknown or report.ambiguous or report.problems:
         raise PredictionsRejected(_refusal(report), report.as_dict())
-    quota_check(user=owner, adding=sum(len(found.stored) for _, found in checked))
-    return _store(owner, dataset, name, kind, _sha256(archive), checked)
+    with quota_reserve(user=owner, adding=sum(len(found.stored) for _, found in checked)):
+        return _store(owner, dataset, name, kind, _sha256(archive), checked)
 
 
 def _store(owner, dataset: Dataset, name: str, kind: str, archive_sha256: str, checked: list) -> PredictionSet:

@@ -14,10 +14,12 @@ failed with the reason when its worker died `TASK_MAX_WORKER_DEATHS` times.
 import logging
 
 from celery import shared_task
+from celery.signals import worker_ready
+from django.conf import settings
 
-from experiments import outbox
+from experiments import heartbeats, outbox
 from experiments.models import Run
-from experiments.runs import engine
+from experiments.runs import engine, result_files
 from experiments.task_leases import leased
 from experiments.task_options import TASK_OPTIONS, TRANSIENT_ERRORS
 
@@ -78,3 +80,10 @@ def finish_run(self, run_id: int, attempt: str | None = None) -> None:
         raise
     except Exception as exc:  # noqa: BLE001
         _fail(run_id, exc)
+
+
+@worker_ready.connect
+def free_result_folders_while_running(**kwargs) -> None:
+    """Every `RESULT_FREE_SWEEP_S`, each worker removes the result folders of deleted runs whose
+    grace has passed (`result_files.free_due`)."""
+    heartbeats.start_periodic(result_files.free_due, settings.RESULT_FREE_SWEEP_S, "result-folder-sweep")

@@ -20,9 +20,6 @@ from inference.training_config import OPTION_NAMES, training_config
 
 logger = logging.getLogger(__name__)
 PERSIST_EVERY_S = 1.0
-# A running job's worker writes `progress["heartbeat_at"]` (Unix time) this often, even when the
-# training itself reports nothing (loading pairs, a long epoch, saving the checkpoint).
-HEARTBEAT_EVERY_S = 30.0
 VAL_FRACTION = 0.2
 HISTORY_FIELDS = ("epoch", "train_loss", "val_loss", "val_f1", "val_iou", "seconds")
 
@@ -125,8 +122,11 @@ def execute_training(job_id: int, listener=None) -> None:
                progress={**job.progress, "stage": "done", "history": result.history})  # fmt: skip
 
 
-def _start_heartbeat(reporter: TrainingReporter, every_s: float = HEARTBEAT_EVERY_S):
-    """A daemon thread that beats for `reporter`'s job until the returned function is called."""
+def _start_heartbeat(reporter: TrainingReporter, every_s: float | None = None):
+    """A daemon thread that writes `progress["heartbeat_at"]` (Unix time) for `reporter`'s job every
+    `TASK_HEARTBEAT_S`, even when the training reports nothing (loading pairs, a long epoch, saving
+    the checkpoint), until the returned function is called."""
+    every_s = every_s or settings.TASK_HEARTBEAT_S
     return heartbeats.start_beating(reporter.beat, every_s, f"training-heartbeat-{reporter.job_id}")
 
 

@@ -145,3 +145,65 @@ def test_a_real_daphne_limits_the_log_in_page(daphne_server, user):  # noqa: F81
         statuses.append(response.status_code)
     assert statuses == [200] * LIMIT + [429] * 2, response.text[:3000]
     assert "Try again in" in response.text and int(response.headers["Retry-After"]) > 0
+
+
+@pytest.fixture
+def redis_down(settings, monkeypatch):
+    """The cache (the throttles' store) points at a port where nothing listens; each test starts with
+    empty in-process counters."""
+    from accounts import attempts
+    from tests.live_services import free_port
+
+    monkeypatch.setattr(attempts, "_local", attempts._LocalAttempts())
+    settings.CACHES = {
+        **settings.CACHES,
+        "default": {**settings.CACHES["default"], "LOCATION": f"redis://127.0.0.1:{free_port()}/0"},
+    }
+
+
+@pytest.mark.django_db
+def test_with_redis_down_each_process_still_limits_attempts(client, user, redis_down):
+    """Failing open would let brute force through exactly while Redis is down; the count moves into
+    the web process, per client address, with the same limit and the same answer."""
+    statuses = []
+    for i in range(LIMIT + 5):
+        path = ("/api/v1/auth/token/", "/accounts/login/")[i % 2]
+        data = wrong_password(user)
+        response = (
+            client.post(path, data, content_type=JSON, HTTP_X_FORWARDED_FOR=f"10.9.{i}.1")
+            if path.startswith("/api")
+            else client.post(path, data, HTTP_X_FORWARDED_FOR=f"10.9.{i}.1")
+        )
+        statuses.append(response.status_code)
+    assert statuses[:LIMIT].count(429) == 0 and statuses[LIMIT:] == [429] * 5, statuses
+    assert 0 < int(response["Retry-After"]) <= 60
+    other = client.post("/api/v1/auth/token/", wrong_password(user), content_type=JSON, REMOTE_ADDR="192.0.2.99")
+    assert other.status_code == 401  # another address keeps its budget: nobody is locked out
+
+
+def test_the_in_process_counter_remembers_a_bounded_number_of_addresses(monkeypatch):
+    from accounts import attempts
+
+    local = attempts._LocalAttempts()
+    monkeypatch.setattr(attempts._LocalAttempts, "MAX_ADDRESSES", 100)
+    for i in range(1000):
+        assert local.take(f"10.0.{i // 256}.{i % 256}", 2, 60, 1000.0) == 0
+    assert len(local.times) == 100
+    last = "10.0.3.231"  # the 1000th address: its first attempt was at 1000.0
+    assert [local.take(last, 2, 60, 1000.0 + s) for s in (1, 2, 3)] == [0, 58, 57]  # the first leaves at 1060
+    assert local.take(last, 2, 60, 1061.0) == 0  # the window slid past the first attempt
+
+
+@pytest.mark.django_db
+def test_the_only_password_page_the_admins_password_change_counts_attempts(client, staff_user):
+    """accounts/ has no password page (log-in, sign-up, log-out, API token only); the admin's password
+    change form takes the old password, so guessing it there counts like a log-in."""
+    from django.urls import get_resolver
+
+    names = {str(pattern.pattern) for pattern in get_resolver().url_patterns}
+    accounts = {str(p.pattern) for p in get_resolver("accounts.urls").url_patterns}
+    assert accounts == {"login/", "logout/", "sign-up/", "token/"} and "admin/password_change/" in names
+    client.force_login(staff_user)
+    guess = {"old_password": "guess", "new_password1": "a long passphrase 42", "new_password2": "a long passphrase 42"}
+    statuses = [client.post("/admin/password_change/", guess).status_code for _ in range(LIMIT + 2)]
+    assert statuses == [200] * LIMIT + [429] * 2

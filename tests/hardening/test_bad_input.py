@@ -17,11 +17,12 @@ from tests.hardening.bad_inputs import IMAGE_CASES, ZIP_CASES, pickled_checkpoin
 
 
 def queued_tasks() -> int:
-    """Messages waiting in our Celery queues (the broker is our own Redis namespace)."""
+    """Messages waiting in our Celery queues, webhook deliveries' included (the broker is our own
+    Redis namespace)."""
     from diffplatform.celery import app
 
     with app.connection_for_write() as connection, connection.channel() as channel:
-        return sum(channel.client.llen(channel._q_for_pri(queue, 0)) for queue in ("cpu", "gpu"))
+        return sum(channel.client.llen(channel._q_for_pri(queue, 0)) for queue in ("cpu", "gpu", "webhooks"))
 
 
 @pytest.fixture

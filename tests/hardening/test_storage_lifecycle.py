@@ -41,6 +41,12 @@ def world(user, make_pair_bytes, no_queue):
 
 
 # --------------------------------------------------------------------------- deletes free files
+@pytest.fixture(autouse=True)
+def free_at_once(settings):
+    """What is freed, by reference; when (after a grace) is shown in test_result_free_race.py."""
+    settings.RESULT_FREE_GRACE_S = 0
+
+
 @pytest.mark.django_db
 def test_a_deleted_runs_shared_result_folders_go_once_no_result_points_at_them(
     world, django_capture_on_commit_callbacks

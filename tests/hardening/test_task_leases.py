@@ -151,7 +151,7 @@ def broker_down(monkeypatch):
 
     def reset_pools():
         app._pool = None
-        app.__dict__["amqp"]._producer_pool = None
+        app.amqp._producer_pool = None  # `app.amqp` is created on first use
 
     original = app.conf.broker_url
     app.conf.broker_url = f"redis://127.0.0.1:{free_port()}/0"
@@ -203,7 +203,7 @@ def test_pending_validations_and_deliveries_are_queued_once_by_the_flush(user):
     assert outbox.flush_pending() == 2
     assert outbox.flush_pending() == 0
     assert queued_tasks("cpu") == [(outbox.TASK_VALIDATE_MODEL, [model.pk])]
-    assert queued_tasks("webhooks") == [(outbox.TASK_DELIVER_WEBHOOK, [hook.pk])]
+    assert queued_tasks("webhooks") == [(outbox.TASK_DELIVER_WEBHOOK, [hook.pk])]  # deliveries' own queue
     assert not UploadedModel.objects.filter(pk=model.pk, enqueue_pending=True).exists()
     assert not WebhookDelivery.objects.filter(enqueue_pending=True).exists()
 

@@ -99,13 +99,18 @@ def test_a_deflate_bomb_and_a_checkpoint_that_fits_nothing_are_refused_without_a
     assert detectors["siamese-unet"]["weights"] == "untrained"  # never the owner's `auto` weights
     assert server.process.poll() is None and worker.process.poll() is None
     assert nothing_left() == (0, 0, [], 0, 0)
+    assert server.process.poll() is None
 
 
 def test_a_tiny_onnx_model_that_materialises_6_gb_is_rejected_and_the_worker_survives(stack):
-    worker, _server, base, api = stack
+    worker, server, base, api = stack
+    api.get(f"{base}/api/v1/models/", timeout=30)  # warm
+    idle = psutil.Process(server.process.pid).memory_info().rss
     files = {"file": ("model.onnx", exploding_onnx(6.4), "application/octet-stream")}
-    response = api.post(f"{base}/api/v1/models/", files=files, data={**ONNX_FIELDS, "name": "bomb"}, timeout=60)
+    with PeakMemory(server.process.pid) as memory:  # the upload's first parse runs in a sandbox child
+        response = api.post(f"{base}/api/v1/models/", files=files, data={**ONNX_FIELDS, "name": "bomb"}, timeout=60)
     assert response.status_code == 201, response.text
+    assert memory.peak - idle < HEADROOM, f"the web process grew by {(memory.peak - idle) / 2**20:.0f} MB"
     url = f"{base}/api/v1/models/{response.json()['id']}/"
 
     def decided():
@@ -122,3 +127,4 @@ def test_a_tiny_onnx_model_that_materialises_6_gb_is_rejected_and_the_worker_sur
     assert nothing_left()[1:] == (1, [], 0, 0)  # the row keeps the reason; its file is gone
     assert api.delete(url, timeout=30).status_code == 204
     assert nothing_left() == (0, 0, [], 0, 0)
+    assert server.process.poll() is None
