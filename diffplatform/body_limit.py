@@ -25,7 +25,7 @@ from diffplatform.upload_limit import MULTIPART_OVERHEAD
 DISCARD_SECONDS = 5.0
 
 
-ONNX_UPLOAD_PATH = "/api/v1/models/"  # experiments.api.models.ModelListView: its own limit, ONNX_MAX_MB
+ONNX_UPLOAD_PATH = "/api/v1/models/"  # experiments.api.onnx_models.ModelListView: its own limit, ONNX_MAX_MB
 
 
 def limit_mb(path: str) -> int:
