@@ -13,12 +13,18 @@ from experiments.live.progress import run_snapshot
 from experiments.reporting import charts, figures, leaderboard, report, rethreshold, thesis_table
 from experiments.runs import selectors as run_selectors
 from experiments.runs import services as run_services
+from experiments.runs.protocol import protocol_of
 
 
 def run_results_context(request, run) -> dict:
     """What the results section of a finished run shows; state comes from the query string."""
     if not run.is_finished or not run.leaderboard:
-        return {"run": run, "has_results": False, "alignment_count": run.alignments.count()}
+        return {
+            "run": run,
+            "has_results": False,
+            "alignment_count": run.alignments.count(),
+            "protocol": protocol_of(run),
+        }
     detectors = run.experiment.detectors
     state = leaderboard.LeaderboardState.from_query(request.GET, detectors, run.experiment.baseline_detector)
     threshold_error = ""
@@ -46,6 +52,7 @@ def run_results_context(request, run) -> dict:
         "detectors": detectors,
         "query": state.query(),
         "alignment_count": run.alignments.count(),
+        "protocol": protocol_of(run),
     }
 
 

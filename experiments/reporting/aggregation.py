@@ -164,6 +164,9 @@ def detector_row(name: str, results, info: dict, seed: int) -> dict:
         "weights": info.get("weights"),
         "weights_sha256": info.get("weights_sha256"),
         "from_cache": sum(1 for r in results if r.from_cache),
+        # what its masks were cut at, and why (`experiments.runs.threshold_rules`)
+        "threshold": info.get("threshold"),
+        "threshold_source": info.get("threshold_source"),
     }
 
 

@@ -16,6 +16,7 @@ from experiments.models import Run
 from experiments.plans.record import made_elsewhere
 from experiments.reporting.results import csv_text
 from experiments.runs import selectors
+from experiments.runs.protocol import protocol_of
 from inference.numbers import finite_or_none
 
 # Okabe-Ito, colour-blind safe; detectors take colours in the experiment's order.
@@ -94,7 +95,7 @@ UNMEASURED_COLUMNS = ("latency_ms_p50", "latency_ms_p95", "throughput_pairs_per_
                       "peak_memory_mb")  # fmt: skip
 IDENTITY_FIELDS = ("rank", "detector", "family", "weights", "n_pairs", "n_changed_pairs", "n_no_change_pairs")
 TRAILING_FIELDS = (
-    "input_size", "input_size_source", "precision", "memory_kind", "memory_device", "from_cache",
+    "threshold", "threshold_source", "input_size", "input_size_source", "precision", "memory_kind", "memory_device", "from_cache",
     "trained_on_pairs", "is_baseline", "failed",
 )  # fmt: skip
 # The paired comparison of per-pair IoU with the baseline (see `inference.statistics.paired_comparison`).
@@ -214,6 +215,7 @@ def leaderboard_table(run: Run, state: LeaderboardState | None = None) -> dict:
                 "memory_device": source.get("memory_device"),
                 "memory_label": MEMORY_KINDS.get(source.get("memory_kind"), source.get("memory_kind") or ""),
                 "n_timed": source.get("n_timed"),
+                **row_threshold(run, source),
                 "input_size": source.get("input_size"),
                 "input_size_source": source.get("input_size_source"),
                 "precision": source.get("precision"),
@@ -250,7 +252,7 @@ def _failed_row(source: dict, state: LeaderboardState, colours: dict) -> dict:
     """The table row of a detector that failed: its name and reason, every figure empty."""
     name = source["detector"]
     row = dict.fromkeys((
-        "rank", "family", "n_pairs", "n_changed_pairs", "n_no_change_pairs", "memory_kind", "memory_device",
+        "threshold", "threshold_source", "rank", "family", "n_pairs", "n_changed_pairs", "n_no_change_pairs", "memory_kind", "memory_device",
         "n_timed", "input_size", "input_size_source", "precision", "trained_on_pairs", "worker", "members",
         "flops", "comparison",
     ))  # fmt: skip
@@ -266,6 +268,14 @@ def _failed_row(source: dict, state: LeaderboardState, colours: dict) -> dict:
         "is_baseline": name == state.baseline,
         "failed": source["failed"],
     }
+
+
+def row_threshold(run: Run, source: dict) -> dict:
+    """The threshold a stored row's masks were cut at and where it came from: `fixed`, `validation (N pairs)`,
+    or the page's slider (`threshold_rules`, `rethreshold`); rows stored before the rule existed: fixed."""
+    if source.get("threshold") is None:
+        return {"threshold": run.experiment.threshold, "threshold_source": "fixed"}
+    return {"threshold": source["threshold"], "threshold_source": source.get("threshold_source") or "fixed"}
 
 
 def _sorted(rows: list[dict], state: LeaderboardState) -> list[dict]:
@@ -342,6 +352,7 @@ def leaderboard_json(run: Run, state: LeaderboardState | None = None) -> dict:
         "run": run.pk,
         **run_identity(run),
         "environment": run.environment,
+        "protocol": protocol_of(run),
         "baseline": state.baseline,
         "columns": record_fields(),
         "rows": leaderboard_records(run, state),

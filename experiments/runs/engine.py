@@ -33,6 +33,7 @@ from experiments.runs.environment import environment_record
 from experiments.runs.pair_inputs import PairInputs, align_run_pairs, load_pair_inputs
 from experiments.runs.run_records import ProgressReporter, failed_detectors, failure_summary
 from experiments.runs.selectors import scored_pairs
+from experiments.runs.threshold_rules import detector_threshold
 
 logger = logging.getLogger(__name__)
 
@@ -97,6 +98,7 @@ def run_detector(run_id: int, name: str, attempt: str | None = None) -> None:
     slot = DetectorSlot(run, plan, batch_size=BATCH_SIZE)
     slot.record()
     alignments = {a.pair_id: a for a in run.alignments.all()} if run.experiment.align else {}
+    slot.threshold = detector_threshold(run, slot, alignments)  # before any cache key: it is part of each
     todo = link_cached_results(run, slot, todo, alignments, reporter)
     sampled = latency_sample(todo)
     # On a GPU the next batch is predicted while the CPUs make this one's results; on the CPU that work
@@ -250,7 +252,7 @@ def process_batch(
         if pipeline is not None and (alone or slot.timing_throughput):
             pipeline.drain()  # nothing else runs while a prediction is timed
         predicted = list(zip(misses, inputs, slot.predict_pairs(inputs, alone=alone, final=final), strict=True))
-    threshold, weights = run.experiment.threshold, slot.info["weights"] if predicted else ""
+    threshold, weights = slot.threshold, slot.info["weights"] if predicted else ""
 
     def entry_of(computed) -> dict:
         (_, key), item, (prob, latency_ms, memory) = computed
