@@ -64,6 +64,12 @@ class BenchmarkCellOutput(serializers.Serializer):
     iou = serializers.FloatField(allow_null=True, help_text="pooled IoU")
     weights = serializers.CharField(allow_blank=True)
     created_at = serializers.DateTimeField()
+    threshold = serializers.FloatField(allow_null=True, help_text="what its masks were cut at")
+    threshold_source = serializers.CharField(help_text="fixed or validation (N pairs)")
+    protocol = serializers.DictField(child=serializers.CharField(), help_text="scored splits, threshold, alignment")
+    protocol_differs = serializers.ListField(
+        child=serializers.CharField(), help_text="what differs from the protocol most cells of its dataset share"
+    )
 
 
 class BenchmarkRowOutput(serializers.Serializer):

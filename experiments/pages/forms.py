@@ -73,6 +73,7 @@ THRESHOLD_RULE_CHOICES = [
     (ThresholdRule.FIXED, "fixed: one threshold for every detector"),
     (ThresholdRule.VALIDATION, "validation: each detector's F1-optimal threshold on the val split"),
 ]
+BEST_CLASSICAL = ("", "the best classical detector (under the threshold rule)")
 SPLITS_CHOSEN = {"": None, "all": [], "test": ["test"], "val": ["val"], "train": ["train"]}
 
 
@@ -125,7 +126,7 @@ class ExperimentForm(forms.Form):
     )
     seed = forms.IntegerField(initial=0)
     baseline_detector = forms.ChoiceField(
-        choices=lambda: [("", "first chosen")] + [(n, n) for n in catalogue_names()], required=False
+        choices=lambda: [BEST_CLASSICAL] + [(n, n) for n in catalogue_names()], required=False
     )
 
     def __init__(self, *args, datasets=(), weight_choices=None, entries=None, **kwargs):
@@ -133,7 +134,7 @@ class ExperimentForm(forms.Form):
         self.fields["dataset"].choices = [(d.pk, d.name) for d in datasets]
         if entries is not None:  # the user's own: their ONNX models and uploaded predictions too
             self.fields["detectors"].choices = detector_choices(entries)
-            self.fields["baseline_detector"].choices = [("", "first chosen")] + [(n, n) for n in sorted(entries)]
+            self.fields["baseline_detector"].choices = [BEST_CLASSICAL] + [(n, n) for n in sorted(entries)]
         self.weight_fields = []
         for name, choices in (weight_choices or {}).items():
             field_name = f"weights_{name}"

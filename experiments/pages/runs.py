@@ -26,7 +26,7 @@ def run_results_context(request, run) -> dict:
             "protocol": protocol_of(run),
         }
     detectors = run.experiment.detectors
-    state = leaderboard.LeaderboardState.from_query(request.GET, detectors, run.experiment.baseline_detector)
+    state = leaderboard.LeaderboardState.from_query(request.GET, detectors, leaderboard.default_baseline_of(run))
     threshold_error = ""
     try:
         run, threshold = rethreshold.run_at_threshold(run, request.GET.get("threshold"))
@@ -123,7 +123,7 @@ def run_export(request, pk, fmt):
         raise Http404("This run has no leaderboard yet.")
     filename = f"run-{run.pk}-leaderboard.{fmt}"
     state = leaderboard.LeaderboardState.from_query(
-        request.GET, run.experiment.detectors, run.experiment.baseline_detector
+        request.GET, run.experiment.detectors, leaderboard.default_baseline_of(run)
     )
     run, threshold = _threshold_view(request, run)
     if run is None:
@@ -161,7 +161,7 @@ def run_threshold(request, pk):
     """The leaderboard's rows, categories and PR points at `?threshold=` (JSON for the slider)."""
     run = _finished_run(request, pk)
     state = leaderboard.LeaderboardState.from_query(
-        request.GET, run.experiment.detectors, run.experiment.baseline_detector
+        request.GET, run.experiment.detectors, leaderboard.default_baseline_of(run)
     )
     view, threshold = _threshold_view(request, run)
     if view is None:

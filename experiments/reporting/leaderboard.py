@@ -139,7 +139,7 @@ class LeaderboardState:
 
     @classmethod
     def default(cls, run: Run) -> "LeaderboardState":
-        return cls.from_query({}, run.experiment.detectors, run.experiment.baseline_detector)
+        return cls.from_query({}, run.experiment.detectors, default_baseline_of(run))
 
     def query(self, **changes) -> str:
         state = replace(self, **changes)
@@ -149,6 +149,11 @@ class LeaderboardState:
         if key == self.sort:
             return self.query(descending=not self.descending)
         return self.query(sort=key, descending=BY_KEY[key].higher_is_better if key in BY_KEY else False)
+
+
+def default_baseline_of(run: Run) -> str:
+    """The baseline a run's leaderboard was built with (the experiment's, else the best classical detector)."""
+    return (run.leaderboard or {}).get("baseline") or run.experiment.baseline_detector
 
 
 def _delta(value, base, higher_is_better: bool) -> dict | None:

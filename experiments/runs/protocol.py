@@ -78,8 +78,13 @@ def run_comparables(run) -> dict[str, dict]:
     return {name: comparable(settings, fields) for name, fields in protocol_of(run)["detectors"].items()}
 
 
-def differences(reference: dict, other: dict) -> list[str]:
-    """What differs between two `comparable` records, one line each (empty: the same protocol)."""
+# What every detector of one run shares: the keys two detectors' figures on one dataset must agree on.
+RUN_KEYS = ("scored splits", "threshold", "alignment")
+
+
+def differences(reference: dict, other: dict, keys=None) -> list[str]:
+    """What differs between two `comparable` records (or only their `keys`), one line each (empty: the same)."""
+    keys = reference if keys is None else keys
     return [
-        f"{key}: {other.get(key)} (vs {reference.get(key)})" for key in reference if reference[key] != other.get(key)
+        f"{key}: {other.get(key)} (vs {reference.get(key)})" for key in keys if reference.get(key) != other.get(key)
     ]

@@ -323,12 +323,16 @@ def pair_fingerprints(pair_ids) -> dict[int, str]:
 
 def leaderboard_rows_of(user) -> list[tuple]:
     """The user's own finished runs with a leaderboard, newest first, on listed datasets:
-    (run id, dataset id, dataset name, created_at, stored detector rows). The stored rows only,
-    not the whole leaderboard (categories and charts can be large)."""
+    (run id, dataset id, dataset name, created_at, stored detector rows, then the experiment's
+    `PROTOCOL_SETTINGS`). The stored rows only, not the whole leaderboard (categories and charts can be large)."""
     runs = (
         runs_visible_to(user)
         .filter(experiment__owner=user, state__in=LEADERBOARD_RUN_STATES, experiment__dataset__hidden=False)
         .order_by("-created_at", "-pk")
     )
     fields = ("pk", "experiment__dataset_id", "experiment__dataset__name", "created_at", "leaderboard__detectors")
-    return list(runs.values_list(*fields))
+    return list(runs.values_list(*fields, *(f"experiment__{name}" for name in PROTOCOL_SETTINGS)))
+
+
+# The experiment's settings a run's protocol depends on (`experiments.runs.protocol.comparable`).
+PROTOCOL_SETTINGS = ("splits", "threshold", "threshold_rule", "validation_holdout", "align", "scaling", "seed")

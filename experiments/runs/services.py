@@ -71,7 +71,7 @@ def experiment_create(
         scaling=scaling,
         splits=splits,
         seed=int(seed),
-        baseline_detector=baseline_detector or names[0],
+        baseline_detector=baseline_detector,  # blank: the best classical detector, chosen when a run ends
         detector_weights=weights,
         webhook_url=webhook_url,
     )

@@ -77,8 +77,8 @@ def split_dataset(user, make_pair_bytes):
     return dataset
 
 
-def _run(user, dataset, **settings):
-    run = run_services.experiment_start(owner=user, dataset=dataset, name="e", detectors=DETECTORS,
+def _run(user, dataset, detectors=DETECTORS, **settings):
+    run = run_services.experiment_start(owner=user, dataset=dataset, name="e", detectors=detectors,
                                         splits=["test"], **settings)  # fmt: skip
     run = run_in_process(run)
     assert run.state == RunState.SUCCEEDED, run.error
@@ -169,6 +169,29 @@ def test_the_ranking_differs_between_the_rules_and_the_page_says_which(client, u
     assert f"validation ({len(BOXES)} pairs)" in validation_page and "Threshold (source)" in validation_page
     sharp = _row(validation_run, "external:sharp")["threshold"]
     assert f'data-threshold="{sharp}"' in validation_page
+
+
+def test_the_default_baseline_is_the_best_classical_detector_under_the_rule(validation_run, fixed_run):
+    for run in (validation_run, fixed_run):
+        assert run.experiment.baseline_detector == ""
+        assert run.leaderboard["baseline"] == "absdiff"  # the only classical one, though listed last
+        assert leaderboard.LeaderboardState.default(run).baseline == "absdiff"
+        assert _row(run, "external:sharp")["comparison"]["n"] == len(BOXES) - 1
+
+
+def test_the_benchmark_matrix_marks_a_cell_of_another_protocol(client, user, split_dataset, no_queue):
+    from experiments.reporting.benchmarks import benchmark_matrix
+
+    _run(user, split_dataset)
+    newest = _run(user, split_dataset, detectors=["external:sharp"], threshold_rule="validation")
+    cells = {row["detector"]: row["cells"][0] for row in benchmark_matrix(user)["rows"]}
+    assert cells["external:sharp"]["run"] == newest.pk
+    assert cells["external:sharp"]["protocol_differs"] == ["threshold: validation (val split) (vs fixed at 0.5)"]
+    assert cells["external:sharp"]["threshold_source"] == f"validation ({len(BOXES)} pairs)"
+    assert cells["absdiff"]["protocol_differs"] == [] and cells["absdiff"]["threshold_source"] == "fixed"
+    client.force_login(user)
+    page = client.get("/benchmarks/").content.decode()
+    assert page.count("protocol-differs") == 1
 
 
 def test_the_protocol_records_rule_thresholds_sizes_and_weights(validation_run):

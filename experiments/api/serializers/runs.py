@@ -58,7 +58,14 @@ class ExperimentInput(serializers.Serializer):
         '["test"] when the dataset has test pairs, else every pair',
     )
     seed = serializers.IntegerField(required=False, default=0, min_value=-(2**31), max_value=2**31 - 1)
-    baseline_detector = serializers.CharField(required=False, allow_blank=True, default="", max_length=100)
+    baseline_detector = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        default="",
+        max_length=100,
+        help_text="one of `detectors`; blank (default): the classical detector with the best pooled F1 under the "
+        "threshold rule, chosen when each run ends (else the first detector)",
+    )
     detector_weights = serializers.DictField(
         child=serializers.CharField(max_length=100),
         required=False,
