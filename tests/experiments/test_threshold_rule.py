@@ -202,6 +202,13 @@ def test_the_protocol_records_rule_thresholds_sizes_and_weights(validation_run):
     assert sharp["threshold"] == _row(validation_run, "external:sharp")["threshold"]
     assert sharp["threshold_source"].startswith("validation") and sharp["weights"]
     assert protocol["detectors"]["absdiff"]["scaling"] == "none (full size)"
+    from experiments.reporting import report
+
+    sharp_threshold = f"external:sharp {sharp['threshold']:.4g}"
+    assert "threshold rule validation" in report.markdown(validation_run) and sharp_threshold in report.markdown(
+        validation_run
+    )
+    assert 'id="protocol"' in report.html(validation_run)
 
 
 def test_the_compare_page_and_api_mark_a_differing_protocol(client, user, validation_run, fixed_run):
