@@ -98,7 +98,8 @@ def run_detector(run_id: int, name: str, attempt: str | None = None) -> None:
     slot = DetectorSlot(run, plan, batch_size=BATCH_SIZE)
     slot.record()
     alignments = {a.pair_id: a for a in run.alignments.all()} if run.experiment.align else {}
-    slot.threshold = detector_threshold(run, slot, alignments)  # before any cache key: it is part of each
+    stop_if_cancelled = functools.partial(_stop_if_cancelled, run_id)
+    slot.threshold = detector_threshold(run, slot, alignments, between_batches=stop_if_cancelled)  # in cache keys
     todo = link_cached_results(run, slot, todo, alignments, reporter)
     sampled = latency_sample(todo)
     # On a GPU the next batch is predicted while the CPUs make this one's results; on the CPU that work
@@ -106,8 +107,7 @@ def run_detector(run_id: int, name: str, attempt: str | None = None) -> None:
     pipeline = ResultPipeline(overlap=slot.meter_device.startswith("cuda"))
     try:
         for start in range(0, len(todo), BATCH_SIZE):
-            if Run.objects.filter(pk=run_id, cancel_requested=True).exists():
-                raise RunCancelled()
+            stop_if_cancelled()
             batch = todo[start : start + BATCH_SIZE]
             stored = functools.partial(_batch_stored, slot, reporter, len(batch))
             process_batch(run, slot, batch, alignments, final=start + BATCH_SIZE >= len(todo), sampled=sampled,
@@ -127,6 +127,11 @@ def run_detector(run_id: int, name: str, attempt: str | None = None) -> None:
         pipeline.close()
     slot.flush_measurements(force=True)
     reporter.advance(0, stage="done")
+
+
+def _stop_if_cancelled(run_id: int) -> None:
+    if Run.objects.filter(pk=run_id, cancel_requested=True).exists():
+        raise RunCancelled()
 
 
 def link_cached_results(

@@ -103,9 +103,10 @@ def threshold_from_histograms(pos: np.ndarray, neg: np.ndarray) -> tuple[float, 
     return level / RANKING_BINS, float(f1)
 
 
-def detector_threshold(run, slot, alignments: dict) -> float:
+def detector_threshold(run, slot, alignments: dict, *, between_batches=lambda: None) -> float:
     """The threshold `slot`'s detector scores at in `run`, recorded in its record
-    (`threshold`, `threshold_source`); one chosen on validation by an earlier attempt is kept."""
+    (`threshold`, `threshold_source`); one chosen on validation by an earlier attempt is kept.
+    `between_batches()` runs before each batch of validation pairs (the engine's cancel check)."""
     from experiments.runs.run_records import update_detector_record
 
     experiment = run.experiment
@@ -115,7 +116,7 @@ def detector_threshold(run, slot, alignments: dict) -> float:
     elif record.get("threshold_source", "").startswith("validation"):
         return record["threshold"]  # frozen: the results kept from an earlier attempt were made at it
     else:
-        chosen = _chosen_on_validation(experiment, slot, alignments)
+        chosen = _chosen_on_validation(experiment, slot, alignments, between_batches)
 
     def update(_environment: dict, stored: dict) -> None:
         stored.update(chosen)
@@ -124,7 +125,7 @@ def detector_threshold(run, slot, alignments: dict) -> float:
     return chosen["threshold"]
 
 
-def _chosen_on_validation(experiment, slot, alignments: dict) -> dict:
+def _chosen_on_validation(experiment, slot, alignments: dict, between_batches) -> dict:
     from experiments.runs.pair_inputs import load_pair_inputs
     from inference.metrics import RANKING_BINS, ranking_histogram
 
@@ -133,6 +134,7 @@ def _chosen_on_validation(experiment, slot, alignments: dict) -> dict:
         raise ValueError("the dataset has no labelled validation pairs for the validation threshold rule")
     pos = neg = 0
     for start in range(0, len(pairs), BATCH):
+        between_batches()
         inputs = [load_pair_inputs(pair, alignments.get(pair.pk)) for pair in pairs[start : start + BATCH]]
         for item, prob in zip(inputs, slot.predict_untimed(inputs), strict=True):
             positive, negative = ranking_histogram(prob, item.label, bins=RANKING_BINS, valid=item.valid)

@@ -286,3 +286,60 @@ def test_the_command_sets_the_rule(user, split_dataset, no_queue):
                  threshold_rule="validation", stdout=io.StringIO())  # fmt: skip
     experiment = split_dataset.experiments.get()
     assert experiment.threshold_rule == "validation" and experiment.validation_holdout is None
+
+
+def test_the_api_refuses_a_rule_it_cannot_honour_with_the_field_named(user, split_dataset):
+    from rest_framework.test import APIClient
+
+    from experiments.models import Experiment
+
+    api = APIClient()
+    api.force_authenticate(user)
+    body = {"dataset": split_dataset.pk, "detectors": ["absdiff"], "splits": ["test"]}
+    cases = [
+        ({"threshold_rule": "oracle"}, 400, "threshold_rule"),
+        ({"threshold_rule": "validation", "splits": ["val", "test"]}, 422, "splits"),
+        ({"threshold_rule": "validation", "validation_holdout": 0.2}, 422, "validation_holdout"),
+        ({"validation_holdout": "lots"}, 400, "validation_holdout"),
+    ]
+    for extra, status, field in cases:
+        response = api.post("/api/v1/experiments/", {**body, **extra}, format="json")
+        assert response.status_code == status, (extra, response.content)
+        assert field in response.json()["error"]["fields"], (extra, response.json())
+    assert not Experiment.objects.exists()
+    created = api.post("/api/v1/experiments/", {**body, "threshold_rule": "validation"}, format="json")
+    assert created.status_code == 201, created.content
+    assert created.json()["threshold_rule"] == "validation" and created.json()["validation_holdout"] is None
+
+
+def test_validation_pairs_without_change_fail_the_detector_with_the_reason(user, make_pair_bytes, no_queue):
+    from experiments.runs import engine
+
+    dataset = make_dataset(user, name="quiet-val")
+    for split, box in (("val", (0, 0, 0, 0)), ("test", (4, 4, 20, 20))):
+        a, b, label = make_pair_bytes(size=SIZE, seed=7, box=box)
+        dataset_services.pair_create(dataset=dataset, name=split, a_bytes=a, b_bytes=b, label_bytes=label,
+                                     split=split)  # fmt: skip
+    run = run_services.experiment_start(owner=user, dataset=dataset, name="q", detectors=["absdiff"],
+                                        splits=["test"], threshold_rule="validation")  # fmt: skip
+    engine.prepare_run(run.pk)
+    with pytest.raises(ValueError, match="no changed pixel"):
+        engine.run_detector(run.pk, "absdiff")
+    assert not run.results.exists()
+
+
+def test_a_clone_keeps_the_rule_and_a_retry_keeps_the_frozen_threshold(validation_run):
+    from experiments.models import Run
+
+    clone = run_services.run_clone(run=validation_run)
+    assert clone.experiment.threshold_rule == "validation"
+    # a retry recomputes absdiff's lost results at the threshold its record froze, not a new one
+    environment = validation_run.environment
+    environment["detector_info"]["absdiff"]["threshold"] = 0.25
+    validation_run.results.filter(detector="absdiff").delete()
+    Run.objects.filter(pk=validation_run.pk).update(state=RunState.FAILED, environment=environment)
+    validation_run.refresh_from_db()
+    retried = run_in_process(run_services.run_retry(run=validation_run))
+    assert retried.state == RunState.SUCCEEDED, retried.error
+    assert _row(retried, "absdiff")["threshold"] == 0.25
+    assert retried.results.filter(detector="absdiff").count() == len(BOXES)
