@@ -23,6 +23,12 @@
     for (const row of data.rows) {
       const tr = document.querySelector(`#leaderboard-table tr[data-detector="${CSS.escape(row.detector)}"]`);
       if (!tr) continue;
+      const threshold = tr.querySelector(".threshold-cell");
+      if (threshold && row.threshold !== undefined) {  // what this row is cut at now, and why
+        threshold.dataset.threshold = row.threshold;
+        threshold.firstChild.textContent = text(row.threshold, 4);
+        threshold.querySelector("small").textContent = row.threshold_source;
+      }
       for (const td of tr.querySelectorAll("td[data-key]")) {
         const column = columns.get(td.dataset.key);
         const value = td.querySelector("[data-value]");
