@@ -130,8 +130,10 @@ def run_at_threshold(run: Run, value) -> tuple[Run, dict]:
     the grid), and the threshold record. Every reader of `run.leaderboard` (table, CSV, JSON, charts,
     thesis table, reports) then shows that threshold. Raises ServiceError for values outside (0, 1)."""
     if value is None or value == "":
+        per_detector = run.experiment.threshold_rule != "fixed"
+        source = "stored leaderboard: each detector at its own threshold (see its row)" if per_detector else None
         return run, {**threshold_record(run, run.experiment.threshold), "at_run_threshold": True,
-                     "source": "stored leaderboard", "not_recomputed": []}  # fmt: skip
+                     "source": source or "stored leaderboard", "not_recomputed": []}  # fmt: skip
     asked = check_threshold(value)
     if asked == run.experiment.threshold and run.experiment.threshold_rule == "fixed":
         return run, threshold_record(run, asked)

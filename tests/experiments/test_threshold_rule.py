@@ -169,6 +169,15 @@ def test_the_ranking_differs_between_the_rules_and_the_page_says_which(client, u
     assert f"validation ({len(BOXES)} pairs)" in validation_page and "Threshold (source)" in validation_page
     sharp = _row(validation_run, "external:sharp")["threshold"]
     assert f'data-threshold="{sharp}"' in validation_page
+    assert "Run's thresholds (per detector, chosen on validation)" in validation_page
+    # the slider at 0.5 recomputes every detector there (the validation thresholds are not 0.5)
+    moved = client.get(f"/runs/{validation_run.pk}/threshold.json?threshold=0.5").json()
+    assert moved["threshold"]["at_run_threshold"] is False
+    assert {(r["threshold"], r["threshold_source"]) for r in moved["rows"]} == {
+        (0.5, "chosen on the page (recomputed)")
+    }
+    at_half_f1 = {r["detector"]: r["pooled_f1"] for r in leaderboard.leaderboard_records(fixed_run)}
+    assert {r["detector"]: r["pooled_f1"] for r in moved["rows"]} == pytest.approx(at_half_f1, abs=1e-12)
 
 
 def test_the_default_baseline_is_the_best_classical_detector_under_the_rule(validation_run, fixed_run):
