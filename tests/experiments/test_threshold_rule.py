@@ -352,3 +352,22 @@ def test_a_clone_keeps_the_rule_and_a_retry_keeps_the_frozen_threshold(validatio
     assert retried.state == RunState.SUCCEEDED, retried.error
     assert _row(retried, "absdiff")["threshold"] == 0.25
     assert retried.results.filter(detector="absdiff").count() == len(BOXES)
+
+
+def test_the_page_form_sets_the_rule_and_says_what_to_change(client, user, split_dataset, no_queue):
+    from django.urls import reverse
+
+    from experiments.models import Experiment
+
+    client.force_login(user)
+    form = {"dataset": split_dataset.pk, "detectors": ["absdiff"], "threshold": 0.5, "seed": 0, "splits": "test"}
+    refused = client.post(reverse("experiments:experiment_create"), {**form, "threshold_rule": "validation",
+                                                                     "validation_holdout": 0.2})  # fmt: skip
+    assert refused.status_code == 400 and "validation_holdout is for datasets without one" in refused.content.decode()
+    assert not Experiment.objects.exists()
+    started = client.post(reverse("experiments:experiment_create"), {**form, "threshold_rule": "validation"})
+    assert started.status_code == 302
+    experiment = Experiment.objects.get()
+    assert experiment.threshold_rule == "validation"
+    page = client.get(reverse("experiments:experiment_detail", args=[experiment.pk])).content.decode()
+    assert "thresholds chosen per detector on the val split" in page
