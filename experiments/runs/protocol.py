@@ -39,12 +39,21 @@ def protocol_of(run) -> dict:
         "scored_splits": list(experiment.splits) or ["every pair"],
         "threshold_rule": experiment.threshold_rule,
         "fixed_threshold": experiment.threshold if experiment.threshold_rule == ThresholdRule.FIXED else None,
-        "validation": validation_source(experiment),
+        "validation": _validation(experiment, environment),
         "alignment": ALIGNMENT if experiment.align else "none",
         "scaling": experiment.scaling,
         "input_size_override": experiment.input_size,
         "detectors": detectors,
     }
+
+
+def _validation(experiment, environment: dict) -> dict | None:
+    """Where the validation pairs come from and, once the run is prepared, how many and their manifest hash."""
+    source = validation_source(experiment)
+    dataset = environment.get("dataset") or {}
+    if source is not None and "validation_pairs" in dataset:
+        source |= {"n_pairs": dataset["validation_pairs"], "manifest_sha256": dataset["validation_manifest_sha256"]}
+    return source
 
 
 def _scaling(settings: dict, fields: dict) -> str:

@@ -285,7 +285,10 @@ def test_a_seeded_train_holdout_stands_in_for_a_missing_val_split(user, make_pai
     run = run_in_process(run)
     assert run.state == RunState.SUCCEEDED, run.error
     protocol = protocol_of(run)
-    assert protocol["validation"] == {"split": "train", "holdout": 0.2, "seed": 3,
+    from experiments.runs.environment import dataset_manifest_hash
+
+    assert protocol["validation"] == {"split": "train", "holdout": 0.2, "seed": 3, "n_pairs": 2,
+                                      "manifest_sha256": dataset_manifest_hash(held),
                                       "label": "a seeded 20% hold-out of the train split (seed 3)"}  # fmt: skip
     assert protocol["detectors"]["absdiff"]["threshold_source"] == "validation (2 pairs)"
 
