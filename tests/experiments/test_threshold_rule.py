@@ -374,3 +374,10 @@ def test_the_page_form_sets_the_rule_and_says_what_to_change(client, user, split
     assert experiment.threshold_rule == "validation"
     page = client.get(reverse("experiments:experiment_detail", args=[experiment.pk])).content.decode()
     assert "thresholds chosen per detector on the val split" in page
+
+
+def test_an_aligned_run_aligns_its_validation_pairs_too(user, split_dataset, no_queue):
+    run = _run(user, split_dataset, detectors=["absdiff"], threshold_rule="validation", align=True)
+    assert run.alignments.count() == 2 * len(BOXES)
+    assert protocol_of(run)["alignment"] != "none"
+    assert _row(run, "absdiff")["threshold_source"] == f"validation ({len(BOXES)} pairs)"
