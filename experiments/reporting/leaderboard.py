@@ -377,7 +377,8 @@ def _text(value, digits: int) -> str:
 def leaderboard_text(run: Run) -> str:
     """The command line's table: the same rows and column names, a few columns wide."""
     records = leaderboard_records(run)
-    header = f"{'detector':<24}" + "".join(f"{key:>16}" for key in TEXT_COLUMNS) + "  mean_iou 95% CI    weights"
+    header = (f"{'detector':<24}" + "".join(f"{key:>16}" for key in TEXT_COLUMNS)
+              + "  mean_iou 95% CI    threshold (source)            weights")  # fmt: skip
     lines = [header, "-" * len(header)]
     for r in records:
         if r["failed"]:
@@ -385,7 +386,8 @@ def leaderboard_text(run: Run) -> str:
             continue
         ci = f"[{r['mean_iou_ci_low']:.3f}, {r['mean_iou_ci_high']:.3f}]" if r["mean_iou_ci_low"] is not None else ""
         cells = "".join(f"{_text(r[key], BY_KEY[key].digits):>16}" for key in TEXT_COLUMNS)
-        lines.append(f"{r['detector']:<24}{cells}  {ci:<18}{r['weights'] or ''}")
+        threshold = f"{_text(r['threshold'], 4)} ({r['threshold_source']})"
+        lines.append(f"{r['detector']:<24}{cells}  {ci:<18} {threshold:<29} {r['weights'] or ''}")
     leaderboard = run.leaderboard or {}
     if not leaderboard.get("labelled"):
         lines.append("No labels: IoU/F1 are not defined; see agreement between detectors:")

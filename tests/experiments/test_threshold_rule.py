@@ -381,3 +381,9 @@ def test_an_aligned_run_aligns_its_validation_pairs_too(user, split_dataset, no_
     assert run.alignments.count() == 2 * len(BOXES)
     assert protocol_of(run)["alignment"] != "none"
     assert _row(run, "absdiff")["threshold_source"] == f"validation ({len(BOXES)} pairs)"
+
+
+def test_the_command_line_table_says_each_threshold_and_its_source(validation_run):
+    text = leaderboard.leaderboard_text(validation_run)
+    sharp = _row(validation_run, "external:sharp")["threshold"]
+    assert "threshold (source)" in text and f"{sharp:.4f} (validation ({len(BOXES)} pairs))" in text
