@@ -167,8 +167,15 @@ class BenchmarksView(ApiView):
         tags=["runs"],
         operation_id="benchmarks",
         summary="Detector x dataset matrix of pooled F1 and IoU",
-        description="From your newest finished run per detector and dataset; each cell names its run.",
-        responses={200: BenchmarksOutput, **error_responses()},
+        description="From your newest finished run per detector and dataset; each cell names its run, its "
+        "threshold and what of its protocol differs from the one most cells of its dataset share.",
+        parameters=[
+            OpenApiParameter(
+                "same_protocol", bool, description="`true`: leave out (null) each cell whose protocol differs"
+            ),
+        ],
+        responses={200: BenchmarksOutput, **error_responses(400)},
     )
     def get(self, request):
-        return Response(BenchmarksOutput(benchmarks.benchmark_matrix(request.user)).data)
+        same = _flag(request.query_params.getlist("same_protocol"), "same_protocol")
+        return Response(BenchmarksOutput(benchmarks.benchmark_matrix(request.user, same_protocol=same)).data)

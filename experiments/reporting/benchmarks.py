@@ -22,10 +22,10 @@ def _newest(column: list[dict], protocol: tuple):
     return max(cell["created_at"] for cell in column if tuple(cell["protocol"].items()) == protocol)
 
 
-def benchmark_matrix(user) -> dict:
+def benchmark_matrix(user, *, same_protocol: bool = False) -> dict:
     """`{"datasets": [{id, name}], "rows": [{detector, cells: [cell or None per dataset]}]}`; a cell is
     `{run, f1, iou, weights, created_at, threshold, threshold_source, protocol, protocol_differs}`. Failed
-    detectors of partial runs leave no cell."""
+    detectors of partial runs leave no cell; with `same_protocol`, neither does a cell whose protocol differs."""
     cells: dict[tuple[str, int], dict] = {}
     datasets: dict[int, str] = {}
     for run_id, dataset_id, dataset_name, created_at, rows, *settings in run_selectors.leaderboard_rows_of(user):
@@ -55,6 +55,8 @@ def benchmark_matrix(user) -> dict:
         reference = dict(max(counts, key=lambda key: (counts[key], _newest(column, key))))
         for cell in column:
             cell["protocol_differs"] = differences(reference, cell["protocol"], RUN_KEYS)
+    if same_protocol:
+        cells = {key: cell for key, cell in cells.items() if not cell["protocol_differs"]}
     return {
         "datasets": [{"id": pk, "name": name} for pk, name in ordered],
         "rows": [{"detector": name, "cells": [cells.get((name, pk)) for pk, _ in ordered]} for name in detectors],

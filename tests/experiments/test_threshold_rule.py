@@ -201,6 +201,15 @@ def test_the_benchmark_matrix_marks_a_cell_of_another_protocol(client, user, spl
     client.force_login(user)
     page = client.get("/benchmarks/").content.decode()
     assert page.count("protocol-differs") == 1
+    from rest_framework.test import APIClient
+
+    api = APIClient()
+    api.force_authenticate(user)
+    same = {
+        row["detector"]: row["cells"][0] for row in api.get("/api/v1/benchmarks/?same_protocol=true").json()["rows"]
+    }
+    assert same["external:sharp"] is None and same["absdiff"]["protocol_differs"] == []
+    assert api.get("/api/v1/benchmarks/?same_protocol=yes").status_code == 400
 
 
 def test_the_protocol_records_rule_thresholds_sizes_and_weights(validation_run):
