@@ -84,6 +84,13 @@ class Scaling(models.TextChoices):
     TILE = "tile"  # sliding windows at the input size, with overlap, blended back
 
 
+class ThresholdRule(models.TextChoices):
+    """How each detector's threshold is set (see `experiments.runs.threshold_rules`)."""
+
+    FIXED = "fixed"  # the experiment's `threshold` for every detector
+    VALIDATION = "validation"  # F1-optimal on the validation pairs, frozen, applied to the scored pairs
+
+
 class Experiment(models.Model):
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="experiments")
     dataset = models.ForeignKey(Dataset, on_delete=models.PROTECT, related_name="experiments")
@@ -91,6 +98,10 @@ class Experiment(models.Model):
     detectors = models.JSONField(help_text="registry names of the detectors to compare")
     align = models.BooleanField(default=False, help_text="warp A onto B before detection")
     threshold = models.FloatField(default=0.5)
+    threshold_rule = models.CharField(max_length=10, choices=ThresholdRule.choices, default=ThresholdRule.FIXED)
+    validation_holdout = models.FloatField(
+        null=True, blank=True, help_text="validation rule without a val split: the seeded share of train pairs held out"
+    )
     input_size = models.PositiveIntegerField(
         null=True, blank=True, help_text="an override for every learned detector; empty: each detector's own size"
     )
@@ -118,6 +129,8 @@ class Experiment(models.Model):
         return {
             "align": self.align,
             "threshold": self.threshold,
+            "threshold_rule": self.threshold_rule,
+            "validation_holdout": self.validation_holdout,
             "input_size": self.input_size,
             "splits": list(self.splits),
             "scaling": self.scaling,

@@ -22,6 +22,7 @@ class RunSummaryOutput(serializers.Serializer):
     detectors = serializers.ListField(child=serializers.CharField())
     settings = serializers.DictField()
     created_at = serializers.DateTimeField()
+    protocol = serializers.DictField(help_text="what its figures were measured under (see docs/engine.md, Protocol)")
 
 
 class PairedTestOutput(serializers.Serializer):
@@ -38,6 +39,9 @@ class PairedTestOutput(serializers.Serializer):
     wilcoxon_p_holm = serializers.FloatField(allow_null=True, help_text="Holm over the runs of one detector")
     test = serializers.CharField()
     small_sample = serializers.BooleanField()
+    protocol_differs = serializers.ListField(
+        child=serializers.CharField(), help_text="what of this run's protocol differs from the baseline run's"
+    )
 
 
 class CompareOutput(serializers.Serializer):
@@ -46,10 +50,12 @@ class CompareOutput(serializers.Serializer):
     detectors = serializers.ListField(child=serializers.CharField())
     rows = serializers.ListField(
         child=serializers.DictField(),
-        help_text="one per detector and run: `run` and the leaderboard's flat columns (as `/runs/{id}/leaderboard/`)",
+        help_text="one per detector and run: `run`, the leaderboard's flat columns (as `/runs/{id}/leaderboard/`) "
+        "and `protocol_differs` (what of its protocol differs from the baseline run's; empty: like with like)",
     )
     tests = PairedTestOutput(many=True)
     matched_by = serializers.CharField()
+    same_protocol = serializers.BooleanField(help_text="only rows and tests of the baseline run's protocol")
 
 
 class BenchmarkCellOutput(serializers.Serializer):
@@ -67,6 +73,12 @@ class BenchmarkCellOutput(serializers.Serializer):
     )
     weights = serializers.CharField(allow_blank=True)
     created_at = serializers.DateTimeField()
+    threshold = serializers.FloatField(allow_null=True, help_text="what its masks were cut at")
+    threshold_source = serializers.CharField(help_text="fixed or validation (N pairs)")
+    protocol = serializers.DictField(child=serializers.CharField(), help_text="scored splits, threshold, alignment")
+    protocol_differs = serializers.ListField(
+        child=serializers.CharField(), help_text="what differs from the protocol most cells of its dataset share"
+    )
 
 
 class BenchmarkRowOutput(serializers.Serializer):
@@ -96,6 +108,13 @@ def _baseline(values: list[str]) -> int | None:
     return int(values[-1]) if values else None
 
 
+def _flag(values: list[str], name: str) -> bool:
+    for value in values:
+        if value.lower() not in ("true", "false", "1", "0"):
+            raise ApiError(f"{name} must be true or false; got {value[:40]!r}.", field=name)
+    return bool(values) and values[-1].lower() in ("true", "1")
+
+
 class CompareView(ApiView):
     @extend_schema(
         tags=["runs"],
@@ -118,6 +137,11 @@ class CompareView(ApiView):
             ),
             OpenApiParameter("detector", str, description="compare every finished run of this detector"),
             OpenApiParameter("baseline", ID_SCHEMA, description="one of `runs`"),
+            OpenApiParameter(
+                "same_protocol",
+                bool,
+                description="`true`: only rows (and tests) whose protocol equals the baseline run's for that detector",
+            ),
         ],
         responses={200: CompareOutput, **error_responses(400, 404, 409)},
     )
@@ -142,7 +166,9 @@ class CompareView(ApiView):
             runs = comparison.runs_by_ids(request.user, run_ids)
         else:
             runs = comparison.runs_of_detector(request.user, detector)
-        return Response(CompareOutput(comparison.compare_runs(runs, baseline_id=baseline, detector=detector)).data)
+        same = _flag(request.query_params.getlist("same_protocol"), "same_protocol")
+        data = comparison.compare_runs(runs, baseline_id=baseline, detector=detector, same_protocol=same)
+        return Response(CompareOutput(data).data)
 
 
 class BenchmarksView(ApiView):
@@ -150,8 +176,15 @@ class BenchmarksView(ApiView):
         tags=["runs"],
         operation_id="benchmarks",
         summary="Detector x dataset matrix of pooled F1 and IoU",
-        description="From your newest finished run per detector and dataset; each cell names its run.",
-        responses={200: BenchmarksOutput, **error_responses()},
+        description="From your newest finished run per detector and dataset; each cell names its run, its "
+        "threshold and what of its protocol differs from the one most cells of its dataset share.",
+        parameters=[
+            OpenApiParameter(
+                "same_protocol", bool, description="`true`: leave out (null) each cell whose protocol differs"
+            ),
+        ],
+        responses={200: BenchmarksOutput, **error_responses(400)},
     )
     def get(self, request):
-        return Response(BenchmarksOutput(benchmarks.benchmark_matrix(request.user)).data)
+        same = _flag(request.query_params.getlist("same_protocol"), "same_protocol")
+        return Response(BenchmarksOutput(benchmarks.benchmark_matrix(request.user, same_protocol=same)).data)

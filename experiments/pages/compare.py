@@ -37,7 +37,8 @@ def compare(request):
     if runs is None:
         context["recent"] = run_selectors.listed_runs(request.user).order_by("-created_at", "-pk")[:20]
         return render(request, "experiments/compare.html", context)
-    data = comparison.compare_runs(runs, baseline_id=_baseline_id(request), detector=detector)
+    same = request.GET.get("same_protocol", "") in ("1", "true", "on")
+    data = comparison.compare_runs(runs, baseline_id=_baseline_id(request), detector=detector, same_protocol=same)
     context |= {"data": data, "runs_param": ",".join(str(r["id"]) for r in data["runs"])}
     return render(request, "experiments/compare.html", context)
 

@@ -1,7 +1,7 @@
 from django import forms
 
 from experiments.errors import ServiceError
-from experiments.models import Scaling, Split
+from experiments.models import Scaling, Split, ThresholdRule
 from experiments.runs.validation import check_input_size, check_threshold, scaling_help
 from inference.catalogue import catalogue_entries, catalogue_names
 from inference.training_config import DEFAULTS, EPOCHS_RANGE, LOSSES
@@ -69,6 +69,11 @@ SCALING_CHOICES = [
     (Scaling.RESIZE, "resize the whole pair to the input size"),
     (Scaling.TILE, "tile B at the input size (25% overlap, blended)"),
 ]
+THRESHOLD_RULE_CHOICES = [
+    (ThresholdRule.FIXED, "fixed: one threshold for every detector"),
+    (ThresholdRule.VALIDATION, "validation: each detector's F1-optimal threshold on the val split"),
+]
+BEST_CLASSICAL = ("", "the best classical detector (under the threshold rule)")
 SPLITS_CHOSEN = {"": None, "all": [], "test": ["test"], "val": ["val"], "train": ["train"]}
 
 
@@ -90,6 +95,19 @@ class ExperimentForm(forms.Form):
     detectors = forms.MultipleChoiceField(choices=detector_choices, widget=forms.CheckboxSelectMultiple)
     align = forms.BooleanField(required=False, help_text="warp A onto B (SIFT + RANSAC) before detection")
     threshold = forms.FloatField(initial=0.5, validators=[rule(check_threshold)])
+    threshold_rule = forms.ChoiceField(
+        choices=THRESHOLD_RULE_CHOICES,
+        initial=ThresholdRule.FIXED,
+        required=False,  # blank: fixed
+        help_text="fixed: the threshold above for every detector; validation: each detector's F1-optimal "
+        "threshold on the dataset's val split, applied to the scored pairs",
+    )
+    validation_holdout = forms.FloatField(
+        required=False,
+        min_value=0.01,
+        max_value=0.5,
+        help_text="validation rule without a val split: the share of train pairs held out (seeded)",
+    )
     input_size = forms.IntegerField(
         required=False,
         validators=[rule(check_input_size)],
@@ -108,7 +126,7 @@ class ExperimentForm(forms.Form):
     )
     seed = forms.IntegerField(initial=0)
     baseline_detector = forms.ChoiceField(
-        choices=lambda: [("", "first chosen")] + [(n, n) for n in catalogue_names()], required=False
+        choices=lambda: [BEST_CLASSICAL] + [(n, n) for n in catalogue_names()], required=False
     )
 
     def __init__(self, *args, datasets=(), weight_choices=None, entries=None, **kwargs):
@@ -116,7 +134,7 @@ class ExperimentForm(forms.Form):
         self.fields["dataset"].choices = [(d.pk, d.name) for d in datasets]
         if entries is not None:  # the user's own: their ONNX models and uploaded predictions too
             self.fields["detectors"].choices = detector_choices(entries)
-            self.fields["baseline_detector"].choices = [("", "first chosen")] + [(n, n) for n in sorted(entries)]
+            self.fields["baseline_detector"].choices = [BEST_CLASSICAL] + [(n, n) for n in sorted(entries)]
         self.weight_fields = []
         for name, choices in (weight_choices or {}).items():
             field_name = f"weights_{name}"

@@ -13,14 +13,20 @@ from experiments.live.progress import run_snapshot
 from experiments.reporting import charts, figures, leaderboard, report, rethreshold, thesis_table
 from experiments.runs import selectors as run_selectors
 from experiments.runs import services as run_services
+from experiments.runs.protocol import protocol_of
 
 
 def run_results_context(request, run) -> dict:
     """What the results section of a finished run shows; state comes from the query string."""
     if not run.is_finished or not run.leaderboard:
-        return {"run": run, "has_results": False, "alignment_count": run.alignments.count()}
+        return {
+            "run": run,
+            "has_results": False,
+            "alignment_count": run.alignments.count(),
+            "protocol": protocol_of(run),
+        }
     detectors = run.experiment.detectors
-    state = leaderboard.LeaderboardState.from_query(request.GET, detectors, run.experiment.baseline_detector)
+    state = leaderboard.LeaderboardState.from_query(request.GET, detectors, leaderboard.default_baseline_of(run))
     threshold_error = ""
     try:
         run, threshold = rethreshold.run_at_threshold(run, request.GET.get("threshold"))
@@ -46,6 +52,7 @@ def run_results_context(request, run) -> dict:
         "detectors": detectors,
         "query": state.query(),
         "alignment_count": run.alignments.count(),
+        "protocol": protocol_of(run),
     }
 
 
@@ -116,7 +123,7 @@ def run_export(request, pk, fmt):
         raise Http404("This run has no leaderboard yet.")
     filename = f"run-{run.pk}-leaderboard.{fmt}"
     state = leaderboard.LeaderboardState.from_query(
-        request.GET, run.experiment.detectors, run.experiment.baseline_detector
+        request.GET, run.experiment.detectors, leaderboard.default_baseline_of(run)
     )
     run, threshold = _threshold_view(request, run)
     if run is None:
@@ -154,7 +161,7 @@ def run_threshold(request, pk):
     """The leaderboard's rows, categories and PR points at `?threshold=` (JSON for the slider)."""
     run = _finished_run(request, pk)
     state = leaderboard.LeaderboardState.from_query(
-        request.GET, run.experiment.detectors, run.experiment.baseline_detector
+        request.GET, run.experiment.detectors, leaderboard.default_baseline_of(run)
     )
     view, threshold = _threshold_view(request, run)
     if view is None:

@@ -165,6 +165,9 @@ def detector_row(name: str, results, info: dict, seed: int) -> dict:
         "weights": info.get("weights"),
         "weights_sha256": info.get("weights_sha256"),
         "from_cache": sum(1 for r in results if r.from_cache),
+        # what its masks were cut at, and why (`experiments.runs.threshold_rules`)
+        "threshold": info.get("threshold"),
+        "threshold_source": info.get("threshold_source"),
     }
 
 
@@ -246,6 +249,25 @@ def _compact_histograms(result):
     return result
 
 
+def default_baseline(results, infos: dict, detectors: list[str]) -> str:
+    """The baseline when the experiment names none: the classical detector with the best pooled F1 under
+    the run's threshold rule (each at its own threshold), else the first detector."""
+    from inference.metrics import Confusion, scores
+
+    classical = [name for name in detectors if (infos.get(name) or {}).get("family") == "classical"]
+    if not classical:
+        return detectors[0]
+    sums = {name: Confusion.zero() for name in classical}
+    for result in results:
+        if result.detector in sums and "tp" in result.metrics:
+            m = result.metrics
+            sums[result.detector] = sums[result.detector] + Confusion(m["tp"], m["fp"], m["fn"], m["tn"])
+    labelled = [name for name in classical if sums[name].total]
+    if not labelled:
+        return classical[0]
+    return max(labelled, key=lambda name: (scores(sums[name])["f1"], -classical.index(name)))
+
+
 def build_leaderboard(run: Run, failed: dict[str, str] | None = None) -> dict:
     """The run's leaderboard from the detectors that finished; each detector in `failed`
     ({name: reason}) is a row `{"detector": name, "failed": reason}` and its results are left out."""
@@ -256,8 +278,10 @@ def build_leaderboard(run: Run, failed: dict[str, str] | None = None) -> dict:
         _compact_histograms(r)
         for r in run.results.exclude(detector__in=list(failed)).select_related("pair").iterator(chunk_size=200)
     ]
-    baseline = experiment.baseline_detector or experiment.detectors[0]
-    tables = detector_tables(results, baseline=baseline, seed=seed, infos=run.environment.get("detector_info", {}))
+    infos = run.environment.get("detector_info", {})
+    finished = [name for name in experiment.detectors if name not in failed]
+    baseline = experiment.baseline_detector or default_baseline(results, infos, finished or experiment.detectors)
+    tables = detector_tables(results, baseline=baseline, seed=seed, infos=infos)
     trained_on = trained_pairs_scored(run)
     rows = []
     for name in experiment.detectors:

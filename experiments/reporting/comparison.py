@@ -13,6 +13,7 @@ from experiments.models import LEADERBOARD_RUN_STATES, Run
 from experiments.reporting import leaderboard
 from experiments.reporting.leaderboard import run_identity
 from experiments.runs import selectors as run_selectors
+from experiments.runs.protocol import protocol_of
 
 MAX_RUNS = 20
 MATCHED_BY = "pair fingerprint (the SHA-256 of images A and B): the same images count as one pair in any dataset"
@@ -64,6 +65,7 @@ def run_summary(run: Run) -> dict:
         **run_identity(run),
         "detectors": list(run.experiment.detectors),
         "created_at": run.created_at,
+        "protocol": protocol_of(run),
     }
 
 
@@ -96,28 +98,56 @@ def paired_tests(runs: list[Run], baseline: Run, detectors: list[str]) -> list[d
     return tests
 
 
-def compare_runs(runs: list[Run], *, baseline_id: int | None = None, detector: str = "") -> dict:
+def compare_runs(
+    runs: list[Run], *, baseline_id: int | None = None, detector: str = "", same_protocol: bool = False
+) -> dict:
     """The comparison of `runs` (first is the baseline unless `baseline_id` names another of them);
-    with `detector`, only that detector's rows."""
+    with `detector`, only that detector's rows. Each row and test says in `protocol_differs` what of
+    its protocol differs from the baseline run's for that detector (`experiments.runs.protocol`);
+    with `same_protocol`, those are left out."""
     if not runs:
-        return {"runs": [], "baseline_run": None, "detectors": [], "rows": [], "tests": [], "matched_by": MATCHED_BY}
+        return {"runs": [], "baseline_run": None, "detectors": [], "rows": [], "tests": [], "matched_by": MATCHED_BY,
+                "same_protocol": same_protocol}  # fmt: skip
     baseline = next((run for run in runs if run.pk == baseline_id), runs[0])
+    differs = _protocol_differences(runs, baseline)
     rows = []
     for order, run in enumerate(runs):
         for record in leaderboard.leaderboard_records(run):
             if detector and record["detector"] != detector:
                 continue
-            rows.append((record["detector"], order, {"run": run.pk} | record))
+            record = {"run": run.pk} | record | {"protocol_differs": differs.get((run.pk, record["detector"]), [])}
+            if not (same_protocol and record["protocol_differs"]):
+                rows.append((record["detector"], order, record))
     rows.sort(key=lambda item: (item[0], item[1]))
     detectors = sorted({name for name, _, record in rows if not record["failed"]})
+    compared = [run for run in runs if any(record["run"] == run.pk for _, _, record in rows)] if same_protocol else runs
+    tests = [
+        test | {"protocol_differs": differs.get((test["run"], test["detector"]), [])}
+        for test in paired_tests(compared, baseline, detectors)
+        if not (same_protocol and differs.get((test["run"], test["detector"])))
+    ]
     return {
         "runs": [run_summary(run) for run in runs],
         "baseline_run": baseline.pk,
         "detectors": detectors,
         "rows": [record for _, _, record in rows],
-        "tests": paired_tests(runs, baseline, detectors),
+        "tests": tests,
         "matched_by": MATCHED_BY,
+        "same_protocol": same_protocol,
     }
+
+
+def _protocol_differences(runs: list[Run], baseline: Run) -> dict[tuple[int, str], list[str]]:
+    """(run, detector) -> what of its protocol differs from the baseline run's for that detector (or,
+    when the baseline run did not score it, from the first run that did)."""
+    from experiments.runs.protocol import differences, run_comparables
+
+    records = {run.pk: run_comparables(run) for run in runs}
+    found = {}
+    for run in [baseline, *runs]:
+        for name, record in records[run.pk].items():
+            found.setdefault(name, record)
+    return {(pk, name): differences(found[name], record) for pk, per in records.items() for name, record in per.items()}
 
 
 def page_columns() -> list[dict]:

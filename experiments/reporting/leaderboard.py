@@ -18,6 +18,7 @@ from experiments.plans.record import made_elsewhere
 from experiments.reporting.ranking import rank_key
 from experiments.reporting.results import csv_text
 from experiments.runs import selectors
+from experiments.runs.protocol import protocol_of
 from inference.numbers import finite_or_none
 
 # Okabe-Ito, colour-blind safe; detectors take colours in the experiment's order.
@@ -98,7 +99,7 @@ UNMEASURED_COLUMNS = ("latency_ms_p50", "latency_ms_p95", "throughput_pairs_per_
 IDENTITY_FIELDS = ("rank", "rank_group", "detector", "family", "weights", "n_pairs", "n_changed_pairs",
                    "n_no_change_pairs")  # fmt: skip
 TRAILING_FIELDS = (
-    "input_size", "input_size_source", "precision", "memory_kind", "memory_device", "from_cache",
+    "threshold", "threshold_source", "input_size", "input_size_source", "precision", "memory_kind", "memory_device", "from_cache",
     "trained_on_pairs", "is_baseline", "failed",
 )  # fmt: skip
 # The paired comparison of per-pair IoU with the baseline (see `inference.statistics.paired_comparison`).
@@ -142,7 +143,7 @@ class LeaderboardState:
 
     @classmethod
     def default(cls, run: Run) -> "LeaderboardState":
-        return cls.from_query({}, run.experiment.detectors, run.experiment.baseline_detector)
+        return cls.from_query({}, run.experiment.detectors, default_baseline_of(run))
 
     def query(self, **changes) -> str:
         state = replace(self, **changes)
@@ -152,6 +153,11 @@ class LeaderboardState:
         if key == self.sort:
             return self.query(descending=not self.descending)
         return self.query(sort=key, descending=BY_KEY[key].higher_is_better if key in BY_KEY else False)
+
+
+def default_baseline_of(run: Run) -> str:
+    """The baseline a run's leaderboard was built with (the experiment's, else the best classical detector)."""
+    return (run.leaderboard or {}).get("baseline") or run.experiment.baseline_detector
 
 
 def _delta(value, base, higher_is_better: bool) -> dict | None:
@@ -214,6 +220,7 @@ def leaderboard_table(run: Run, state: LeaderboardState | None = None) -> dict:
                 "memory_device": source.get("memory_device"),
                 "memory_label": MEMORY_KINDS.get(source.get("memory_kind"), source.get("memory_kind") or ""),
                 "n_timed": source.get("n_timed"),
+                **row_threshold(run, source),
                 "input_size": source.get("input_size"),
                 "input_size_source": source.get("input_size_source"),
                 "precision": source.get("precision"),
@@ -251,7 +258,7 @@ def _failed_row(source: dict, state: LeaderboardState, colours: dict) -> dict:
     """The table row of a detector that failed: its name and reason, every figure empty."""
     name = source["detector"]
     row = dict.fromkeys((
-        "rank", "rank_group", "family", "n_pairs", "n_changed_pairs", "n_no_change_pairs", "memory_kind", "memory_device",
+        "threshold", "threshold_source", "rank", "rank_group", "family", "n_pairs", "n_changed_pairs", "n_no_change_pairs", "memory_kind", "memory_device",
         "n_timed", "input_size", "input_size_source", "precision", "trained_on_pairs", "worker", "members",
         "flops", "comparison",
     ))  # fmt: skip
@@ -268,6 +275,14 @@ def _failed_row(source: dict, state: LeaderboardState, colours: dict) -> dict:
         "is_baseline": name == state.baseline,
         "failed": source["failed"],
     }
+
+
+def row_threshold(run: Run, source: dict) -> dict:
+    """The threshold a stored row's masks were cut at and where it came from: `fixed`, `validation (N pairs)`,
+    or the page's slider (`threshold_rules`, `rethreshold`); rows stored before the rule existed: fixed."""
+    if source.get("threshold") is None:
+        return {"threshold": run.experiment.threshold, "threshold_source": "fixed"}
+    return {"threshold": source["threshold"], "threshold_source": source.get("threshold_source") or "fixed"}
 
 
 def _sorted(rows: list[dict], state: LeaderboardState) -> list[dict]:
@@ -344,6 +359,7 @@ def leaderboard_json(run: Run, state: LeaderboardState | None = None) -> dict:
         "run": run.pk,
         **run_identity(run),
         "environment": run.environment,
+        "protocol": protocol_of(run),
         "baseline": state.baseline,
         "columns": record_fields(),
         "rows": leaderboard_records(run, state),
@@ -369,7 +385,7 @@ def leaderboard_text(run: Run) -> str:
     """The command line's table: the same rows and column names, a few columns wide."""
     records = leaderboard_records(run)
     header = f"{'detector':<24}{'group':>6}" + "".join(f"{key:>16}" for key in TEXT_COLUMNS)
-    header += "  pooled_f1 95% CI   mean_iou 95% CI    weights"
+    header += "  pooled_f1 95% CI   mean_iou 95% CI    threshold (source)            weights"
     lines = [header, "-" * len(header)]
     for r in records:
         if r["failed"]:
@@ -377,7 +393,10 @@ def leaderboard_text(run: Run) -> str:
             continue
         cells = "".join(f"{_text(r[key], BY_KEY[key].digits):>16}" for key in TEXT_COLUMNS)
         intervals = f"{_interval(r, 'pooled_f1'):<19}{_interval(r, 'mean_iou'):<19}"
-        lines.append(f"{r['detector']:<24}{r['rank_group'] or '':>6}{cells}  {intervals}{r['weights'] or ''}")
+        threshold = f"{_text(r['threshold'], 4)} ({r['threshold_source']})"
+        lines.append(
+            f"{r['detector']:<24}{r['rank_group'] or '':>6}{cells}  {intervals}{threshold:<30}{r['weights'] or ''}"
+        )
     leaderboard = run.leaderboard or {}
     if not leaderboard.get("labelled"):
         lines.append("No labels: IoU/F1 are not defined; see agreement between detectors:")

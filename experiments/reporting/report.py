@@ -18,6 +18,8 @@ from experiments.reporting import figures
 from experiments.reporting.leaderboard import category_table, leaderboard_table
 from experiments.reporting.thesis_table import NOT_MEASURED, thesis_records
 from experiments.runs import result_pictures
+from experiments.runs.protocol import protocol_of
+from experiments.runs.threshold_rules import validation_source
 
 FORMATS = {"md": "text/markdown; charset=utf-8", "tex": "application/x-tex; charset=utf-8",
            "html": "text/html; charset=utf-8"}  # fmt: skip
@@ -78,6 +80,12 @@ def table_rows(run: Run) -> list[dict]:
 
 def _threshold_line(run: Run) -> str:
     record = (run.leaderboard or {}).get("threshold")
+    if record is None and run.experiment.threshold_rule == "validation":
+        chosen = ", ".join(
+            f"{row['detector']} {row['threshold']:.4g}" for row in leaderboard_table(run)["rows"] if not row["failed"]
+        )
+        source = validation_source(run.experiment)["label"]
+        return f"thresholds F1-optimal per detector on {source}, never scored (threshold rule validation): {chosen}"
     threshold = record["threshold"] if record else run.experiment.threshold
     source = record["source"] if record else "the run's own threshold"
     return f"threshold {threshold:g} ({source}; the run's threshold is {run.experiment.threshold:g})"
@@ -202,6 +210,7 @@ def html(run: Run) -> str:
         ],
         "panels": pair_panels(run),
         "settings": run.experiment.settings_record(),
+        "protocol": json.dumps(protocol_of(run), indent=2, sort_keys=True, default=str),
         "environment": json.dumps(run.environment, indent=2, sort_keys=True, default=str),
     }
     return render_to_string("experiments/report/report.html", context)

@@ -98,7 +98,8 @@ def recompute_leaderboard(run: Run, threshold: float) -> dict:
             continue
         row = tables.row(source["detector"])
         # what the histograms cannot change is kept as stored (measurements, training overlap)
-        rows.append({**source, **{key: row[key] for key in RECOMPUTED_ROW_KEYS}})
+        rows.append({**source, **{key: row[key] for key in RECOMPUTED_ROW_KEYS}, "threshold": threshold,
+                     "threshold_source": "chosen on the page (recomputed)"})  # fmt: skip
     rows, ranking = with_ranking(rows, tables.by_detector, seed=run.experiment.seed)
     return {**stored, "detectors": rows, "categories": tables.categories, "ranking": ranking}
 
@@ -111,7 +112,7 @@ def threshold_record(run: Run, threshold: float, asked: float | None = None, rou
         for r in stored.get("detectors", [])
         if not r.get("failed")
     }
-    at_run = threshold == run.experiment.threshold
+    at_run = threshold == run.experiment.threshold and run.experiment.threshold_rule == "fixed"
     return {
         "threshold": threshold,
         "requested": threshold if asked is None else asked,
@@ -131,9 +132,12 @@ def run_at_threshold(run: Run, value) -> tuple[Run, dict]:
     the grid), and the threshold record. Every reader of `run.leaderboard` (table, CSV, JSON, charts,
     thesis table, reports) then shows that threshold. Raises ServiceError for values outside (0, 1)."""
     if value is None or value == "":
-        return run, threshold_record(run, run.experiment.threshold)
+        per_detector = run.experiment.threshold_rule != "fixed"
+        source = "stored leaderboard: each detector at its own threshold (see its row)" if per_detector else None
+        return run, {**threshold_record(run, run.experiment.threshold), "at_run_threshold": True,
+                     "source": source or "stored leaderboard", "not_recomputed": []}  # fmt: skip
     asked = check_threshold(value)
-    if asked == run.experiment.threshold:
+    if asked == run.experiment.threshold and run.experiment.threshold_rule == "fixed":
         return run, threshold_record(run, asked)
     threshold, asked, rounded = grid_threshold(asked)
     record = threshold_record(run, threshold, asked, rounded)

@@ -39,6 +39,7 @@ class DetectorSlot:
         self.device, self.precision = plan.device, plan.precision
         self.key_precision = self.precision  # fixed before loading, so a pass keys every pair alike
         self.members = None
+        self.threshold = run.experiment.threshold  # under the validation rule: `threshold_rules.detector_threshold`
         self.weights_ref = self._expected_weights_ref()
         self.info = result_cache.lookup_info(self._info_key()) if self.weights_ref else None
         self.detector = None
@@ -96,7 +97,6 @@ class DetectorSlot:
     def computation(self, alignment: PairAlignment | None) -> dict:
         """Everything besides the pair and the weights that this detector's result on it depends on."""
         if self._computation is None:
-            experiment = self.run.experiment
             options = {"input_size": self.input_size} if self.plan.learned else {}
             options.update({"scaling": self.plan.scaling} if self.learned else {})  # resize or tile (inference.tiling)
             # an ensemble's members' input sizes and weights are in "members"; its learned members' runtime here
@@ -106,7 +106,7 @@ class DetectorSlot:
                 "device": device_record(self.device),
                 "precision": self.key_precision,
                 "input_size": self.input_size,
-                "threshold": experiment.threshold,
+                "threshold": self.threshold,
                 "options": {**options, "runtime": runtime_options(self.learned)},
                 "members": self.members,
                 "result_batch_size": self.batch_size,  # maps computed in batches of up to this size
@@ -158,6 +158,12 @@ class DetectorSlot:
         with measure_peak_memory(self.meter_device) as memory:
             prob, elapsed_ms = timed_call(lambda: detector.predict(item.a, item.b), self.device)
         return prob, elapsed_ms, memory
+
+    def predict_untimed(self, inputs: list) -> list:
+        """The maps of `inputs`, nothing measured (the validation pairs a threshold is chosen on)."""
+        if self.external is not None:
+            return [self.external.predict_timed(item)[0] for item in inputs]
+        return self.load().predict_batch([(item.a, item.b) for item in inputs])
 
     def predict_pairs(self, inputs: list, *, alone: set[int], final: bool) -> list[tuple]:
         """`(map, milliseconds or None, memory reading or None)` per input: the inputs at positions

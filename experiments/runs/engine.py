@@ -33,6 +33,7 @@ from experiments.runs.environment import environment_record
 from experiments.runs.pair_inputs import PairInputs, align_run_pairs, load_pair_inputs
 from experiments.runs.run_records import ProgressReporter, failed_detectors, failure_summary
 from experiments.runs.selectors import scored_pairs
+from experiments.runs.threshold_rules import detector_threshold
 
 logger = logging.getLogger(__name__)
 
@@ -97,6 +98,8 @@ def run_detector(run_id: int, name: str, attempt: str | None = None) -> None:
     slot = DetectorSlot(run, plan, batch_size=BATCH_SIZE)
     slot.record()
     alignments = {a.pair_id: a for a in run.alignments.all()} if run.experiment.align else {}
+    stop_if_cancelled = functools.partial(_stop_if_cancelled, run_id)
+    slot.threshold = detector_threshold(run, slot, alignments, between_batches=stop_if_cancelled)  # in cache keys
     todo = link_cached_results(run, slot, todo, alignments, reporter)
     sampled = latency_sample(todo)
     # On a GPU the next batch is predicted while the CPUs make this one's results; on the CPU that work
@@ -104,8 +107,7 @@ def run_detector(run_id: int, name: str, attempt: str | None = None) -> None:
     pipeline = ResultPipeline(overlap=slot.meter_device.startswith("cuda"))
     try:
         for start in range(0, len(todo), BATCH_SIZE):
-            if Run.objects.filter(pk=run_id, cancel_requested=True).exists():
-                raise RunCancelled()
+            stop_if_cancelled()
             batch = todo[start : start + BATCH_SIZE]
             stored = functools.partial(_batch_stored, slot, reporter, len(batch))
             process_batch(run, slot, batch, alignments, final=start + BATCH_SIZE >= len(todo), sampled=sampled,
@@ -125,6 +127,11 @@ def run_detector(run_id: int, name: str, attempt: str | None = None) -> None:
         pipeline.close()
     slot.flush_measurements(force=True)
     reporter.advance(0, stage="done")
+
+
+def _stop_if_cancelled(run_id: int) -> None:
+    if Run.objects.filter(pk=run_id, cancel_requested=True).exists():
+        raise RunCancelled()
 
 
 def link_cached_results(
@@ -250,7 +257,7 @@ def process_batch(
         if pipeline is not None and (alone or slot.timing_throughput):
             pipeline.drain()  # nothing else runs while a prediction is timed
         predicted = list(zip(misses, inputs, slot.predict_pairs(inputs, alone=alone, final=final), strict=True))
-    threshold, weights = run.experiment.threshold, slot.info["weights"] if predicted else ""
+    threshold, weights = slot.threshold, slot.info["weights"] if predicted else ""
 
     def entry_of(computed) -> dict:
         (_, key), item, (prob, latency_ms, memory) = computed

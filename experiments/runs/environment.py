@@ -113,10 +113,11 @@ def dataset_manifest_hash(pairs) -> str:
 def environment_record(run) -> dict:
     """The run's record as `prepare_run` writes it. What each detector ran on (worker, device,
     precision, input size, throughput) is added to ``detector_info`` by that detector's own task."""
-    from experiments.runs.selectors import scored_pairs
+    from experiments.runs.selectors import scored_pairs, validation_pairs
 
     experiment = run.experiment
     pairs = list(scored_pairs(experiment))
+    held = validation_pairs(experiment)  # the pairs thresholds are chosen on (validation rule), never scored
     return {
         "git_commit": git_commit(),
         "versions": library_versions(),
@@ -129,6 +130,11 @@ def environment_record(run) -> dict:
             "name": experiment.dataset.name,
             "scored_pairs": len(pairs),
             "manifest_sha256": dataset_manifest_hash(pairs),
+            **(
+                {"validation_pairs": len(held), "validation_manifest_sha256": dataset_manifest_hash(held)}
+                if held
+                else {}
+            ),
         },
         "weights": {},
     }

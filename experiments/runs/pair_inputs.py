@@ -11,7 +11,7 @@ from django.conf import settings
 from experiments import storage
 from experiments.live.progress import publish_run_progress
 from experiments.models import ImagePair, PairAlignment, Run
-from experiments.runs.selectors import scored_pairs
+from experiments.runs.selectors import scored_pairs, validation_pairs
 
 logger = logging.getLogger(__name__)
 
@@ -25,7 +25,8 @@ def align_run_pairs(run: Run) -> None:
     from inference.render import mask_png
 
     done = set(run.alignments.values_list("pair_id", flat=True))
-    todo = [p for p in scored_pairs(run.experiment) if p.pk not in done]
+    pairs = [*scored_pairs(run.experiment), *validation_pairs(run.experiment)]
+    todo = [p for p in pairs if p.pk not in done]
     for index, pair in enumerate(todo, start=1):
         a, b = load_pair_images(pair)
         alignment = align_pair(a, b)

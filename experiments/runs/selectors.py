@@ -121,6 +121,32 @@ def scored_pairs(experiment) -> QuerySet:
     return pairs.filter(split__in=experiment.splits) if experiment.splits else pairs
 
 
+def validation_pairs(experiment) -> list:
+    """The labelled pairs a run of `experiment` chooses its thresholds on (`threshold_rule` "validation"):
+    the dataset's val split, else the seeded `validation_holdout` share of its train split. Never
+    scored (`threshold_rules.check_threshold_rule` keeps them out of the scored splits)."""
+    from experiments.models import Split, ThresholdRule
+
+    if experiment.threshold_rule != ThresholdRule.VALIDATION:
+        return []
+    labelled = experiment.dataset.pairs.exclude(label="").order_by("pk")
+    val = list(labelled.filter(split=Split.VAL))
+    if val or not experiment.validation_holdout:
+        return val
+    return held_out(list(labelled.filter(split=Split.TRAIN)), experiment.validation_holdout, experiment.seed)
+
+
+def held_out(pairs: list, share: float, seed: int) -> list:
+    """A seeded `share` of `pairs` (at least one), in their order."""
+    import numpy as np
+
+    if not pairs:
+        return []
+    count = max(1, round(share * len(pairs)))
+    chosen = set(np.random.default_rng(seed).permutation(len(pairs))[:count].tolist())
+    return [pair for index, pair in enumerate(pairs) if index in chosen]
+
+
 # --------------------------------------------------------------------------- lists of experiments and runs
 LIST_STATES = tuple(RunState.values)
 
@@ -297,12 +323,16 @@ def pair_fingerprints(pair_ids) -> dict[int, str]:
 
 def leaderboard_rows_of(user) -> list[tuple]:
     """The user's own finished runs with a leaderboard, newest first, on listed datasets:
-    (run id, dataset id, dataset name, created_at, stored detector rows). The stored rows only,
-    not the whole leaderboard (categories and charts can be large)."""
+    (run id, dataset id, dataset name, created_at, stored detector rows, then the experiment's
+    `PROTOCOL_SETTINGS`). The stored rows only, not the whole leaderboard (categories and charts can be large)."""
     runs = (
         runs_visible_to(user)
         .filter(experiment__owner=user, state__in=LEADERBOARD_RUN_STATES, experiment__dataset__hidden=False)
         .order_by("-created_at", "-pk")
     )
     fields = ("pk", "experiment__dataset_id", "experiment__dataset__name", "created_at", "leaderboard__detectors")
-    return list(runs.values_list(*fields))
+    return list(runs.values_list(*fields, *(f"experiment__{name}" for name in PROTOCOL_SETTINGS)))
+
+
+# The experiment's settings a run's protocol depends on (`experiments.runs.protocol.comparable`).
+PROTOCOL_SETTINGS = ("splits", "threshold", "threshold_rule", "validation_holdout", "align", "scaling", "seed")

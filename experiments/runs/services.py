@@ -12,6 +12,7 @@ from experiments.lifecycle import run_transition, work_cancel
 from experiments.models import RETRYABLE_RUN_STATES, Dataset, Experiment, Run, RunState
 from experiments.runs import result_files
 from experiments.runs.selectors import scored_pairs
+from experiments.runs.threshold_rules import check_threshold_rule
 from experiments.runs.validation import (
     check_available,
     check_detectors,
@@ -32,6 +33,8 @@ def experiment_create(
     detectors,
     align: bool = False,
     threshold: float = 0.5,
+    threshold_rule: str = "fixed",
+    validation_holdout: float | None = None,
     input_size: int | None = None,
     scaling: str = "auto",
     splits: list[str] | None = None,
@@ -50,6 +53,9 @@ def experiment_create(
     input_size = check_optional_input_size(input_size)
     scaling = check_scaling(scaling)
     splits = check_splits(splits, dataset)
+    threshold_rule, validation_holdout = check_threshold_rule(
+        threshold_rule, validation_holdout, dataset=dataset, splits=splits
+    )
     if baseline_detector and baseline_detector not in names:
         raise ServiceError("The baseline must be one of the chosen detectors.", field="baseline_detector")
     return Experiment.objects.create(
@@ -59,11 +65,13 @@ def experiment_create(
         detectors=names,
         align=bool(align),
         threshold=threshold,
+        threshold_rule=threshold_rule,
+        validation_holdout=validation_holdout,
         input_size=input_size,
         scaling=scaling,
         splits=splits,
         seed=int(seed),
-        baseline_detector=baseline_detector or names[0],
+        baseline_detector=baseline_detector,  # blank: the best classical detector, chosen when a run ends
         detector_weights=weights,
         webhook_url=webhook_url,
     )
@@ -173,6 +181,8 @@ def run_clone(*, run: Run) -> Run:
         detectors=source.detectors,
         align=source.align,
         threshold=source.threshold,
+        threshold_rule=source.threshold_rule,
+        validation_holdout=source.validation_holdout,
         input_size=source.input_size,
         scaling=source.scaling,
         splits=source.splits,

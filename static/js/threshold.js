@@ -28,6 +28,12 @@
       if (rank && row.rank !== null && row.rank !== undefined) rank.textContent = String(row.rank);
       const group = tr.querySelector("[data-rank-group]");
       if (group && row.rank_group) group.textContent = `group ${row.rank_group}`;
+      const threshold = tr.querySelector(".threshold-cell");
+      if (threshold && row.threshold !== undefined) {  // what this row is cut at now, and why
+        threshold.dataset.threshold = row.threshold;
+        threshold.firstChild.textContent = text(row.threshold, 4);
+        threshold.querySelector("small").textContent = row.threshold_source;
+      }
       for (const td of tr.querySelectorAll("td[data-key]")) {
         const column = columns.get(td.dataset.key);
         const value = td.querySelector("[data-value]");

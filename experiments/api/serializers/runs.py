@@ -3,9 +3,11 @@
 from rest_framework import serializers
 
 from experiments.api.serializers.common import SPLIT_CHOICES, InputSize, Threshold, absolute_media_url, page_url
-from experiments.models import Scaling
+from experiments.models import Scaling, ThresholdRule
 from experiments.reporting import results
+from experiments.runs.protocol import protocol_of
 from experiments.runs.selectors import FILTERABLE_METRICS, RESULT_ORDERINGS
+from experiments.runs.threshold_rules import RULES_HELP
 from experiments.runs.validation import scaling_help
 
 
@@ -14,7 +16,22 @@ class ExperimentInput(serializers.Serializer):
     name = serializers.CharField(required=False, allow_blank=True, default="", max_length=200)
     detectors = serializers.ListField(child=serializers.CharField(max_length=100), min_length=1, max_length=20)
     align = serializers.BooleanField(required=False, default=False)
-    threshold = Threshold(required=False, default=0.5)
+    threshold = Threshold(required=False, default=0.5, help_text="the threshold of every detector under the fixed rule")
+    threshold_rule = serializers.ChoiceField(
+        choices=ThresholdRule.values,
+        required=False,
+        default=ThresholdRule.FIXED,
+        help_text="fixed (default: `threshold` for every detector) or validation (each detector's F1-optimal "
+        "threshold on the dataset's val split, frozen and applied to the scored splits)",
+        error_messages={"invalid_choice": 'Unknown threshold rule "{input}": ' + RULES_HELP + "."},
+    )
+    validation_holdout = serializers.FloatField(
+        required=False,
+        allow_null=True,
+        default=None,
+        help_text="validation rule on a dataset without a val split: the share (0-0.5] of labelled train pairs "
+        "held out (seeded by `seed`) to choose the thresholds on",
+    )
     input_size = InputSize(
         required=False,
         allow_null=True,
@@ -41,7 +58,14 @@ class ExperimentInput(serializers.Serializer):
         '["test"] when the dataset has test pairs, else every pair',
     )
     seed = serializers.IntegerField(required=False, default=0, min_value=-(2**31), max_value=2**31 - 1)
-    baseline_detector = serializers.CharField(required=False, allow_blank=True, default="", max_length=100)
+    baseline_detector = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        default="",
+        max_length=100,
+        help_text="one of `detectors`; blank (default): the classical detector with the best pooled F1 under the "
+        "threshold rule, chosen when each run ends (else the first detector)",
+    )
     detector_weights = serializers.DictField(
         child=serializers.CharField(max_length=100),
         required=False,
@@ -65,6 +89,8 @@ class ExperimentOutput(serializers.Serializer):
     detectors = serializers.ListField(child=serializers.CharField())
     align = serializers.BooleanField()
     threshold = serializers.FloatField()
+    threshold_rule = serializers.CharField(help_text="fixed or validation")
+    validation_holdout = serializers.FloatField(allow_null=True)
     input_size = serializers.IntegerField(allow_null=True, help_text="the override, or null: each detector's own")
     scaling = serializers.ChoiceField(choices=Scaling.values, help_text="auto, resize or tile (see the input)")
     splits = serializers.ListField(child=serializers.CharField(), help_text="scored splits; [] = every pair")
@@ -92,7 +118,12 @@ class RunOutput(serializers.Serializer):
     started_at = serializers.DateTimeField(allow_null=True)
     finished_at = serializers.DateTimeField(allow_null=True)
     duration_s = serializers.FloatField(allow_null=True)
+    protocol = serializers.SerializerMethodField()
     urls = serializers.SerializerMethodField()
+
+    def get_protocol(self, run) -> dict:
+        """What the run's figures are measured under (`experiments.runs.protocol`)."""
+        return protocol_of(run)
 
     def get_urls(self, run) -> dict[str, str]:
         request = self.context["request"]
@@ -116,7 +147,15 @@ class LeaderboardOutput(serializers.Serializer):
     experiment = serializers.IntegerField()
     dataset = serializers.IntegerField()
     settings = serializers.DictField()
-    rows = serializers.ListField(child=serializers.DictField(), help_text="one ranked row per detector")
+    protocol = serializers.DictField(
+        help_text="what the figures were measured under: scored splits, threshold rule, per detector its threshold "
+        "and source, input size, scaling and weights; alignment"
+    )
+    rows = serializers.ListField(
+        child=serializers.DictField(),
+        help_text="one ranked row per detector; `threshold` and `threshold_source` (fixed, validation (N pairs)) "
+        "say what its masks were cut at",
+    )
     leaderboard = serializers.DictField(
         help_text="the full stored leaderboard (pooled, per-pair means, CIs; `ranking`: the paired bootstrap tests "
         "behind the rank groups)"

@@ -22,6 +22,18 @@ class Command(BaseCommand):
         parser.add_argument("--align", action="store_true", help="warp A onto B before detection")
         parser.add_argument("--threshold", type=float, default=0.5)
         parser.add_argument(
+            "--threshold-rule",
+            default="fixed",
+            help="fixed (--threshold for every detector) or validation (each detector's F1-optimal threshold "
+            "on the val split, applied to the scored splits)",
+        )
+        parser.add_argument(
+            "--validation-holdout",
+            type=float,
+            default=None,
+            help="validation rule without a val split: the share of train pairs held out (seeded by --seed)",
+        )
+        parser.add_argument(
             "--input-size",
             type=int,
             default=None,
@@ -56,7 +68,8 @@ class Command(BaseCommand):
         try:
             run = run_services.experiment_start(
                 owner=dataset.owner, dataset=dataset, name="", detectors=detectors, align=options["align"],
-                threshold=options["threshold"], input_size=options["input_size"], seed=options["seed"],
+                threshold=options["threshold"], threshold_rule=options["threshold_rule"],
+                validation_holdout=options["validation_holdout"], input_size=options["input_size"], seed=options["seed"],
                 scaling=options["scaling"], splits=self._splits(options["splits"]),
                 baseline_detector=options["baseline"],
             )  # fmt: skip
