@@ -147,6 +147,38 @@ class DetectorSlot:
         record_detector(self.run.pk, self.name, record)
 
     # ----------------------------------------------------------------------- measuring
+    def measure_model_memory(self, pair: ImagePair | None) -> None:
+        """Put the detector's own memory (`inference.memory_probe`: weights plus one batch-1 prediction
+        of a pair of `pair`'s size) in its record: from the cache, else measured once (on the CPU in a
+        fresh process) and cached per weights, input size, pair size, device and scaling. Uploaded maps
+        and ONNX models are not measured; a failed measurement is recorded with its reason, not cached."""
+        from django.conf import settings
+
+        from inference.memory_probe import measure_model_memory
+
+        if not settings.MODEL_MEMORY_PROBE or pair is None or self.plan.kind in ("external", "onnx"):
+            return
+        if self.weights_ref is None:
+            self.load()
+        device = self.device if self.device.startswith("cuda") else self.meter_device
+        height, width = pair.b_height, pair.b_width
+        key = f"{self.name}|{self.weights_ref}|{self.input_size}|{height}x{width}|{device}|{self.plan.scaling}"
+        figure = result_cache.lookup_model_memory(key)
+        if figure is None:
+            members = {"members": [m.build_options() for m in self.plan.members]} if self.is_ensemble else None
+            try:
+                figure = measure_model_memory(
+                    name=self.name, weights=self.plan.weights.load, input_size=self.input_size, device=device,
+                    height=height, width=width, seed=self.run.experiment.seed, scaling=self.plan.scaling,
+                    options=members,
+                )  # fmt: skip
+            except Exception as exc:  # noqa: BLE001 - the run goes on without the figure, which says why
+                logger.warning("model memory of %s not measured: %s", self.name, exc)
+                figure = {"model_memory_mib": None, "model_memory_error": str(exc)[:500]}
+            else:
+                result_cache.store_model_memory(key, figure)
+        update_detector_record(self.run.pk, self.name, lambda _env, record: record.update(figure))
+
     def predict_timed(self, item: PairInputs):
         """`(probability map, milliseconds, memory reading)` of one pair predicted alone (batch 1)."""
         from inference.memory import measure_peak_memory

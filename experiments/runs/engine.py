@@ -96,6 +96,7 @@ def run_detector(run_id: int, name: str, attempt: str | None = None) -> None:
     plan = run_plan(run, name)  # the name resolved once, here: what it is, loads, runs at and on
     slot = DetectorSlot(run, plan, batch_size=BATCH_SIZE)
     slot.record()
+    slot.measure_model_memory(pairs[0] if pairs else None)  # once per weights, size and device (cached)
     alignments = {a.pair_id: a for a in run.alignments.all()} if run.experiment.align else {}
     todo = link_cached_results(run, slot, todo, alignments, reporter)
     sampled = latency_sample(todo)

@@ -1,0 +1,101 @@
+"""Claimed figures on your own checkpoints, ONNX models and prediction sets: list and add.
+
+Only the owner of the thing claimed for reads or adds its claims; anyone else (staff included) gets
+404, as for something that does not exist. The thesis's claims for its three models are built in
+(`experiments.claims.thesis`) and shown on every run's thesis table and leaderboard."""
+
+from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import extend_schema
+
+from experiments.api import serializers as s
+from experiments.api.base import PAGE_PARAMETERS, ApiView, paged
+from experiments.api.errors import error_responses
+from experiments.claims import selectors as claim_selectors
+from experiments.claims import services as claim_services
+from experiments.models import ModelCheckpoint, PredictionSet, UploadedModel
+
+DESCRIPTION = (
+    "A claim is a figure a source gives for this model (a paper, a thesis, a model card): `metric` (iou, f1, "
+    "precision, recall, latency_ms, memory_mb), `value`, `source`, and as far as the source says, `dataset`, "
+    "`hardware` and `input_size`. Runs show it beside the measured figure with the difference and what differs "
+    "between the two measurements (data, input size, hardware). Owner only: 404 for anyone else."
+)
+
+
+class _ClaimsView(ApiView):
+    field = ""  # the subject's field on ClaimedFigure
+    tag = ""
+
+    def subject(self, request, **kwargs):
+        raise NotImplementedError
+
+    def list_claims(self, request, **kwargs):
+        return self.paginate(claim_selectors.claims_of(self.subject(request, **kwargs)), s.ClaimOutput, "created_at")
+
+    def add_claim(self, request, **kwargs):
+        subject = self.subject(request, **kwargs)
+        data = self.valid(s.ClaimInput).validated_data
+        claim = claim_services.claimed_figure_add(owner=request.user, subject=subject, field=self.field, data=data)
+        return self.out(s.ClaimOutput, claim, 201)
+
+
+def _schemas(tag: str, what: str):
+    listing = extend_schema(
+        tags=[tag], operation_id=f"{tag}_claims_list", summary=f"Claimed figures of your {what}",
+        description=DESCRIPTION, parameters=PAGE_PARAMETERS, responses={200: paged(s.ClaimOutput), **error_responses(404)},
+    )  # fmt: skip
+    adding = extend_schema(
+        tags=[tag], operation_id=f"{tag}_claims_create", summary=f"Add a claimed figure to your {what}",
+        description=DESCRIPTION, request=s.ClaimInput, responses={201: s.ClaimOutput, **error_responses(400, 404)},
+    )  # fmt: skip
+    return listing, adding
+
+
+_CHECKPOINT = _schemas("checkpoints", "checkpoint")
+_MODEL = _schemas("models", "ONNX model")
+_PREDICTIONS = _schemas("predictions", "prediction set")
+
+
+class CheckpointClaimsView(_ClaimsView):
+    field = "checkpoint"
+
+    def subject(self, request, pk):
+        return get_object_or_404(ModelCheckpoint.objects.filter(owner_id=request.user.pk), pk=pk)
+
+    @_CHECKPOINT[0]
+    def get(self, request, pk):
+        return self.list_claims(request, pk=pk)
+
+    @_CHECKPOINT[1]
+    def post(self, request, pk):
+        return self.add_claim(request, pk=pk)
+
+
+class ModelClaimsView(_ClaimsView):
+    field = "uploaded_model"
+
+    def subject(self, request, pk):
+        return get_object_or_404(UploadedModel.objects.filter(owner_id=request.user.pk), pk=pk)
+
+    @_MODEL[0]
+    def get(self, request, pk):
+        return self.list_claims(request, pk=pk)
+
+    @_MODEL[1]
+    def post(self, request, pk):
+        return self.add_claim(request, pk=pk)
+
+
+class PredictionSetClaimsView(_ClaimsView):
+    field = "prediction_set"
+
+    def subject(self, request, pk, set_pk):
+        return get_object_or_404(PredictionSet.objects.filter(owner_id=request.user.pk, dataset_id=pk), pk=set_pk)
+
+    @_PREDICTIONS[0]
+    def get(self, request, pk, set_pk):
+        return self.list_claims(request, pk=pk, set_pk=set_pk)
+
+    @_PREDICTIONS[1]
+    def post(self, request, pk, set_pk):
+        return self.add_claim(request, pk=pk, set_pk=set_pk)
