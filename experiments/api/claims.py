@@ -6,6 +6,7 @@ Only the owner of the thing claimed for reads or adds its claims; anyone else (s
 
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import extend_schema
+from rest_framework.parsers import JSONParser
 
 from experiments.api import serializers as s
 from experiments.api.base import PAGE_PARAMETERS, ApiView, paged
@@ -23,6 +24,7 @@ DESCRIPTION = (
 
 
 class _ClaimsView(ApiView):
+    parser_classes = [JSONParser]
     field = ""  # the subject's field on ClaimedFigure
     tag = ""
 
@@ -46,7 +48,7 @@ def _schemas(tag: str, what: str):
     )  # fmt: skip
     adding = extend_schema(
         tags=[tag], operation_id=f"{tag}_claims_create", summary=f"Add a claimed figure to your {what}",
-        description=DESCRIPTION, request=s.ClaimInput, responses={201: s.ClaimOutput, **error_responses(400, 404)},
+        description=DESCRIPTION, request=s.ClaimInput, responses={201: s.ClaimOutput, **error_responses(400, 404, 415)},
     )  # fmt: skip
     return listing, adding
 

@@ -29,7 +29,7 @@ def row_claims(run, row: dict) -> QuerySet:
     name, and its owner's on the checkpoint, ONNX model or prediction set the row ran with."""
     owner, name = run.experiment.owner_id, row["detector"]
     match = Q(owner=None, detector=name)
-    if row.get("weights") == "checkpoint" and row.get("weights_sha256"):
+    if (row.get("weights") or "").startswith("checkpoint") and row.get("weights_sha256"):
         match |= Q(owner_id=owner, checkpoint__sha256=row["weights_sha256"], checkpoint__detector=name)
     if name.startswith(ONNX_PREFIX):
         match |= Q(owner_id=owner, uploaded_model__name=name.removeprefix(ONNX_PREFIX))
