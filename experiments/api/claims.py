@@ -1,9 +1,10 @@
 """Claimed figures on your own checkpoints, ONNX models and prediction sets: list and add.
 
-Only the owner of the thing claimed for reads or adds its claims; anyone else (staff included) gets
-404, as for something that does not exist. The thesis's claims for its three models are built in
+Whoever may see the thing claimed for lists its claims (its owner, staff; a public checkpoint's: any
+user); only its owner adds one. Anyone else gets 404, as for something that does not exist. The thesis's claims for its three models are built in
 (`experiments.claims.thesis`) and shown on every run's thesis table and leaderboard."""
 
+from django.http import Http404
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import extend_schema
 from rest_framework.parsers import JSONParser
@@ -11,15 +12,18 @@ from rest_framework.parsers import JSONParser
 from experiments.api import serializers as s
 from experiments.api.base import PAGE_PARAMETERS, ApiView, paged
 from experiments.api.errors import error_responses
+from experiments.checkpoints.selectors import checkpoints_visible_to
 from experiments.claims import selectors as claim_selectors
 from experiments.claims import services as claim_services
-from experiments.models import ModelCheckpoint, PredictionSet, UploadedModel
+from experiments.onnx_models.selectors import models_visible_to
+from experiments.predictions.selectors import prediction_sets_visible_to
 
 DESCRIPTION = (
     "A claim is a figure a source gives for this model (a paper, a thesis, a model card): `metric` (iou, f1, "
     "precision, recall, latency_ms, memory_mb), `value`, `source`, and as far as the source says, `dataset`, "
     "`hardware` and `input_size`. Runs show it beside the measured figure with the difference and what differs "
-    "between the two measurements (data, input size, hardware). Owner only: 404 for anyone else."
+    "between the two measurements (data, input size, hardware). Listed for whoever may see the thing; added by "
+    "its owner only: 404 for anyone else."
 )
 
 
@@ -28,14 +32,17 @@ class _ClaimsView(ApiView):
     field = ""  # the subject's field on ClaimedFigure
     tag = ""
 
-    def subject(self, request, **kwargs):
+    def visible(self, request, **kwargs):
+        """The subject as `request.user` may see it (404 otherwise)."""
         raise NotImplementedError
 
     def list_claims(self, request, **kwargs):
-        return self.paginate(claim_selectors.claims_of(self.subject(request, **kwargs)), s.ClaimOutput, "created_at")
+        return self.paginate(claim_selectors.claims_of(self.visible(request, **kwargs)), s.ClaimOutput, "created_at")
 
     def add_claim(self, request, **kwargs):
-        subject = self.subject(request, **kwargs)
+        subject = self.visible(request, **kwargs)
+        if subject.owner_id != request.user.pk:  # staff see others' things and public checkpoints; only owners claim
+            raise Http404
         data = self.valid(s.ClaimInput).validated_data
         claim = claim_services.claimed_figure_add(owner=request.user, subject=subject, field=self.field, data=data)
         return self.out(s.ClaimOutput, claim, 201)
@@ -61,8 +68,8 @@ _PREDICTIONS = _schemas("predictions", "prediction set")
 class CheckpointClaimsView(_ClaimsView):
     field = "checkpoint"
 
-    def subject(self, request, pk):
-        return get_object_or_404(ModelCheckpoint.objects.filter(owner_id=request.user.pk), pk=pk)
+    def visible(self, request, pk):
+        return get_object_or_404(checkpoints_visible_to(request.user), pk=pk)
 
     @_CHECKPOINT[0]
     def get(self, request, pk):
@@ -76,8 +83,8 @@ class CheckpointClaimsView(_ClaimsView):
 class ModelClaimsView(_ClaimsView):
     field = "uploaded_model"
 
-    def subject(self, request, pk):
-        return get_object_or_404(UploadedModel.objects.filter(owner_id=request.user.pk), pk=pk)
+    def visible(self, request, pk):
+        return get_object_or_404(models_visible_to(request.user), pk=pk)
 
     @_MODEL[0]
     def get(self, request, pk):
@@ -91,8 +98,8 @@ class ModelClaimsView(_ClaimsView):
 class PredictionSetClaimsView(_ClaimsView):
     field = "prediction_set"
 
-    def subject(self, request, pk, set_pk):
-        return get_object_or_404(PredictionSet.objects.filter(owner_id=request.user.pk, dataset_id=pk), pk=set_pk)
+    def visible(self, request, pk, set_pk):
+        return get_object_or_404(prediction_sets_visible_to(request.user).filter(dataset_id=pk), pk=set_pk)
 
     @_PREDICTIONS[0]
     def get(self, request, pk, set_pk):

@@ -55,6 +55,27 @@ def test_another_user_gets_404_and_changes_nothing(api, other_api, subjects, kin
     assert ClaimedFigure.objects.count() == before
 
 
+def test_staff_list_but_only_the_owner_adds(api, staff_user, subjects):
+    from tests.api.conftest import token_client
+
+    api.post(subjects["checkpoint"], CLAIM, format="json")
+    staff = token_client(staff_user)
+    assert len(staff.get(subjects["checkpoint"]).json()["results"]) == 1
+    before = ClaimedFigure.objects.count()
+    assert staff.post(subjects["checkpoint"], CLAIM, format="json").status_code == 404
+    assert ClaimedFigure.objects.count() == before
+
+
+def test_a_public_checkpoints_claims_are_listed_for_all_and_added_by_none(api):
+    shipped = ModelCheckpoint.objects.create(owner=None, is_public=True, detector="siamese-unet", file_key="k",
+                                             sha256="2" * 64)  # fmt: skip
+    url = f"/api/v1/checkpoints/{shipped.pk}/claims/"
+    assert api.get(url).status_code == 200
+    assert api.post(url, CLAIM, format="json").status_code == 404 and not ClaimedFigure.objects.filter(
+        checkpoint=shipped
+    )
+
+
 @pytest.mark.parametrize(
     ("change", "field"),
     [({"value": 1.5}, "value"), ({"metric": "accuracy"}, "metric"), ({"source": ""}, "source"),
