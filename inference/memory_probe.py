@@ -21,6 +21,8 @@ The worker's own peak RSS during a run (`inference.memory.CPU_PEAK_RSS`) is a di
 
 from __future__ import annotations
 
+import json
+
 CPU_MODEL_RSS = "cpu_model_rss"
 CUDA_MODEL_ALLOCATED = "cuda_model_allocated"
 MODEL_MEMORY_KINDS = {
@@ -36,23 +38,28 @@ LIBRARIES = ("numpy", "torch", "torchvision.models", "inference.registry", "infe
              "inference.runtime", "inference.weights", "inference.detectors.classical", "inference.detectors.learned",
              "inference.detectors.siamese", "inference.detectors.unet", "inference.detectors.compare_head",
              "inference.detectors.ensemble")  # fmt: skip
+ONNX_LIBRARIES = ("onnx", "onnxruntime", "inference.detectors.onnx_model")
 
 
 def measure_model_memory(
     *, name: str, weights, input_size: int | None, device: str, height: int, width: int, seed: int = 0,
-    scaling: str = "auto", options: dict | None = None,
+    scaling: str = "auto", options: dict | None = None, onnx: dict | None = None,
 ) -> dict:  # fmt: skip
-    """The model memory of detector ``name`` as built with ``weights`` / ``input_size`` / ``options``,
+    """The model memory of detector ``name`` as built with ``weights`` / ``input_size`` / ``options``
+    (an uploaded ONNX model: ``onnx`` = its file's ``path``, ``sha256`` and ``contract`` fields),
     predicting one pair of ``height`` x ``width`` px: ``{"model_memory_mib", "model_memory_kind",
     "weights_mib", "model_memory_pair"}``. ``SandboxRefusal`` when the detector could not be built
-    or run in the child (its message says why)."""
+    or run in the child (its message says why). An ONNX model is measured on the CPU wherever it
+    runs: onnxruntime's GPU memory is not torch's to count."""
     arguments = {"name": name, "weights": weights, "input_size": input_size, "height": height, "width": width,
-                 "seed": seed, "scaling": scaling, "options": options}  # fmt: skip
-    if str(device).startswith("cuda"):
+                 "seed": seed, "scaling": scaling, "options": options, "onnx": onnx}  # fmt: skip
+    arguments = json.loads(json.dumps(arguments, default=str))  # file paths as text: plain data crosses
+    if str(device).startswith("cuda") and onnx is None:
         return _measure_cuda(device=str(device), **arguments)
     from inference.sandbox import SandboxLimits, run_sandboxed
 
-    limits = SandboxLimits(memory_mb=PROBE_MEMORY_MB, seconds=PROBE_SECONDS, preload=LIBRARIES)
+    preload = LIBRARIES + (ONNX_LIBRARIES if onnx else ())
+    limits = SandboxLimits(memory_mb=PROBE_MEMORY_MB, seconds=PROBE_SECONDS, preload=preload)
     return run_sandboxed("inference.memory_probe:probe_in_child", arguments, limits)
 
 
@@ -100,9 +107,16 @@ def _pair(height: int, width: int, seed: int):
             rng.integers(0, 256, (height, width, 3), dtype=np.uint8))  # fmt: skip
 
 
-def _build(*, name, weights, input_size, device, seed, scaling, options, **_):
+def _build(*, name, weights, input_size, device, seed, scaling, options, onnx=None, **_):
     from inference.registry import create_detector
     from inference.runtime import seed_everything
+
+    if onnx is not None:
+        from inference.detectors.onnx_model import OnnxContract, OnnxDetector, OnnxModelFile
+
+        contract = OnnxContract(**{k: tuple(v) if isinstance(v, list) else v for k, v in onnx["contract"].items()})
+        model_file = OnnxModelFile(onnx["path"], onnx["sha256"], contract)
+        return OnnxDetector(name, model_file, device=device).set_scaling(scaling)
 
     seed_everything(seed)  # "random" weights are the seeded network a run builds
     sized = {"input_size": input_size} if input_size else {}
@@ -113,9 +127,16 @@ def _figure(mib: float, kind: str, detector, arguments: dict) -> dict:
     return {
         "model_memory_mib": round(max(mib, 0.0), 2),
         "model_memory_kind": kind,
-        "weights_mib": _weights_mib(detector),
+        "weights_mib": _onnx_mib(arguments["onnx"]) if arguments.get("onnx") else _weights_mib(detector),
         "model_memory_pair": [arguments["height"], arguments["width"]],
     }
+
+
+def _onnx_mib(onnx: dict) -> float:
+    """An ONNX model's weights: its file (initialisers are nearly all of it; external data is refused)."""
+    import os
+
+    return round(os.path.getsize(onnx["path"]) / _MIB, 2)
 
 
 def _weights_mib(detector) -> float | None:

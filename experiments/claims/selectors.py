@@ -24,7 +24,7 @@ def claims_of(subject) -> QuerySet:
     return ClaimedFigure.objects.filter(**{field[type(subject)]: subject})
 
 
-def row_claims(run, row: dict) -> QuerySet:
+def _row_match(run, row: dict) -> Q:
     """The claims that apply to a leaderboard row of `run`: the built-in ones for its detector's
     name, and its owner's on the checkpoint, ONNX model or prediction set the row ran with."""
     owner, name = run.experiment.owner_id, row["detector"]
@@ -36,26 +36,32 @@ def row_claims(run, row: dict) -> QuerySet:
     if name.startswith(EXTERNAL_PREFIX):
         match |= Q(owner_id=owner, prediction_set__name=name.removeprefix(EXTERNAL_PREFIX),
                    prediction_set__dataset_id=run.experiment.dataset_id)  # fmt: skip
-    return ClaimedFigure.objects.filter(match)
+    return match
+
+
+def row_claims(run, row: dict) -> QuerySet:
+    """The claims for one leaderboard row of `run` (`_row_match`)."""
+    return ClaimedFigure.objects.filter(_row_match(run, row))
 
 
 def claimed_beside_measured(run, row: dict) -> list[dict]:
     """Each claim for `row` beside the run's measured figure: the difference (measured - claimed) and
     what differs between the two measurements, so nobody reads the difference as the model's alone."""
-    differs_base = _run_conditions(run, row)
-    compared = []
-    for claim in row_claims(run, row):
-        measured = (row.get("cells") or {}).get(MEASURED_BY_METRIC[claim.metric], {}).get("value")
-        compared.append({
-            "metric": claim.metric,
-            "label": claim.get_metric_display(),
-            "claimed": claim.value,
-            "measured": measured,
-            "difference": measured - claim.value if measured is not None else None,
-            "source": claim.source,
-            "differs": _differences(claim, differs_base),
-        })  # fmt: skip
-    return compared
+    conditions = _run_conditions(run, row)
+    return [_compared(claim, row, conditions) for claim in row_claims(run, row)]
+
+
+def _compared(claim: ClaimedFigure, row: dict, conditions: dict) -> dict:
+    measured = (row.get("cells") or {}).get(MEASURED_BY_METRIC[claim.metric], {}).get("value")
+    return {
+        "metric": claim.metric,
+        "label": claim.get_metric_display(),
+        "claimed": claim.value,
+        "measured": measured,
+        "difference": measured - claim.value if measured is not None else None,
+        "source": claim.source,
+        "differs": _differences(claim, conditions),
+    }
 
 
 def claims_text(compared: list[dict]) -> str:

@@ -8,7 +8,6 @@ models, a user's for their checkpoint, ONNX model or prediction set), the differ
 claimed) and what differs between the two measurements (data, input size, hardware).
 """
 
-from experiments.claims.selectors import claimed_beside_measured
 from experiments.models import Run
 from experiments.plans.record import made_elsewhere
 from experiments.reporting.leaderboard import LeaderboardState, leaderboard_table
@@ -67,15 +66,15 @@ def thesis_records(run: Run, state: LeaderboardState | None = None) -> list[dict
             "weights_source": weights_source(row["weights"], row["weights_sha256"]),
             "measured_here": measured,
             "failed": row["failed"],
-            **_claimed(run, row),
+            **_claimed(row),
         })  # fmt: skip
     return records
 
 
-def _claimed(run: Run, row: dict) -> dict:
+def _claimed(row: dict) -> dict:
     """The claimed figures beside the measured ones (None where nothing is claimed), who claims them
     and what differs; `claims` lists every claim on the row, whatever its metric."""
-    claims = [] if row["failed"] else claimed_beside_measured(run, row)
+    claims = row["claims"]  # set beside the measured figures by the leaderboard
     fields = dict.fromkeys(field for pair in CLAIM_FIELDS.values() for field in pair)
     for claim in claims:
         if claim["metric"] in CLAIM_FIELDS:

@@ -1,6 +1,7 @@
 """One detector in one run inside a worker: its plan (weights, size, device: `experiments.plans`),
 the loaded model (from the per-process cache), its cache keys, and the record of what it ran as."""
 
+import dataclasses
 import logging
 import time
 
@@ -151,12 +152,12 @@ class DetectorSlot:
         """Put the detector's own memory (`inference.memory_probe`: weights plus one batch-1 prediction
         of a pair of `pair`'s size) in its record: from the cache, else measured once (on the CPU in a
         fresh process) and cached per weights, input size, pair size, device and scaling. Uploaded maps
-        and ONNX models are not measured; a failed measurement is recorded with its reason, not cached."""
+        are not measured; a failed measurement is recorded with its reason, not cached."""
         from django.conf import settings
 
         from inference.memory_probe import measure_model_memory
 
-        if not settings.MODEL_MEMORY_PROBE or pair is None or self.plan.kind in ("external", "onnx"):
+        if not settings.MODEL_MEMORY_PROBE or pair is None or self.plan.made_elsewhere:
             return
         if self.weights_ref is None:
             self.load()
@@ -166,11 +167,14 @@ class DetectorSlot:
         figure = result_cache.lookup_model_memory(key)
         if figure is None:
             members = {"members": [m.build_options() for m in self.plan.members]} if self.is_ensemble else None
+            model_file = self.plan.weights.load if self.plan.kind == "onnx" else None
+            onnx = None if model_file is None else {"path": model_file.path, "sha256": model_file.sha256,
+                                                    "contract": dataclasses.asdict(model_file.contract)}  # fmt: skip
             try:
                 figure = measure_model_memory(
-                    name=self.name, weights=self.plan.weights.load, input_size=self.input_size, device=device,
-                    height=height, width=width, seed=self.run.experiment.seed, scaling=self.plan.scaling,
-                    options=members,
+                    name=self.name, weights=None if onnx else self.plan.weights.load, input_size=self.input_size,
+                    device=device, height=height, width=width, seed=self.run.experiment.seed,
+                    scaling=self.plan.scaling, options=members, onnx=onnx,
                 )  # fmt: skip
             except Exception as exc:  # noqa: BLE001 - the run goes on without the figure, which says why
                 logger.warning("model memory of %s not measured: %s", self.name, exc)

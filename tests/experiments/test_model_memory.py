@@ -126,3 +126,26 @@ def test_the_run_page_shows_claimed_beside_measured(client, user, probe):
     page = client.get(f"/runs/{finished.pk}/").content.decode()
     assert "Memory claimed (MB)" in page and "Model memory (MiB" in page and "Worker peak RSS" in page
     assert "data-claimed-iou>0.780<" in page and "thesis, section 7" in page
+
+
+def test_a_checkpoint_and_an_ensemble_are_measured_with_what_the_run_loads(user, probe, tmp_path):
+    from experiments.checkpoints import services as checkpoint_services
+    from inference import create_detector
+    from inference.weights import save_checkpoint
+
+    network = create_detector("siamese-unet", weights=None, device="cpu", input_size=64)
+    path = tmp_path / "unet.pt"
+    sha256 = save_checkpoint(path, network.model.state_dict(), {"detector": "siamese-unet", "input_size": 64})
+    checkpoint_services.checkpoint_register(
+        owner=user, detector="siamese-unet", dataset=None, data=path.read_bytes(), sha256=sha256, epochs=1,
+        val_metrics={}, config={"input_size": 64},
+    )  # fmt: skip
+    finished = run(user, dataset(user, 64), detectors=["siamese-unet", "ensemble"], input_size=None,
+                   detector_weights={"siamese-unet": f"checkpoint:{sha256}"})  # fmt: skip
+    assert finished.state == "succeeded", finished.error
+    for name, row in rows(finished).items():
+        assert "model_memory_error" not in finished.environment["detector_info"][name]
+        assert row["model_memory_mib"] > 0, name
+    assert rows(finished)["siamese-unet"]["model_memory_mib"] >= rows(finished)["siamese-unet"]["weights_mib"] > 5
+    ensemble = next(call for call in probe if call["name"] == "ensemble")
+    assert ensemble["options"]["members"]  # built from its members, as the run builds it

@@ -45,3 +45,40 @@ def test_the_figure_is_not_the_calling_processs_memory():
 def test_an_unknown_detector_is_a_refusal_saying_so():
     with pytest.raises(SandboxRefusal, match="nope"):
         measure("nope")
+
+
+def siamese_onnx(side: int, channels: int) -> bytes:
+    """A shared convolution on A and B, the absolute difference, a 1x1 convolution: logits 1x1xHxW."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    weights = [numpy_helper.from_array(rng.normal(size=shape).astype(np.float32), name)
+               for name, shape in (("w", (channels, 3, 3, 3)), ("head", (1, channels, 1, 1)))]  # fmt: skip
+    nodes = [
+        helper.make_node("Conv", ["a", "w"], ["fa"], pads=[1, 1, 1, 1]),
+        helper.make_node("Conv", ["b", "w"], ["fb"], pads=[1, 1, 1, 1]),
+        helper.make_node("Sub", ["fa", "fb"], ["d"]),
+        helper.make_node("Abs", ["d"], ["e"]),
+        helper.make_node("Conv", ["e", "head"], ["out"]),
+    ]
+    inputs = [helper.make_tensor_value_info(n, TensorProto.FLOAT, [1, 3, side, side]) for n in ("a", "b")]
+    output = helper.make_tensor_value_info("out", TensorProto.FLOAT, [1, 1, side, side])
+    graph = helper.make_graph(nodes, "siamese", inputs, [output], initializer=weights)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]).SerializeToString()
+
+
+def test_an_onnx_model_is_measured_the_same_way(tmp_path):
+    import dataclasses
+
+    from inference.detectors.onnx_model import OnnxContract
+
+    path = tmp_path / "m.onnx"
+    path.write_bytes(siamese_onnx(128, 64))
+    contract = OnnxContract(input_size=128, mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25), inputs="two", output="logits")
+    onnx = {"path": str(path), "sha256": "f" * 64, "contract": dataclasses.asdict(contract)}
+    figure = measure_model_memory(name="onnx:m", weights=None, input_size=128, device="cpu", height=200, width=200,
+                                  onnx=onnx)  # fmt: skip
+    assert figure["model_memory_kind"] == CPU_MODEL_RSS
+    assert figure["weights_mib"] == round(path.stat().st_size / 2**20, 2)
+    # two 64-channel float32 feature maps at 128 x 128 are 4 MiB each: the activations show
+    assert 8 <= figure["model_memory_mib"] < 256
