@@ -29,6 +29,7 @@ MODEL_MEMORY_KINDS = {
     CPU_MODEL_RSS: "weights + one batch-1 prediction: peak RSS above the baseline of a fresh process (CPU)",
     CUDA_MODEL_ALLOCATED: "weights + one batch-1 prediction: peak CUDA memory allocated above the level before loading",
 }
+METHOD_VERSION = 1  # part of the cache key: a changed way of measuring measures again
 PROBE_MEMORY_MB = 32 * 1024  # the child's address-space limit above its baseline: a backstop only
 PROBE_SECONDS = 600.0
 _MIB = 1024 * 1024

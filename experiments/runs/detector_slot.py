@@ -155,7 +155,7 @@ class DetectorSlot:
         are not measured; a failed measurement is recorded with its reason, not cached."""
         from django.conf import settings
 
-        from inference.memory_probe import measure_model_memory
+        from inference.memory_probe import METHOD_VERSION, measure_model_memory
 
         if not settings.MODEL_MEMORY_PROBE or pair is None or self.plan.made_elsewhere:
             return
@@ -163,7 +163,8 @@ class DetectorSlot:
             self.load()
         device = self.device if self.device.startswith("cuda") else self.meter_device
         height, width = pair.b_height, pair.b_width
-        key = f"{self.name}|{self.weights_ref}|{self.input_size}|{height}x{width}|{device}|{self.plan.scaling}"
+        key = f"v{METHOD_VERSION}|{self.name}|{self.weights_ref}|{self.input_size}|{height}x{width}|{device}"
+        key += f"|{self.plan.scaling}"
         figure = result_cache.lookup_model_memory(key)
         if figure is None:
             members = {"members": [m.build_options() for m in self.plan.members]} if self.is_ensemble else None
