@@ -182,7 +182,12 @@ class DetectorSlot:
                 figure = {"model_memory_mib": None, "model_memory_error": str(exc)[:500]}
             else:
                 result_cache.store_model_memory(key, figure)
-        update_detector_record(self.run.pk, self.name, lambda _env, record: record.update(figure))
+
+        def update(_environment: dict, record: dict) -> None:
+            record.pop("model_memory_error", None)  # a retried task's figure replaces an earlier failure
+            record.update(figure)
+
+        update_detector_record(self.run.pk, self.name, update)
 
     def predict_timed(self, item: PairInputs):
         """`(probability map, milliseconds, memory reading)` of one pair predicted alone (batch 1)."""
