@@ -489,3 +489,6 @@ class TaskLease(models.Model):
 
     def __str__(self):
         return f"{self.task_name} {self.task_id} ({self.work})"
+
+
+from experiments.claims.records import ClaimedFigure  # noqa: E402,F401  (its own module: this one is full)

@@ -162,6 +162,9 @@ ONNX_CALL_SECONDS = env.float("ONNX_CALL_SECONDS", default=300.0)
 SANDBOX_MEMORY_MB = positive_int("SANDBOX_MEMORY_MB", 2048)
 CHECKPOINT_CHECK_SECONDS = env.float("CHECKPOINT_CHECK_SECONDS", default=60.0)
 CHECKPOINT_MAX_MB = positive_int("CHECKPOINT_MAX_MB", 1024)  # total size its members declare
+# --- Model memory (inference/memory_probe.py; docs/engine.md): each detector's own memory, measured once
+# per weights, size and device in a fresh process (on the CPU) and cached; off: the column stays empty
+MODEL_MEMORY_PROBE = env.bool("MODEL_MEMORY_PROBE", default=True)
 # The largest request body an upload needs: nginx's body limit is derived from the same variables
 # (deploy/nginx-limits.envsh, one more MB); a new upload limit belongs in this max too.
 LARGEST_UPLOAD_MB = max(MAX_UPLOAD_MB, ONNX_MAX_MB)

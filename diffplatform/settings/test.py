@@ -42,5 +42,9 @@ if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
     # Worker and server processes write at the same time as the tests: wait for locks.
     DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = 30
 
+# Each model-memory measurement is a fresh Python process importing torch (seconds): the tests of that
+# figure switch it on (tests/runs/test_model_memory.py); elsewhere the column stays empty.
+MODEL_MEMORY_PROBE = env.bool("MODEL_MEMORY_PROBE", default=False)
+
 # Servers started by tests often run without workers; tests that check workers name the queues.
 HEALTH_WORKER_QUEUES = env.list("HEALTH_WORKER_QUEUES", default=[])

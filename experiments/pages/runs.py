@@ -45,7 +45,11 @@ def run_results_context(request, run) -> dict:
         "table": leaderboard.leaderboard_table(run, state),
         "thesis_rows": thesis_table.thesis_records(run, state),
         "thesis_labels": [thesis_table.THESIS_LABELS[field] for field in thesis_table.THESIS_FIELDS],
-        "thesis_memory_label": "peak process RSS during inference (CPU) or peak CUDA memory allocated (GPU)",
+        "thesis_memory_label": (
+            "the model's own: weights plus one batch-1 prediction, measured in a process of its own (peak RSS above "
+            "its baseline on the CPU, peak CUDA memory allocated above the level before loading on a GPU); the "
+            "worker's peak RSS is the whole process's"
+        ),
         "categories": leaderboard.category_table(run),
         "charts": charts.chart_data(run),
         "agreement": run.leaderboard.get("agreement", []),

@@ -13,6 +13,7 @@ them otherwise; pooled IoU/F1 carry pair-level bootstrap intervals and each row 
 from dataclasses import dataclass, replace
 from urllib.parse import urlencode
 
+from experiments.claims.selectors import claimed_beside_measured, claims_text
 from experiments.models import Run
 from experiments.plans.record import made_elsewhere
 from experiments.reporting.ranking import rank_key
@@ -23,7 +24,7 @@ from inference.numbers import finite_or_none
 
 # Okabe-Ito, colour-blind safe; detectors take colours in the experiment's order.
 MEMORY_KINDS = {
-    "cpu_peak_rss": "peak process RSS during inference, weights included (CPU)",
+    "cpu_peak_rss": "peak RSS of the whole worker process during inference (CPU)",
     "cuda_peak_allocated": "peak CUDA memory allocated, weights included (GPU)",
 }
 OKABE_ITO = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000")
@@ -88,18 +89,21 @@ COLUMNS = (
     Column("n_timed", "Pairs timed (not from cache)", ("n_timed",), True, digits=0),
     Column("throughput_pairs_per_s", "Throughput (pairs/s)", ("throughput_pairs_per_s",), True, on_page=True, digits=1),
     Column("throughput_batch_size", "Throughput batch size", ("throughput_batch_size",), True, digits=0),
-    Column("peak_memory_mb", "Peak memory (MiB)", ("peak_memory_mb",), False, on_page=True, digits=1),
+    # the model's own memory (weights + one batch-1 prediction, fresh process) and the whole worker's peak
+    Column("model_memory_mib", "Model memory (MiB)", ("model_memory_mib",), False, on_page=True, digits=1),
+    Column("peak_memory_mb", "Worker peak RSS (MiB)", ("peak_memory_mb",), False, on_page=True, digits=1),
     Column("params", "Parameters", ("params",), False, on_page=True, digits=0),
 )
 BY_KEY = {c.key: c for c in COLUMNS}
 # Uploaded predictions (family "external") were made elsewhere: their speed and memory cells say so.
 NOT_MEASURED = "not measured here"
 UNMEASURED_COLUMNS = ("latency_ms_p50", "latency_ms_p95", "throughput_pairs_per_s", "throughput_batch_size",
-                      "peak_memory_mb")  # fmt: skip
+                      "peak_memory_mb", "model_memory_mib")  # fmt: skip
 IDENTITY_FIELDS = ("rank", "rank_group", "detector", "family", "weights", "n_pairs", "n_changed_pairs",
                    "n_no_change_pairs")  # fmt: skip
 TRAILING_FIELDS = (
-    "threshold", "threshold_source", "input_size", "input_size_source", "precision", "memory_kind", "memory_device", "from_cache",
+    "threshold", "threshold_source", "input_size", "input_size_source", "precision", "memory_kind", "memory_device",
+    "model_memory_kind", "weights_mib", "claimed", "from_cache",
     "trained_on_pairs", "is_baseline", "failed",
 )  # fmt: skip
 # The paired comparison of per-pair IoU with the baseline (see `inference.statistics.paired_comparison`).
@@ -219,6 +223,8 @@ def leaderboard_table(run: Run, state: LeaderboardState | None = None) -> dict:
                 "memory_kind": source.get("memory_kind"),
                 "memory_device": source.get("memory_device"),
                 "memory_label": MEMORY_KINDS.get(source.get("memory_kind"), source.get("memory_kind") or ""),
+                "model_memory_kind": source.get("model_memory_kind"),
+                "weights_mib": source.get("weights_mib"),
                 "n_timed": source.get("n_timed"),
                 **row_threshold(run, source),
                 "input_size": source.get("input_size"),
@@ -234,6 +240,9 @@ def leaderboard_table(run: Run, state: LeaderboardState | None = None) -> dict:
                 "failed": None,
             }
         )
+    for row in rows:  # claimed figures beside the measured ones (experiments.claims)
+        row["claims"] = claimed_beside_measured(run, row)
+        row["claimed"] = claims_text(row["claims"])
     rows = _sorted(rows, state) + [_failed_row(source, state, colours) for source in failed_rows]
     columns = [
         {"key": c.key, "label": c.label, "higher_is_better": c.higher_is_better, "digits": c.digits,
@@ -260,8 +269,9 @@ def _failed_row(source: dict, state: LeaderboardState, colours: dict) -> dict:
     row = dict.fromkeys((
         "threshold", "threshold_source", "rank", "rank_group", "family", "n_pairs", "n_changed_pairs", "n_no_change_pairs", "memory_kind", "memory_device",
         "n_timed", "input_size", "input_size_source", "precision", "trained_on_pairs", "worker", "members",
-        "flops", "comparison",
+        "flops", "comparison", "model_memory_kind", "weights_mib",
     ))  # fmt: skip
+    row |= {"claims": [], "claimed": ""}
     cells = {column.key: {"value": None, "ci": None, "delta": None} for column in COLUMNS}
     return row | {
         "detector": name,

@@ -31,7 +31,7 @@ COLUMNS = (
     ("mean_iou", "IoU (per-pair mean, 95% CI)"),
     ("mean_f1", "F1 (per-pair mean, 95% CI)"),
     ("time_ms", "Time per pair (ms, median, batch 1)"),
-    ("memory_mib", "Memory (MiB, peak)"),
+    ("memory_mib", "Model memory (MiB)"),
     ("weights_source", "Weights"),
 )
 PANEL_PAIRS = 3

@@ -1,6 +1,7 @@
 """One detector in one run inside a worker: its plan (weights, size, device: `experiments.plans`),
 the loaded model (from the per-process cache), its cache keys, and the record of what it ran as."""
 
+import dataclasses
 import logging
 import time
 
@@ -147,6 +148,47 @@ class DetectorSlot:
         record_detector(self.run.pk, self.name, record)
 
     # ----------------------------------------------------------------------- measuring
+    def measure_model_memory(self, pair: ImagePair | None) -> None:
+        """Put the detector's own memory (`inference.memory_probe`: weights plus one batch-1 prediction
+        of a pair of `pair`'s size) in its record: from the cache, else measured once (on the CPU in a
+        fresh process) and cached per weights, input size, pair size, device and scaling. Uploaded maps
+        are not measured; a failed measurement is recorded with its reason, not cached."""
+        from django.conf import settings
+
+        from inference.memory_probe import METHOD_VERSION, measure_model_memory
+
+        if not settings.MODEL_MEMORY_PROBE or pair is None or self.plan.made_elsewhere:
+            return
+        if self.weights_ref is None:
+            self.load()
+        device = self.device if self.device.startswith("cuda") else self.meter_device
+        height, width = pair.b_height, pair.b_width
+        key = f"v{METHOD_VERSION}|{self.name}|{self.weights_ref}|{self.input_size}|{height}x{width}|{device}"
+        key += f"|{self.plan.scaling}"
+        figure = result_cache.lookup_model_memory(key)
+        if figure is None:
+            members = {"members": [m.build_options() for m in self.plan.members]} if self.is_ensemble else None
+            model_file = self.plan.weights.load if self.plan.kind == "onnx" else None
+            onnx = None if model_file is None else {"path": model_file.path, "sha256": model_file.sha256,
+                                                    "contract": dataclasses.asdict(model_file.contract)}  # fmt: skip
+            try:
+                figure = measure_model_memory(
+                    name=self.name, weights=None if onnx else self.plan.weights.load, input_size=self.input_size,
+                    device=device, height=height, width=width, seed=self.run.experiment.seed,
+                    scaling=self.plan.scaling, options=members, onnx=onnx,
+                )  # fmt: skip
+            except Exception as exc:  # noqa: BLE001 - the run goes on without the figure, which says why
+                logger.warning("model memory of %s not measured: %s", self.name, exc)
+                figure = {"model_memory_mib": None, "model_memory_error": str(exc)[:500]}
+            else:
+                result_cache.store_model_memory(key, figure)
+
+        def update(_environment: dict, record: dict) -> None:
+            record.pop("model_memory_error", None)  # a retried task's figure replaces an earlier failure
+            record.update(figure)
+
+        update_detector_record(self.run.pk, self.name, update)
+
     def predict_timed(self, item: PairInputs):
         """`(probability map, milliseconds, memory reading)` of one pair predicted alone (batch 1)."""
         from inference.memory import measure_peak_memory

@@ -97,6 +97,7 @@ def run_detector(run_id: int, name: str, attempt: str | None = None) -> None:
     plan = run_plan(run, name)  # the name resolved once, here: what it is, loads, runs at and on
     slot = DetectorSlot(run, plan, batch_size=BATCH_SIZE)
     slot.record()
+    slot.measure_model_memory(pairs[0] if pairs else None)  # once per weights, size and device (cached)
     alignments = {a.pair_id: a for a in run.alignments.all()} if run.experiment.align else {}
     stop_if_cancelled = functools.partial(_stop_if_cancelled, run_id)
     slot.threshold = detector_threshold(run, slot, alignments, between_batches=stop_if_cancelled)  # in cache keys

@@ -18,7 +18,11 @@ leaderboard row's measurement fields. It imports no torch.
   many pairs was computed); up to a few calls per detector task are timed, each only once its
   batch shape was seen (the first call at a shape is untimed); the row gives sum(pairs) /
   sum(seconds) over those timed batches.
-- Memory: `inference.memory` (one meter); `memory_kind` and `memory_device` say which figure.
+- Worker peak RSS (`peak_memory_mb`): `inference.memory` (one meter) around the timed pairs, the whole
+  worker process included; `memory_kind` and `memory_device` say which figure.
+- Model memory (`model_memory_mib`): the detector's own (`inference.memory_probe`: weights plus one
+  batch-1 prediction, in a fresh process on the CPU), measured once per weights, size and device and
+  cached, so a run served from the cache has it too; `weights_mib` is its parameters' and buffers' bytes.
 - An ensemble: `members` lists each member as the engine built it (name, mixing weight, weights
   provenance and sha256, input size and its source, device, precision, FLOPs); the row carries it
   as it is (`None` for other detectors).
@@ -82,6 +86,9 @@ def measurement_fields(results, record: dict) -> dict:
         "peak_memory_mb": max(memories) if memories else None,
         "memory_kind": record.get("memory_kind") if memories else None,
         "memory_device": record.get("memory_device") if memories else None,
+        "model_memory_mib": record.get("model_memory_mib"),
+        "model_memory_kind": record.get("model_memory_kind"),
+        "weights_mib": record.get("weights_mib"),
         **throughput(record.get("throughput_samples") or []),
         "input_size": record.get("input_size"),
         "input_size_source": record.get("input_size_source"),

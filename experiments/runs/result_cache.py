@@ -97,3 +97,12 @@ def lookup_info(key: str) -> dict | None:
 
 def store_info(key: str, info: dict) -> None:
     cache.set(f"detector-info:{key}", info, timeout=TIMEOUT_S)
+
+
+def lookup_model_memory(key: str) -> dict | None:
+    """A detector's model memory (`inference.memory_probe`), measured once per weights, size and device."""
+    return cache.get(f"model-memory:{key}")
+
+
+def store_model_memory(key: str, figure: dict) -> None:
+    cache.set(f"model-memory:{key}", figure, timeout=TIMEOUT_S)

@@ -55,7 +55,9 @@ def world(user, finished_run, labelled_dataset, monkeypatch):
         "media": "none",
         "charts": "pr.svg",
     }  # fmt: skip
-    ModelCheckpoint.objects.create(owner=user, detector="siamese-unet", file_key="k", sha256="0")
+    objects["checkpoints"] = ModelCheckpoint.objects.create(
+        owner=user, detector="siamese-unet", file_key="k", sha256="0"
+    ).pk
     return objects
 
 

@@ -294,7 +294,7 @@ def test_run_pages_say_not_measured_for_uploaded_predictions(client, user, datas
     client.force_login(user)
     page = client.get(reverse("experiments:run_detail", args=[run.pk])).content.decode()
     external_row = page.split('data-detector="external:mine"', 1)[1].split("</tr>", 1)[0]
-    assert external_row.count("not measured here</span>") == 4  # latency p50 and p95, throughput, memory
+    assert external_row.count("not measured here</span>") == 5  # latency p50 and p95, throughput, both memories
     absdiff_row = page.split('data-detector="absdiff"', 1)[1].split("</tr>", 1)[0]
     assert "not measured here" not in absdiff_row
     pair = dataset.pairs.get(name="p0")

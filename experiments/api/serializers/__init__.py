@@ -9,6 +9,7 @@ from experiments.api.serializers.batches import (
     DiffInput,
     DiffOutput,
 )
+from experiments.api.serializers.claims import ClaimInput, ClaimOutput
 from experiments.api.serializers.common import (
     DetectorOutput,
     ImageUpload,
@@ -57,6 +58,8 @@ __all__ = [
     "BatchOutput",
     "CheckpointInput",
     "CheckpointOutput",
+    "ClaimInput",
+    "ClaimOutput",
     "DatasetInput",
     "DatasetOutput",
     "DetectorOutput",

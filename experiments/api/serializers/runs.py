@@ -166,7 +166,21 @@ class ThesisRowOutput(serializers.Serializer):
     detector = serializers.CharField()
     iou = serializers.FloatField(allow_null=True, help_text="pooled over the scored pairs")
     time_ms = serializers.FloatField(allow_null=True, help_text="median per pair at batch 1 on this run's worker")
-    memory_mib = serializers.FloatField(allow_null=True, help_text="peak during inference (RSS on CPU, CUDA allocated)")
+    claimed_iou = serializers.FloatField(allow_null=True, help_text="claimed IoU (a claim's), if any")
+    iou_difference = serializers.FloatField(allow_null=True, help_text="measured - claimed")
+    claimed_time_ms = serializers.FloatField(allow_null=True)
+    time_difference = serializers.FloatField(allow_null=True, help_text="measured - claimed (ms)")
+    memory_mib = serializers.FloatField(
+        allow_null=True, help_text="model memory: weights + one batch-1 prediction, in a process of its own"
+    )
+    claimed_memory_mb = serializers.FloatField(allow_null=True)
+    memory_difference = serializers.FloatField(allow_null=True, help_text="measured MiB - claimed MB")
+    worker_peak_rss_mib = serializers.FloatField(
+        allow_null=True, help_text="the worker process's peak during inference"
+    )
+    claim_source = serializers.CharField(help_text="who claims the figures; empty when nothing is claimed")
+    differs = serializers.CharField(help_text="what differs between the claim's measurement and the run's")
+    claims = serializers.ListField(child=serializers.DictField(), help_text="every claim beside its measured figure")
     weights_source = serializers.CharField()
     measured_here = serializers.BooleanField(help_text="false for uploaded predictions: no time or memory")
     failed = serializers.CharField(allow_null=True)

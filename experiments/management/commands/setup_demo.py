@@ -16,6 +16,7 @@ from django.core.management.base import BaseCommand
 from tqdm import tqdm
 
 from experiments.checkpoints import services as checkpoint_services
+from experiments.claims import services as claim_services
 from experiments.datasets.benchmark import synthetic_dataset_create
 from experiments.management.owners import add_user_argument, owner_for
 from experiments.models import Dataset, ModelCheckpoint
@@ -38,6 +39,9 @@ class Command(BaseCommand):
 
     def handle(self, *args, pairs, size, user, weights_only=False, **options):
         self._register_weights()
+        added = claim_services.thesis_claims_ensure()
+        if added:
+            self.stdout.write(f"Added the thesis's {added} claimed figures for its three models.")
         if weights_only:
             return
         owner = owner_for(user)
