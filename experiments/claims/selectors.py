@@ -3,8 +3,7 @@ differs between the two measurements (data, input size, hardware)."""
 
 from django.db.models import Q, QuerySet
 
-from experiments.claims.records import ClaimedFigure
-from experiments.models import ModelCheckpoint, PredictionSet, UploadedModel
+from experiments.models import ClaimedFigure, ModelCheckpoint, PredictionSet, UploadedModel
 from experiments.plans.record import EXTERNAL_PREFIX, ONNX_PREFIX
 
 # claimed metric: the measured figure of a leaderboard row it is set beside (`row["cells"]` keys)

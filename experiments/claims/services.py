@@ -3,8 +3,8 @@ and the thesis's claims shipped with the platform."""
 
 from django.db import transaction
 
-from experiments.claims.records import ClaimedFigure
 from experiments.claims.thesis import THESIS_FIGURES, thesis_claims
+from experiments.models import ClaimedFigure
 
 SUBJECT_FIELDS = ("checkpoint", "uploaded_model", "prediction_set")
 

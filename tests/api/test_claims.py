@@ -8,9 +8,8 @@ from pathlib import Path
 import pytest
 
 from experiments.checkpoints import services as checkpoint_services
-from experiments.claims.records import ClaimedFigure
 from experiments.claims.thesis import THESIS_FIGURES
-from experiments.models import ModelCheckpoint, PredictionSet, UploadedModel
+from experiments.models import ClaimedFigure, ModelCheckpoint, PredictionSet, UploadedModel
 from experiments.runs import services as run_services
 from experiments.runs.engine import finish_run, prepare_run, run_detector
 

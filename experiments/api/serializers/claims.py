@@ -2,7 +2,7 @@
 
 from rest_framework import serializers
 
-from experiments.claims.records import ClaimedMetric
+from experiments.models import ClaimedMetric
 
 
 class ClaimInput(serializers.Serializer):
