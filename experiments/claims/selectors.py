@@ -4,7 +4,7 @@ differs between the two measurements (data, input size, hardware)."""
 from django.db.models import Q, QuerySet
 
 from experiments.models import ClaimedFigure, ModelCheckpoint, PredictionSet, UploadedModel
-from experiments.plans.record import EXTERNAL_PREFIX, ONNX_PREFIX
+from experiments.plans.record import split_name
 
 # claimed metric: the measured figure of a leaderboard row it is set beside (`row["cells"]` keys)
 MEASURED_BY_METRIC = {
@@ -30,11 +30,11 @@ def _row_match(run, row: dict) -> Q:
     match = Q(owner=None, detector=name)
     if (row.get("weights") or "").startswith("checkpoint") and row.get("weights_sha256"):
         match |= Q(owner_id=owner, checkpoint__sha256=row["weights_sha256"], checkpoint__detector=name)
-    if name.startswith(ONNX_PREFIX):
-        match |= Q(owner_id=owner, uploaded_model__name=name.removeprefix(ONNX_PREFIX))
-    if name.startswith(EXTERNAL_PREFIX):
-        match |= Q(owner_id=owner, prediction_set__name=name.removeprefix(EXTERNAL_PREFIX),
-                   prediction_set__dataset_id=run.experiment.dataset_id)  # fmt: skip
+    kind, bare = split_name(name)
+    if kind == "onnx":
+        match |= Q(owner_id=owner, uploaded_model__name=bare)
+    elif kind == "external":
+        match |= Q(owner_id=owner, prediction_set__name=bare, prediction_set__dataset_id=run.experiment.dataset_id)
     return match
 
 

@@ -10,7 +10,7 @@ kind (user-defined ensembles) adds its prefix, its lookup and its plan here."""
 import experiments.plans.worker_side as worker
 from experiments.errors import ServiceError
 from experiments.onnx_models.selectors import ready_model, ready_models
-from experiments.plans.record import AVAILABLE, EXTERNAL_PREFIX, ONNX_PREFIX, DetectorPlan, WeightsPlan
+from experiments.plans.record import AVAILABLE, DetectorPlan, WeightsPlan, split_name
 from experiments.plans.registered import described_by, is_trained, registered_plan
 from experiments.predictions.selectors import prediction_set, prediction_sets_for
 from inference.catalogue import catalogue_entry, catalogue_names
@@ -24,10 +24,11 @@ def plan(owner, name: str, *, dataset=None, experiment=None, on_worker: bool = F
     not validated yet, or predictions uploaded for another dataset."""
     if experiment is not None:
         owner, dataset = experiment.owner, experiment.dataset
-    if name.startswith(ONNX_PREFIX):
-        kind, found = "onnx", ready_model(owner, name.removeprefix(ONNX_PREFIX))
-    elif name.startswith(EXTERNAL_PREFIX):
-        kind, found = "external", prediction_set(owner, name.removeprefix(EXTERNAL_PREFIX), dataset)
+    kind, bare = split_name(name)
+    if kind == "onnx":
+        found = ready_model(owner, bare)
+    elif kind == "external":
+        found = prediction_set(owner, bare, dataset)
     else:
         found = catalogue_entry(name)
         kind = "ensemble" if found.family == "ensemble" else "registered"

@@ -10,6 +10,15 @@ EXTERNAL_PREFIX = "external:"
 KINDS = ("registered", "ensemble", "onnx", "external")
 
 
+def split_name(name: str) -> tuple[str, str]:
+    """What a detector name says of its kind, and the name without its prefix: ``("onnx", model)``,
+    ``("external", predictions)``, else ``("registered", name)`` (the registry tells an ensemble apart)."""
+    for kind, prefix in (("onnx", ONNX_PREFIX), ("external", EXTERNAL_PREFIX)):
+        if name.startswith(prefix):
+            return kind, name.removeprefix(prefix)
+    return "registered", name
+
+
 @dataclass(frozen=True)
 class Availability:
     available: bool
