@@ -19,6 +19,7 @@ class Dataset(models.Model):
     hidden = models.BooleanField(
         default=False, help_text="created for a batch job; not listed with the user's datasets"
     )
+    leakage = models.JSONField(default=dict, blank=True, help_text="summary of the last leakage audit")
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -55,6 +56,8 @@ class ImagePair(models.Model):
     b_height = models.PositiveIntegerField()
     a_bytes = models.PositiveBigIntegerField()
     b_bytes = models.PositiveBigIntegerField()
+    a_print = models.TextField(blank=True, help_text="near-duplicate fingerprint of A (inference.near_duplicates)")
+    b_print = models.TextField(blank=True, help_text="near-duplicate fingerprint of B")
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -463,3 +466,6 @@ class TaskLease(models.Model):
 
     def __str__(self):
         return f"{self.task_name} {self.task_id} ({self.work})"
+
+
+from experiments.datasets.leakage_models import LeakageFinding  # noqa: E402, F401 - registers the model

@@ -17,6 +17,7 @@ folders, `list/*.txt` or `categories.csv`); a name may repeat across splits, nev
 import contextlib
 import csv
 import io
+import logging
 import os
 import zipfile
 from collections.abc import Callable
@@ -25,10 +26,11 @@ from pathlib import Path, PurePosixPath
 
 from django.db import IntegrityError
 
-from experiments.datasets import archives, layouts, services
+from experiments.datasets import archives, layouts, leakage, services
 from experiments.errors import ServiceError
 from experiments.quotas import QuotaExceeded
 
+logger = logging.getLogger(__name__)
 MAX_LISTED = 500  # pairs listed in a report (the counts cover all of them)
 MAX_MESSAGES = 200  # problems or warnings listed in a report
 TAKEN_CHUNK = 500
@@ -127,6 +129,7 @@ class ImportReport:
     problem_count: int = 0
     warning_count: int = 0
     imported: int = 0
+    leakage: dict = field(default_factory=dict)  # the leakage audit's summary after a stored import
     source: Source | None = field(default=None, repr=False)
     options: dict = field(default_factory=dict, repr=False)
 
@@ -217,6 +220,7 @@ def run_import(
             if report.ok:
                 writer.commit()
                 report.imported = writer.count
+                report.leakage = _audit_after_import(dataset)
             else:
                 writer.discard()
     except IntegrityError:  # a concurrent import took one of these names between our check and our insert
@@ -227,6 +231,16 @@ def run_import(
             writer.discard()
         raise
     return report
+
+
+def _audit_after_import(dataset) -> dict:
+    """The dataset's leakage audit with its new pairs; the import stands even when the audit fails
+    (it can be run again with `audit_leakage` or the API)."""
+    try:
+        return leakage.leakage_audit(dataset=dataset)
+    except Exception as exc:  # the pairs are in; the audit is reported as not done
+        logger.warning("leakage audit of dataset %s after an import failed", dataset.pk, exc_info=True)
+        return {"error": f"the leakage audit failed ({type(exc).__name__}); run it again"}
 
 
 def _check_each(report, plan, source, categories, category, split, writer, progress) -> None:
@@ -326,4 +340,4 @@ def archive_import(*, dataset, data, category: str = "", dry_run: bool = False, 
         raise ImportRejected(exc.message) from None
     if not report.ok:
         raise ImportRejected("Nothing was imported: " + "; ".join(report.problems[:3]), report.as_dict())
-    return {**report.as_dict(), "dry_run": dry_run, "imported": report.imported}
+    return {**report.as_dict(), "dry_run": dry_run, "imported": report.imported, "leakage": report.leakage}
