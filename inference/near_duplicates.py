@@ -20,10 +20,11 @@ what an all-pairs comparison finds, without comparing all pairs.
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
-from itertools import combinations
 
 import cv2
 import numpy as np
@@ -33,7 +34,9 @@ BANDS = 4
 BAND_BITS = 64 // BANDS
 THUMB = 128  # every image is first brought to THUMB x THUMB grey, then windows are cut from that
 HASH_SIDE = 32
-QUERY_CHUNK = 1024  # images whose candidates are gathered at once (bounds the memory)
+SMALL = 32  # side of the grey thumbnail kept to verify hash matches
+MIN_CORRELATION = 0.8  # of the two matched windows' thumbnails, for a hash match to count
+QUERY_CHUNK = 256  # images whose candidates are gathered at once (bounds the memory)
 TINT_THRESHOLD = 24  # bits of 64 on the colour (red minus blue) hash of the same two windows
 FLAT_TINT = 3.0  # below this spread of red minus blue (0..255) an image counts as grey: tint hash 0
 
@@ -43,11 +46,14 @@ def _windows() -> tuple[tuple[float, float, float, float], ...]:
     spans = {1.0: (0.0,), 0.9: (0.0, 0.05, 0.1)}
     out = [(0.0, 0.0, 1.0, 1.0)]
     for sx, sy in ((0.9, 1.0), (1.0, 0.9), (0.9, 0.9)):
-        out += [(x, y, x + sx, y + sy) for y in spans[sy] for x in spans[sx]]
+        out += [(x, y, round(x + sx, 6), round(y + sy, 6)) for y in spans[sy] for x in spans[sx]]
     return tuple(out)
 
 
 WINDOWS = _windows()
+# Compared with every window of the other image: the whole image, and its centre 90% (which leaves
+# out a border of up to 5% that a shift filled with black or reflected pixels).
+QUERIES = (0, WINDOWS.index((0.05, 0.05, 0.95, 0.95)))
 
 
 @dataclass(frozen=True)
@@ -57,15 +63,17 @@ class Fingerprint:
     content: str
     hashes: tuple[int, ...]
     tints: tuple[int, ...] = ()
+    thumb: bytes = b""  # the whole image, grey, SMALL x SMALL uint8: what a hash match is verified on
 
     def as_text(self) -> str:
-        return ":".join([self.content, *(",".join(f"{h:016x}" for h in codes) for codes in (self.hashes, self.tints))])
+        codes = [",".join(f"{h:016x}" for h in codes) for codes in (self.hashes, self.tints)]
+        return ":".join([self.content, *codes, base64.b64encode(self.thumb).decode()])
 
     @classmethod
     def from_text(cls, text: str) -> Fingerprint:
-        content, _, rest = text.partition(":")
-        hashes, _, tints = rest.partition(":")
-        return cls(content, *(tuple(int(h, 16) for h in codes.split(",") if h) for codes in (hashes, tints)))
+        content, hashes, tints, thumb = [*text.split(":"), "", "", ""][:4]
+        codes = (tuple(int(h, 16) for h in part.split(",") if h) for part in (hashes, tints))
+        return cls(content, *codes, base64.b64decode(thumb))
 
 
 def fingerprint(image: np.ndarray) -> Fingerprint:
@@ -82,7 +90,9 @@ def fingerprint(image: np.ndarray) -> Fingerprint:
         rows, cols = slice(round(y0 * THUMB), round(y1 * THUMB)), slice(round(x0 * THUMB), round(x1 * THUMB))
         hashes.append(_phash(grey[rows, cols]))
         tints.append(_phash(tint[rows, cols]) if tinted else 0)
-    return Fingerprint(content=content, hashes=tuple(hashes), tints=tuple(tints))
+    small = cv2.resize(grey, (SMALL, SMALL), interpolation=cv2.INTER_AREA)
+    thumb_bytes = np.clip(np.rint(small), 0, 255).astype(np.uint8).tobytes()
+    return Fingerprint(content=content, hashes=tuple(hashes), tints=tuple(tints), thumb=thumb_bytes)
 
 
 def _phash(window: np.ndarray) -> int:
@@ -93,17 +103,45 @@ def _phash(window: np.ndarray) -> int:
 
 
 def distance(a: Fingerprint, b: Fingerprint) -> int:
-    """0 for the same pixels, else the smallest Hamming distance between one image's whole-image hash
-    and a window hash of the other whose colour hash agrees within `TINT_THRESHOLD` (64 when none does)."""
+    """0 for the same pixels, else the smallest Hamming distance between the whole-image or centre
+    hash (`QUERIES`) of one image and a window hash of the other whose colour hashes agree and whose
+    thumbnails correlate (`verified`); 64 when no window does."""
     if a.content == b.content:
         return 0
+    count = len(WINDOWS)
     found = [
-        (query.hashes[0] ^ h).bit_count()
+        (_padded(query.hashes, count)[q] ^ h).bit_count()
         for query, other in ((a, b), (b, a))
-        for h, t in zip(other.hashes, _padded(other.tints, len(other.hashes)), strict=True)
-        if (_padded(query.tints, 1)[0] ^ t).bit_count() <= TINT_THRESHOLD
+        for q in QUERIES
+        for k, (h, t) in enumerate(zip(_padded(other.hashes, count), _padded(other.tints, count), strict=True))
+        if _tints_agree(np.uint64(_padded(query.tints, count)[q]), np.uint64(t)) and verified(query, q, other, k)
     ]
     return min(found, default=64)
+
+
+def verified(query: Fingerprint, q: int, other: Fingerprint, k: int) -> bool:
+    """Do window `q` of `query` and window `k` of `other` show the same thing? The correlation of
+    their thumbnails, cut to those windows, is at least `MIN_CORRELATION`. Chance hash matches
+    between different scenes (likely among millions of comparisons) fail this; true ones pass.
+    Fingerprints without thumbnails are not verified."""
+    if not query.thumb or not other.thumb:
+        return True
+    x = _window_of(query.thumb, WINDOWS[q]).ravel()
+    y = _window_of(other.thumb, WINDOWS[k]).ravel()
+    x, y = x - x.mean(), y - y.mean()
+    scale = float(np.sqrt((x * x).sum() * (y * y).sum()))
+    if scale < 1e-6:  # a flat window: the same only when both are flat
+        return bool(np.abs(x).max() < 1 and np.abs(y).max() < 1)
+    return float((x * y).sum()) / scale >= MIN_CORRELATION
+
+
+def _window_of(thumb: bytes, window: tuple[float, float, float, float]) -> np.ndarray:
+    image = np.frombuffer(thumb, dtype=np.uint8).reshape(SMALL, SMALL).astype(np.float32)
+    x0, y0, x1, y1 = window
+    scale = np.float32([[x1 - x0, 0, x0 * SMALL], [0, y1 - y0, y0 * SMALL]])
+    flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
+    cut = cv2.warpAffine(image, scale, (SMALL, SMALL), flags=flags, borderMode=cv2.BORDER_REPLICATE)
+    return cv2.GaussianBlur(cut, (0, 0), 1.0)  # a pixel of misalignment costs little correlation
 
 
 @dataclass(frozen=True)
@@ -130,7 +168,7 @@ def find_matches(
     for index, fp in enumerate(prints):
         by_content.setdefault(fp.content, []).append(index)
     for same in by_content.values():
-        for i, j in combinations(same, 2):
+        for i, j in itertools.combinations(same, 2):
             if group[i] != group[j]:
                 found[(i, j)] = (0, True)
     near = _near_pairs(prints, group, threshold)
@@ -150,18 +188,24 @@ def _near_pairs(prints: Sequence[Fingerprint], group: np.ndarray, threshold: int
     owner = np.repeat(np.arange(len(prints), dtype=np.int64), count)
     index = _BandIndex(codes, threshold)
     best: dict[tuple[int, int], int] = {}
-    for start in range(0, len(prints), QUERY_CHUNK):
-        query, code = index.candidates(codes[start * count : (start + QUERY_CHUNK) * count : count])
-        i, j = query + start, owner[code]
-        keep = group[i] != group[j]
-        i, j, code = i[keep], j[keep], code[keep]
-        d = np.bitwise_count(codes[i * count] ^ codes[code]).astype(np.int64)
-        close = (d <= threshold) & (np.bitwise_count(tints[i * count] ^ tints[code]) <= TINT_THRESHOLD)
-        for a, b, dist in zip(i[close].tolist(), j[close].tolist(), d[close].tolist(), strict=True):
-            key = (min(a, b), max(a, b))
-            if dist < best.get(key, threshold + 1):
-                best[key] = dist
+    for start, q in itertools.product(range(0, len(prints), QUERY_CHUNK), QUERIES):
+        queries = codes[start * count + q : (start + QUERY_CHUNK) * count : count]
+        for query, code in index.candidates(queries):
+            i, j = query + start, owner[code]
+            keep = group[i] != group[j]
+            i, j, code = i[keep], j[keep], code[keep]
+            d = np.bitwise_count(codes[i * count + q] ^ codes[code]).astype(np.int64)
+            close = (d <= threshold) & _tints_agree(tints[i * count + q], tints[code])
+            for a, b, k, dist in zip(*(v[close].tolist() for v in (i, j, code % count, d)), strict=True):
+                key = (min(a, b), max(a, b))
+                if dist < best.get(key, threshold + 1) and verified(prints[a], q, prints[b], k):
+                    best[key] = dist
     return [(a, b, dist) for (a, b), dist in best.items()]
+
+
+def _tints_agree(a, b):
+    """Colour hashes agree when one image is grey (0: too little colour to hash) or they are close."""
+    return (a == 0) | (b == 0) | (np.bitwise_count(np.bitwise_xor(a, b)) <= TINT_THRESHOLD)
 
 
 def _padded(hashes: tuple[int, ...], count: int) -> tuple[int, ...]:
@@ -170,39 +214,34 @@ def _padded(hashes: tuple[int, ...], count: int) -> tuple[int, ...]:
 
 
 class _BandIndex:
-    """Multi-index hashing over `BANDS` 16-bit bands: each band sorted once, probed by every value
-    within `threshold // BANDS` bits of the query's band."""
+    """Multi-index hashing over `BANDS` 16-bit bands: per band, the codes ordered by the band's value
+    and where each of the 65,536 values starts, probed by every value within `threshold // BANDS`
+    bits of the query's band."""
 
     def __init__(self, codes: np.ndarray, threshold: int):
-        self.codes = codes
         radius = threshold // BANDS
         flips = [0]
         for r in range(1, radius + 1):
-            flips += [sum(1 << b for b in bits) for bits in combinations(range(BAND_BITS), r)]
+            flips += [sum(1 << b for b in bits) for bits in itertools.combinations(range(BAND_BITS), r)]
         self.flips = np.array(flips, dtype=np.int64)
         self.bands = []
         for band in range(BANDS):
             values = _band(codes, band)
-            order = np.argsort(values, kind="stable")
-            self.bands.append((values[order], order))
+            starts = np.zeros((1 << BAND_BITS) + 1, dtype=np.int64)
+            np.cumsum(np.bincount(values, minlength=1 << BAND_BITS), out=starts[1:])
+            self.bands.append((starts, np.argsort(values, kind="stable")))
 
-    def candidates(self, queries: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(query index, code index) pairs that agree within the radius on some band (may repeat)."""
-        qs, cs = [], []
-        for band, (values, order) in enumerate(self.bands):
-            probes = _band(queries, band)[:, None] ^ self.flips[None, :]
-            lo = np.searchsorted(values, probes, side="left").ravel()
-            hi = np.searchsorted(values, probes, side="right").ravel()
-            sizes = hi - lo
-            if not sizes.any():
+    def candidates(self, queries: np.ndarray):
+        """Per band, (query index, code index) pairs that agree within the radius on that band."""
+        for band, (starts, order) in enumerate(self.bands):
+            probes = (_band(queries, band)[:, None] ^ self.flips[None, :]).ravel()
+            lo, sizes = starts[probes], starts[probes + 1] - starts[probes]
+            total = int(sizes.sum())
+            if not total:
                 continue
-            query = np.repeat(np.repeat(np.arange(len(queries)), len(self.flips)), sizes)
-            offsets = np.arange(sizes.sum()) - np.repeat(np.cumsum(sizes) - sizes, sizes)
-            qs.append(query)
-            cs.append(order[np.repeat(lo, sizes) + offsets])
-        if not qs:
-            return np.empty(0, np.int64), np.empty(0, np.int64)
-        return np.concatenate(qs), np.concatenate(cs)
+            query = np.repeat(np.arange(len(probes), dtype=np.int64) // len(self.flips), sizes)
+            offsets = np.arange(total, dtype=np.int64) - np.repeat(np.cumsum(sizes) - sizes, sizes)
+            yield query, order[np.repeat(lo, sizes) + offsets]
 
 
 def _band(codes: np.ndarray, band: int) -> np.ndarray:
