@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-THRESHOLD = 12  # bits of 64; see docs/datasets.md for the rates measured at this value
+THRESHOLD = 10  # bits of 64 (distances are even); docs/datasets.md gives the rates measured at this value
 BANDS = 4
 BAND_BITS = 64 // BANDS
 THUMB = 128  # every image is first brought to THUMB x THUMB grey, then windows are cut from that
