@@ -5,15 +5,18 @@ A fingerprint holds the sha256 of the decoded pixels (exact copies, whatever the
 64-bit DCT perceptual hashes (pHash: the signs of the lowest 8x8 DCT coefficients of a 32x32 grey
 thumbnail against their median) of several windows of the image: the whole image first, then
 windows covering 90% of the width and/or height at the corners, edge centres and centre. A crop
-that keeps at least 90% of each side is close to one of these windows, so the whole-image hash of
-one image is compared with every window hash of the other (both ways). A single whole-image pHash
-is not robust to 10% crops (distance up to ~20 of 64, as for unrelated scenes); the windows are.
+that keeps at least 90% of each side is close to one of these windows, so the whole-image and the
+centre-window hashes of one image (`QUERIES`) are compared with every window hash of the other
+(both ways). A single whole-image pHash is not robust to 10% crops (distance up to ~20 of 64, as for
+unrelated scenes); the windows are.
 
-Two images are near-duplicates when that smallest distance is at most `THRESHOLD` bits. The
-threshold and its measured rates are documented in docs/datasets.md ("Leakage audit").
+Two images are near-duplicates when such a pair of hashes is within `THRESHOLD` bits, their colour
+hashes agree and the two windows' thumbnails correlate (`verified`), which keeps out the chance hash
+matches that millions of comparisons bring. The threshold and its measured rates are documented in
+docs/datasets.md ("Leakage audit").
 
-Matching uses multi-index hashing (Norouzi et al., 2012): each 64-bit hash is cut into `BANDS`
-bands of 16 bits; two hashes within `THRESHOLD` bits agree within `THRESHOLD // BANDS` bits on at
+Matching uses multi-index hashing (Norouzi et al., 2012): each 64-bit hash is cut into 4 bands
+of 16 bits; two hashes within `THRESHOLD` bits agree within `THRESHOLD // 4` bits on at
 least one band, so only hashes found by probing those neighbourhoods are compared. It finds exactly
 what an all-pairs comparison finds, without comparing all pairs.
 """
@@ -30,8 +33,7 @@ import cv2
 import numpy as np
 
 THRESHOLD = 10  # bits of 64 (distances are even); docs/datasets.md gives the rates measured at this value
-BANDS = 4
-BAND_BITS = 64 // BANDS
+BAND_WIDTHS = (16, 16, 16, 16)  # bits of each band (see `_BandIndex`)
 THUMB = 128  # every image is first brought to THUMB x THUMB grey, then windows are cut from that
 HASH_SIDE = 32
 SMALL = 32  # side of the grey thumbnail kept to verify hash matches
@@ -127,12 +129,21 @@ def verified(query: Fingerprint, q: int, other: Fingerprint, k: int) -> bool:
     if not query.thumb or not other.thumb:
         return True
     x = _window_of(query.thumb, WINDOWS[q]).ravel()
-    y = _window_of(other.thumb, WINDOWS[k]).ravel()
-    x, y = x - x.mean(), y - y.mean()
-    scale = float(np.sqrt((x * x).sum() * (y * y).sum()))
-    if scale < 1e-6:  # a flat window: the same only when both are flat
-        return bool(np.abs(x).max() < 1 and np.abs(y).max() < 1)
-    return float((x * y).sum()) / scale >= MIN_CORRELATION
+    x = x - x.mean()
+    x0, y0, x1, y1 = WINDOWS[k]
+    for dx, dy in _NUDGES:  # the window grid lines up within 2.5%: look up to a thumbnail pixel around
+        y = _window_of(other.thumb, (x0 + dx, y0 + dy, x1 + dx, y1 + dy)).ravel()
+        y = y - y.mean()
+        scale = float(np.sqrt((x * x).sum() * (y * y).sum()))
+        if scale < 1e-6:  # a flat window: the same only when both are flat
+            if np.abs(x).max() < 1 and np.abs(y).max() < 1:
+                return True
+        elif float((x * y).sum()) / scale >= MIN_CORRELATION:
+            return True
+    return False
+
+
+_NUDGES = [(dx / SMALL, dy / SMALL) for dx, dy in itertools.product((0, -1, 1), repeat=2)]
 
 
 def _window_of(thumb: bytes, window: tuple[float, float, float, float]) -> np.ndarray:
@@ -214,35 +225,36 @@ def _padded(hashes: tuple[int, ...], count: int) -> tuple[int, ...]:
 
 
 class _BandIndex:
-    """Multi-index hashing over `BANDS` 16-bit bands: per band, the codes ordered by the band's value
-    and where each of the 65,536 values starts, probed by every value within `threshold // BANDS`
-    bits of the query's band."""
+    """Multi-index hashing over the bands of `BAND_WIDTHS`: per band, the codes ordered by the band's
+    value and where each value starts, probed by every value within `threshold // 4` bits of the
+    query's band (137 values at the 10-bit threshold, meeting ~0.2% of the codes per band; at 12
+    bits, 697 values and five times as many codes to compare: measured in bench/leakage.py)."""
 
     def __init__(self, codes: np.ndarray, threshold: int):
-        radius = threshold // BANDS
-        flips = [0]
-        for r in range(1, radius + 1):
-            flips += [sum(1 << b for b in bits) for bits in itertools.combinations(range(BAND_BITS), r)]
-        self.flips = np.array(flips, dtype=np.int64)
+        radius = threshold // len(BAND_WIDTHS)
         self.bands = []
-        for band in range(BANDS):
+        for band, width in enumerate(BAND_WIDTHS):
+            flips = [0]
+            for r in range(1, radius + 1):
+                flips += [sum(1 << b for b in bits) for bits in itertools.combinations(range(width), r)]
             values = _band(codes, band)
-            starts = np.zeros((1 << BAND_BITS) + 1, dtype=np.int64)
-            np.cumsum(np.bincount(values, minlength=1 << BAND_BITS), out=starts[1:])
-            self.bands.append((starts, np.argsort(values, kind="stable")))
+            starts = np.zeros((1 << width) + 1, dtype=np.int64)
+            np.cumsum(np.bincount(values, minlength=1 << width), out=starts[1:])
+            self.bands.append((np.array(flips, dtype=np.int64), starts, np.argsort(values, kind="stable")))
 
     def candidates(self, queries: np.ndarray):
         """Per band, (query index, code index) pairs that agree within the radius on that band."""
-        for band, (starts, order) in enumerate(self.bands):
-            probes = (_band(queries, band)[:, None] ^ self.flips[None, :]).ravel()
+        for band, (flips, starts, order) in enumerate(self.bands):
+            probes = (_band(queries, band)[:, None] ^ flips[None, :]).ravel()
             lo, sizes = starts[probes], starts[probes + 1] - starts[probes]
             total = int(sizes.sum())
             if not total:
                 continue
-            query = np.repeat(np.arange(len(probes), dtype=np.int64) // len(self.flips), sizes)
+            query = np.repeat(np.arange(len(probes), dtype=np.int64) // len(flips), sizes)
             offsets = np.arange(total, dtype=np.int64) - np.repeat(np.cumsum(sizes) - sizes, sizes)
             yield query, order[np.repeat(lo, sizes) + offsets]
 
 
 def _band(codes: np.ndarray, band: int) -> np.ndarray:
-    return ((codes >> np.uint64(band * BAND_BITS)) & np.uint64((1 << BAND_BITS) - 1)).astype(np.int64)
+    shift, width = sum(BAND_WIDTHS[:band]), BAND_WIDTHS[band]
+    return ((codes >> np.uint64(shift)) & np.uint64((1 << width) - 1)).astype(np.int64)
