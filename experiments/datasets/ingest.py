@@ -220,7 +220,6 @@ def run_import(
             if report.ok:
                 writer.commit()
                 report.imported = writer.count
-                report.leakage = _audit_after_import(dataset)
             else:
                 writer.discard()
     except IntegrityError:  # a concurrent import took one of these names between our check and our insert
@@ -233,14 +232,19 @@ def run_import(
     return report
 
 
-def _audit_after_import(dataset) -> dict:
-    """The dataset's leakage audit with its new pairs; the import stands even when the audit fails
-    (it can be run again with `audit_leakage` or the API)."""
+def audit_after_import(report: ImportReport, dataset) -> ImportReport:
+    """The dataset's leakage audit with the pairs `report` imported, its summary put on the report.
+    Called by the import paths once `run_import` has committed (not by `run_import`, whose memory
+    stays that of one pair); the import stands even when the audit fails (run it again with
+    `audit_leakage` or the API). Batch jobs' hidden datasets are not audited."""
+    if not report.imported or dataset.hidden:
+        return report
     try:
-        return leakage.leakage_audit(dataset=dataset)
+        report.leakage = leakage.leakage_audit(dataset=dataset)
     except Exception as exc:  # the pairs are in; the audit is reported as not done
         logger.warning("leakage audit of dataset %s after an import failed", dataset.pk, exc_info=True)
-        return {"error": f"the leakage audit failed ({type(exc).__name__}); run it again"}
+        report.leakage = {"error": f"the leakage audit failed ({type(exc).__name__}); run it again"}
+    return report
 
 
 def _check_each(report, plan, source, categories, category, split, writer, progress) -> None:
@@ -314,7 +318,7 @@ def import_checked(*, dataset, report: ImportReport) -> ImportReport:
     done = run_import(report.source, dataset=dataset, store=True, **report.options)
     if not done.ok:
         raise ServiceError("Nothing was imported: " + "; ".join(done.problems))
-    return done
+    return audit_after_import(done, dataset)
 
 
 # --------------------------------------------------------------------------- one archive, start to end
@@ -340,4 +344,5 @@ def archive_import(*, dataset, data, category: str = "", dry_run: bool = False, 
         raise ImportRejected(exc.message) from None
     if not report.ok:
         raise ImportRejected("Nothing was imported: " + "; ".join(report.problems[:3]), report.as_dict())
+    audit_after_import(report, dataset)
     return {**report.as_dict(), "dry_run": dry_run, "imported": report.imported, "leakage": report.leakage}

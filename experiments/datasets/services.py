@@ -158,7 +158,7 @@ class PairWriter:
     before it is written.
     """
 
-    def __init__(self, dataset: Dataset, *, chunk: int = 500, keep: bool = False):
+    def __init__(self, dataset: Dataset, *, chunk: int = 200, keep: bool = False):
         self.dataset = dataset
         self.folder = f"pairs/{secrets.token_hex(6)}"
         self.chunk = chunk

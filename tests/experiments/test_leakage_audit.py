@@ -49,7 +49,7 @@ def levir(pairs: dict[str, tuple[bytes, bytes]]) -> ingest.Source:
 
 def imported(user, pairs, name="leaky"):
     dataset = dataset_services.dataset_create(owner=user, name=name)
-    report = ingest.run_import(levir(pairs), dataset=dataset, store=True)
+    report = ingest.import_checked(dataset=dataset, report=ingest.run_import(levir(pairs)))
     assert report.ok and report.imported == len(pairs), report.text()
     dataset.refresh_from_db()
     return dataset, report
