@@ -72,19 +72,22 @@ def leakage_audit(*, dataset: Dataset) -> dict:
     rows = dataset.pairs.order_by("pk").values_list("pk", "name", "split", "a_print", "b_print", "b_width", "b_height")
     pairs = [_Pair(pk, name, split, (a, b), (w, h)) for pk, name, split, a, b, w, h in rows.iterator(chunk_size=2000)]
     findings = [*_print_findings(dataset, pairs), *_tile_findings(dataset, pairs)]
-    counts = {kind: sum(f.kind == kind for f in findings) for kind in ("exact", "near", "tile")}
-    summary = {
-        "audited_at": timezone.now().isoformat(),
-        "pairs": len(pairs),
-        "findings": len(findings),
-        "by_kind": counts,
-        "threshold": nd.THRESHOLD,
-        "hash_bits": 64,
-        "seconds": round(time.perf_counter() - started, 3),
-    }
-    with transaction.atomic():
+    with transaction.atomic():  # the dataset's row locked: two audits at once write one after the other
+        if Dataset.objects.select_for_update().filter(pk=dataset.pk).first() is None:
+            return {}  # deleted meanwhile: nothing to write
+        present = set(dataset.pairs.values_list("pk", flat=True))  # pairs deleted meanwhile drop out
+        findings = [f for f in findings if f.pair_id in present and f.other_id in present]
         LeakageFinding.objects.filter(dataset=dataset).delete()
         LeakageFinding.objects.bulk_create(findings, batch_size=1000)
+        summary = {
+            "audited_at": timezone.now().isoformat(),
+            "pairs": sum(p.pk in present for p in pairs),
+            "findings": len(findings),
+            "by_kind": {kind: sum(f.kind == kind for f in findings) for kind in ("exact", "near", "tile")},
+            "threshold": nd.THRESHOLD,
+            "hash_bits": 64,
+            "seconds": round(time.perf_counter() - started, 3),
+        }
         Dataset.objects.filter(pk=dataset.pk).update(leakage=summary)
     dataset.leakage = summary
     return summary
