@@ -2,9 +2,11 @@
 that a scored checkpoint trained on."""
 
 import io
+import zipfile
 
 import numpy as np
 import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management import call_command
 from django.db.models import Q
 from django.test import Client
@@ -226,3 +228,16 @@ def test_a_run_lists_scored_pairs_that_its_checkpoint_trained_on(user, leaky_pai
     client.force_login(user)
     page = client.get(f"/runs/{run.pk}/").content.decode()
     assert 'id="run-leakage"' in page and "scored pair" in page
+
+
+@pytest.mark.django_db
+def test_an_api_import_answers_with_the_audit(user, leaky_pairs):
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for path in levir(leaky_pairs).paths:
+            archive.writestr(path, levir(leaky_pairs).read(path))
+    dataset = dataset_services.dataset_create(owner=user, name="zipped")
+    upload = SimpleUploadedFile("leaky.zip", buffer.getvalue(), content_type="application/zip")
+    answer = token_client(user).post(f"/api/v1/datasets/{dataset.pk}/import/", {"file": upload}, format="multipart")
+    assert answer.status_code == 201, answer.content
+    assert answer.json()["leakage"]["findings"] == 4 and found(dataset) == EXPECTED
