@@ -81,9 +81,12 @@ class Fingerprint:
 def fingerprint(image: np.ndarray) -> Fingerprint:
     """The fingerprint of an RGB (HxWx3) or grey (HxW) uint8 image."""
     pixels = np.ascontiguousarray(image)
-    content = hashlib.sha256(f"{pixels.shape}|{pixels.dtype}".encode() + pixels.tobytes()).hexdigest()
-    rgb = np.repeat(pixels[..., None], 3, axis=2) if pixels.ndim == 2 else pixels[..., :3]
-    thumb = cv2.resize(rgb.astype(np.float32), (THUMB, THUMB), interpolation=cv2.INTER_AREA)
+    digest = hashlib.sha256(f"{pixels.shape}|{pixels.dtype}".encode())
+    digest.update(pixels.data)  # no copy of a large image
+    content = digest.hexdigest()
+    colour = pixels if pixels.ndim == 2 else np.ascontiguousarray(pixels[..., :3])
+    reduced = cv2.resize(colour, (THUMB, THUMB), interpolation=cv2.INTER_AREA).astype(np.float32)  # before any copy
+    thumb = np.repeat(reduced[..., None], 3, axis=2) if reduced.ndim == 2 else reduced
     grey = thumb @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
     tint = thumb[..., 0] - thumb[..., 2]  # red minus blue: tells red marks from blue ones of one grey
     tinted = float(tint.std()) >= FLAT_TINT
