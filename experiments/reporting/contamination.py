@@ -11,7 +11,10 @@ def _trained_prints(provenance: str) -> set[str] | None:
     """The fingerprints a checkpoint was trained and validated on; None when it does not say."""
     if not provenance.startswith("checkpoint:"):
         return set()  # classical, random init or ImageNet backbone: trained on none of the user's pairs
-    checkpoint = ModelCheckpoint.objects.filter(sha256=provenance.split(":", 1)[1]).first()
+    return _recorded_prints(ModelCheckpoint.objects.filter(sha256=provenance.split(":", 1)[1]).first())
+
+
+def _recorded_prints(checkpoint: ModelCheckpoint | None) -> set[str] | None:
     record = (checkpoint.config or {}).get("trained_on") if checkpoint else None
     if not isinstance(record, dict):
         return None
@@ -35,12 +38,14 @@ def trained_pairs_scored(run: Run) -> dict[str, int | None]:
     return counts
 
 
-def _training_pairs(provenance: str) -> list[ImagePair]:
-    """The pairs of its dataset a checkpoint trained or validated on (by their recorded prints)."""
+def _training_pairs(provenance: str, owner_id: int) -> list[ImagePair]:
+    """The pairs a checkpoint trained or validated on (by their recorded prints), from its dataset
+    when that dataset is `owner_id`'s: another user's pairs are never named."""
     if not provenance.startswith("checkpoint:"):
         return []
-    checkpoint = ModelCheckpoint.objects.filter(sha256=provenance.split(":", 1)[1]).select_related("dataset").first()
-    prints = _trained_prints(provenance) if checkpoint and checkpoint.dataset_id else None
+    checkpoints = ModelCheckpoint.objects.filter(sha256=provenance.split(":", 1)[1], dataset__owner_id=owner_id)
+    checkpoint = checkpoints.select_related("dataset").first()
+    prints = _recorded_prints(checkpoint)
     if not prints:
         return []
     pairs = checkpoint.dataset.pairs.only("pk", "name", "split", "image_a", "image_b", "a_print", "b_print",
@@ -57,7 +62,7 @@ def scored_near_trained(run: Run) -> list[dict]:
         by_weights.setdefault(weights or "", []).append(detector)
     trained: dict[int, tuple[ImagePair, set[str]]] = {}
     for weights, detectors in by_weights.items():
-        for pair in _training_pairs(weights):
+        for pair in _training_pairs(weights, run.experiment.owner_id):
             trained.setdefault(pair.pk, (pair, set()))[1].update(detectors)
     if not trained:
         return []

@@ -241,3 +241,18 @@ def test_an_api_import_answers_with_the_audit(user, leaky_pairs):
     answer = token_client(user).post(f"/api/v1/datasets/{dataset.pk}/import/", {"file": upload}, format="multipart")
     assert answer.status_code == 201, answer.content
     assert answer.json()["leakage"]["findings"] == 4 and found(dataset) == EXPECTED
+
+
+@pytest.mark.django_db
+def test_a_run_never_names_another_users_training_pairs(user, other_user, leaky_pairs):
+    theirs, _ = imported(other_user, leaky_pairs, name="theirs")
+    mine, _ = imported(user, {k: v for k, v in leaky_pairs.items() if not k.startswith("train/")}, name="mine")
+    sha = "cd" * 32  # the same file uploaded by both: one sha256, two checkpoints
+    prints = [p.fingerprint for p in theirs.pairs.filter(split="train")]
+    ModelCheckpoint.objects.create(owner=other_user, detector="siamese-unet", dataset=theirs, file_key="x", sha256=sha,
+                                   config={"trained_on": {"train": prints, "val": []}})  # fmt: skip
+    experiment = Experiment.objects.create(owner=user, dataset=mine, name="e", detectors=["siamese-unet"])
+    run = Run.objects.create(experiment=experiment, state="succeeded")
+    for pair in mine.pairs.all():
+        Result.objects.create(run=run, pair=pair, detector="siamese-unet", weights=f"checkpoint:{sha}")
+    assert token_client(user).get(f"/api/v1/runs/{run.pk}/leakage/").json() == {"count": 0, "results": []}
