@@ -3,6 +3,7 @@ from django.urls import path
 from experiments.pages import compare as compare_pages
 from experiments.pages import dashboard, datasets, experiments, gallery, media, onnx_models, runs, training, uploads
 from experiments.pages import deletes as delete_pages
+from experiments.pages import leakage as leakage_pages
 from experiments.pages import lists as list_pages
 from experiments.pages import predictions as prediction_pages
 
@@ -19,6 +20,7 @@ urlpatterns = [
         name="prediction_delete",
     ),
     path("datasets/<int:pk>/upload/", uploads.dataset_upload, name="dataset_upload"),
+    path("datasets/<int:pk>/leakage/audit/", leakage_pages.dataset_leakage_audit, name="dataset_leakage_audit"),
     path("datasets/<int:pk>/import/<str:token>/", uploads.dataset_import, name="dataset_import"),
     path(
         "datasets/<int:pk>/import/<str:token>/confirm/", uploads.dataset_import_confirm, name="dataset_import_confirm"

@@ -10,6 +10,7 @@ from experiments.api import (
     detectors,
     diff,
     experiments,
+    leakage,
     lists,
     media,
     onnx_models,
@@ -48,6 +49,7 @@ urlpatterns = [
     path("datasets/<id:pk>/", datasets.DatasetDetailView.as_view(), name="dataset-detail"),
     path("datasets/<id:pk>/pairs/", datasets.DatasetPairsView.as_view(), name="dataset-pairs"),
     path("datasets/<id:pk>/import/", datasets.DatasetImportView.as_view(), name="dataset-import"),
+    path("datasets/<id:pk>/leakage/", leakage.DatasetLeakageView.as_view(), name="dataset-leakage"),
     path("datasets/<id:pk>/predictions/", predictions.DatasetPredictionsView.as_view(), name="dataset-predictions"),
     path(
         "datasets/<id:pk>/predictions/<id:set_pk>/",
@@ -72,6 +74,7 @@ urlpatterns = [
     path("runs/<id:pk>/report.html", reports.RunReportHtmlView.as_view(), name="run-report-html"),
     path("runs/<id:pk>/charts/<str:name>", reports.RunChartView.as_view(), name="run-chart"),
     path("runs/<id:pk>/results/", experiments.RunResultsView.as_view(), name="run-results"),
+    path("runs/<id:pk>/leakage/", leakage.RunLeakageView.as_view(), name="run-leakage"),
     path("checkpoints/", checkpoints.CheckpointListView.as_view(), name="checkpoint-list"),
     path("checkpoints/<id:pk>/claims/", claims.CheckpointClaimsView.as_view(), name="checkpoint-claims"),
     path("models/<id:pk>/claims/", claims.ModelClaimsView.as_view(), name="model-claims"),

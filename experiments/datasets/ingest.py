@@ -17,6 +17,7 @@ folders, `list/*.txt` or `categories.csv`); a name may repeat across splits, nev
 import contextlib
 import csv
 import io
+import logging
 import os
 import zipfile
 from collections.abc import Callable
@@ -25,10 +26,11 @@ from pathlib import Path, PurePosixPath
 
 from django.db import IntegrityError
 
-from experiments.datasets import archives, layouts, services
+from experiments.datasets import archives, layouts, leakage, services
 from experiments.errors import ServiceError
 from experiments.quotas import QuotaExceeded
 
+logger = logging.getLogger(__name__)
 MAX_LISTED = 500  # pairs listed in a report (the counts cover all of them)
 MAX_MESSAGES = 200  # problems or warnings listed in a report
 TAKEN_CHUNK = 500
@@ -127,6 +129,7 @@ class ImportReport:
     problem_count: int = 0
     warning_count: int = 0
     imported: int = 0
+    leakage: dict = field(default_factory=dict)  # the leakage audit's summary after a stored import
     source: Source | None = field(default=None, repr=False)
     options: dict = field(default_factory=dict, repr=False)
 
@@ -229,6 +232,21 @@ def run_import(
     return report
 
 
+def audit_after_import(report: ImportReport, dataset) -> ImportReport:
+    """The dataset's leakage audit with the pairs `report` imported, its summary put on the report.
+    Called by the import paths once `run_import` has committed (not by `run_import`, whose memory
+    stays that of one pair); the import stands even when the audit fails (run it again with
+    `audit_leakage` or the API). Batch jobs' hidden datasets are not audited."""
+    if not report.imported or dataset.hidden:
+        return report
+    try:
+        report.leakage = leakage.leakage_audit(dataset=dataset)
+    except Exception as exc:  # the pairs are in; the audit is reported as not done
+        logger.warning("leakage audit of dataset %s after an import failed", dataset.pk, exc_info=True)
+        report.leakage = {"error": f"the leakage audit failed ({type(exc).__name__}); run it again"}
+    return report
+
+
 def _check_each(report, plan, source, categories, category, split, writer, progress) -> None:
     some_labelled = any(role == "label" and index for (_, role), index in plan._index.items())
     for done, pair in enumerate(plan.pairs(), 1):
@@ -300,7 +318,7 @@ def import_checked(*, dataset, report: ImportReport) -> ImportReport:
     done = run_import(report.source, dataset=dataset, store=True, **report.options)
     if not done.ok:
         raise ServiceError("Nothing was imported: " + "; ".join(done.problems))
-    return done
+    return audit_after_import(done, dataset)
 
 
 # --------------------------------------------------------------------------- one archive, start to end
@@ -326,4 +344,5 @@ def archive_import(*, dataset, data, category: str = "", dry_run: bool = False, 
         raise ImportRejected(exc.message) from None
     if not report.ok:
         raise ImportRejected("Nothing was imported: " + "; ".join(report.problems[:3]), report.as_dict())
-    return {**report.as_dict(), "dry_run": dry_run, "imported": report.imported}
+    audit_after_import(report, dataset)
+    return {**report.as_dict(), "dry_run": dry_run, "imported": report.imported, "leakage": report.leakage}

@@ -22,3 +22,17 @@ def pairs_visible_to(user) -> QuerySet:
 def dataset_categories(dataset) -> list[dict]:
     """Each category of the dataset with its pair count, for the filter chips."""
     return list(dataset.pairs.values("category").annotate(n=Count("pk")).order_by("category"))
+
+
+def leakage_findings(dataset) -> QuerySet:
+    """The findings of the dataset's last leakage audit, with both pairs."""
+    return dataset.leakage_findings.select_related("pair", "other")
+
+
+def leakage_summary(dataset) -> dict:
+    """The last audit's summary, with `stale` when pairs were added or removed since (an empty dict:
+    never audited)."""
+    summary = dict(dataset.leakage or {})
+    if summary and "pairs" in summary:
+        summary["stale"] = summary["pairs"] != dataset.pairs.count()
+    return summary

@@ -48,6 +48,8 @@ class CheckedPair:
     category: str = ""
     split: str = ""
     warnings: list[str] = field(default_factory=list)
+    a_print: str = ""  # near-duplicate fingerprints (`inference.near_duplicates`), made while decoded
+    b_print: str = ""
 
 
 def pair_check(
@@ -55,6 +57,7 @@ def pair_check(
 ) -> CheckedPair:
     """Validate one pair without writing anything. Raises ServiceError naming the bad file."""
     from inference.images import ImageError, encode_png, load_image, load_mask
+    from inference.near_duplicates import fingerprint
 
     name = name.strip()
     if not name or "/" in name or "\\" in name or name.startswith("."):
@@ -92,6 +95,8 @@ def pair_check(
         category=category.strip()[:100],
         split=split,
         warnings=warnings,
+        a_print=fingerprint(a).as_text(),
+        b_print=fingerprint(b).as_text(),
     )
 
 
@@ -153,7 +158,7 @@ class PairWriter:
     before it is written; the writer's bytes stay reserved (`QuotaReservation`) until commit or discard.
     """
 
-    def __init__(self, dataset: Dataset, *, chunk: int = 500, keep: bool = False):
+    def __init__(self, dataset: Dataset, *, chunk: int = 200, keep: bool = False):
         self.dataset = dataset
         self.folder = f"pairs/{secrets.token_hex(6)}"
         self.chunk = chunk
@@ -213,6 +218,8 @@ class PairWriter:
             "b_height": c.b_size[1],
             "a_bytes": len(c.a_bytes),
             "b_bytes": len(c.b_bytes),
+            "a_print": c.a_print,
+            "b_print": c.b_print,
         }
 
 

@@ -95,7 +95,7 @@ def import_staged(request, dataset, token: str, category: str) -> ingest.ImportR
         progress.finish("failed")
         raise ServiceError("Nothing was imported: " + "; ".join(report.as_dict()["problems"]))
     progress.finish("done")
-    return report
+    return ingest.audit_after_import(report, dataset)
 
 
 def discard(request, token: str) -> None:

@@ -3,7 +3,7 @@
 from experiments.models.batches import BatchJob
 from experiments.models.brought_in import PairPrediction, PredictionSet, UploadedModel
 from experiments.models.claims import ClaimedFigure, ClaimedMetric
-from experiments.models.datasets import Dataset, ImagePair, Split, pair_fingerprint
+from experiments.models.datasets import Dataset, ImagePair, LeakageFinding, LeakageKind, Split, pair_fingerprint
 from experiments.models.leases import TaskLease
 from experiments.models.notifications import WebhookDelivery, WebhookSecret
 from experiments.models.runs import (
@@ -33,6 +33,8 @@ __all__ = [
     "Dataset",
     "Experiment",
     "ImagePair",
+    "LeakageFinding",
+    "LeakageKind",
     "ModelCheckpoint",
     "PairAlignment",
     "PairPrediction",

@@ -1,4 +1,5 @@
-"""Datasets of image pairs, and what a pair's images are (its fingerprint)."""
+"""Datasets of image pairs, what a pair's images are (its fingerprint), and the leakage audit's findings
+(pairs of pairs that show the same scene in two splits: `experiments.datasets.leakage`)."""
 
 import hashlib
 
@@ -19,6 +20,7 @@ class Dataset(models.Model):
     hidden = models.BooleanField(
         default=False, help_text="created for a batch job; not listed with the user's datasets"
     )
+    leakage = models.JSONField(default=dict, blank=True, help_text="summary of the last leakage audit")
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -55,6 +57,8 @@ class ImagePair(models.Model):
     b_height = models.PositiveIntegerField()
     a_bytes = models.PositiveBigIntegerField()
     b_bytes = models.PositiveBigIntegerField()
+    a_print = models.TextField(blank=True, help_text="near-duplicate fingerprint of A (inference.near_duplicates)")
+    b_print = models.TextField(blank=True, help_text="near-duplicate fingerprint of B")
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -74,3 +78,29 @@ class ImagePair(models.Model):
     @property
     def has_label(self):
         return bool(self.label)
+
+
+class LeakageKind(models.TextChoices):
+    EXACT = "exact", "exact copy"
+    NEAR = "near", "near-duplicate"
+    TILE = "tile", "overlapping tile"
+
+
+class LeakageFinding(models.Model):
+    """`pair` and `other` (in another split of the same dataset) show the same scene: `images` says
+    which image of each matched (e.g. "A~B": pair's A is other's B); `distance` is the perceptual
+    hashes' Hamming distance (0 for exact copies and tiles); `detail` says more (the tiles' overlap)."""
+
+    dataset = models.ForeignKey("experiments.Dataset", on_delete=models.CASCADE, related_name="leakage_findings")
+    pair = models.ForeignKey("experiments.ImagePair", on_delete=models.CASCADE, related_name="+")
+    other = models.ForeignKey("experiments.ImagePair", on_delete=models.CASCADE, related_name="+")
+    kind = models.CharField(max_length=5, choices=LeakageKind.choices)
+    images = models.CharField(max_length=3, blank=True)
+    distance = models.PositiveSmallIntegerField(default=0)
+    detail = models.CharField(max_length=200, blank=True)
+
+    class Meta:
+        ordering = ["id"]
+
+    def __str__(self):
+        return f"{self.pair_id} ~ {self.other_id} ({self.kind})"

@@ -12,6 +12,7 @@ from experiments.datasets import selectors as dataset_selectors
 from experiments.datasets import services as dataset_services
 from experiments.errors import ServiceError
 from experiments.pages.forms import BulkUploadForm, DatasetForm, PairUploadForm
+from experiments.pages.leakage import leakage_card
 from experiments.pages.predictions import prediction_card
 from experiments.runs import selectors as run_selectors
 
@@ -82,6 +83,7 @@ def dataset_detail(request, pk):
             "category": category if "category" in request.GET else None,
             "runs": run_selectors.runs_visible_to(request.user).filter(experiment__dataset=dataset)[:10],
             **prediction_card(request, dataset),
+            **leakage_card(request, dataset),
         },
         status=status,
     )

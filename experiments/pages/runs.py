@@ -10,6 +10,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from experiments.errors import ServiceError
 from experiments.live.progress import run_snapshot
+from experiments.pages.leakage import run_leakage_card
 from experiments.reporting import charts, figures, leaderboard, report, rethreshold, thesis_table
 from experiments.runs import selectors as run_selectors
 from experiments.runs import services as run_services
@@ -77,7 +78,8 @@ def _threshold_view(request, run):
 @login_required
 def run_detail(request, pk):
     run = get_object_or_404(run_selectors.runs_visible_to(request.user), pk=pk)
-    return render(request, "experiments/run_detail.html", run_results_context(request, run))
+    context = {**run_results_context(request, run), **run_leakage_card(run)}
+    return render(request, "experiments/run_detail.html", context)
 
 
 @login_required

@@ -86,3 +86,6 @@ class ImportReportOutput(serializers.Serializer):
     pairs = serializers.ListField(child=serializers.DictField())
     problems = serializers.ListField(child=serializers.CharField())
     warnings = serializers.ListField(child=serializers.CharField())
+    leakage = serializers.DictField(
+        required=False, help_text="after an import: the leakage audit's summary (see the dataset's `leakage/`)"
+    )

@@ -66,3 +66,8 @@ class Command(BaseCommand):
             self.stdout.write("Dry run: nothing written.")
             return
         self.stdout.write(f"Imported {report.imported} pairs into dataset {name!r} (id {dataset.pk}).")
+        leaks = ingest.audit_after_import(report, dataset).leakage
+        if "findings" in leaks:
+            self.stdout.write(f"Leakage audit: {leaks['findings']} findings across splits {leaks['by_kind']}.")
+        elif leaks:
+            self.stdout.write(f"Leakage audit: {leaks['error']}.")

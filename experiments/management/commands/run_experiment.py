@@ -2,12 +2,12 @@
 
 import time
 
-from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
 from experiments.errors import ServiceError
-from experiments.models import LEADERBOARD_RUN_STATES, Dataset, Run, RunState
+from experiments.management.owners import dataset_for
+from experiments.models import LEADERBOARD_RUN_STATES, Run, RunState
 from experiments.reporting.leaderboard import leaderboard_text
 from experiments.runs import services as run_services
 
@@ -63,7 +63,7 @@ class Command(BaseCommand):
         return [] if text.strip() == "all" else [s.strip() for s in text.split(",") if s.strip()]
 
     def handle(self, *args, **options):
-        dataset = self._dataset(options["dataset"], options["user"])
+        dataset = dataset_for(options["dataset"], options["user"])
         detectors = [d.strip() for d in options["detectors"].split(",") if d.strip()]
         try:
             run = run_services.experiment_start(
@@ -84,15 +84,6 @@ class Command(BaseCommand):
         self.stdout.write(leaderboard_text(run))
         if run.state == RunState.PARTIAL:  # the finished detectors' table, then a non-zero exit with the reasons
             raise CommandError(f"Run {run.pk} partial: {run.error}")
-
-    def _dataset(self, ref: str, username: str) -> Dataset:
-        datasets = Dataset.objects.all()
-        if username:
-            datasets = datasets.filter(owner=get_user_model().objects.filter(username=username).first())
-        found = datasets.filter(pk=int(ref)) if ref.isdigit() else datasets.filter(name=ref)
-        if found.count() != 1:
-            raise CommandError(f"Dataset {ref!r}: {found.count()} matches; give --user or the dataset id.")
-        return found.get()
 
     def _follow(self, run: Run, timeout: float) -> Run:
         deadline = time.monotonic() + timeout
