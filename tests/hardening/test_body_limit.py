@@ -3,6 +3,7 @@ Content-Length, or one whose Content-Length claims more than any endpoint accept
 from a real daphne before the body is kept, and the server goes on serving."""
 
 import asyncio
+import concurrent.futures
 import json
 import select
 import socket
@@ -148,7 +149,10 @@ def run_asgi(headers, chunks) -> tuple[list, list]:
     async def send(message):
         sent.append(message)
 
-    asyncio.run(BodyLimit(application)({"type": "http", "path": "/", "headers": headers}, receive, send))
+    call = BodyLimit(application)({"type": "http", "path": "/", "headers": headers}, receive, send)
+    # a thread of its own: the suite's browser (Playwright's sync API) keeps an event loop in this one
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        pool.submit(asyncio.run, call).result()
     return sent, seen
 
 

@@ -25,7 +25,15 @@ def siamese_any_size() -> bytes:
 
 
 def children() -> list:
-    return [child for child in psutil.Process().children(recursive=True) if child.status() != psutil.STATUS_ZOMBIE]
+    """This process's live children that the sandbox started (the suite's browser keeps its own)."""
+    found = []
+    for child in psutil.Process().children(recursive=True):
+        try:
+            if child.status() != psutil.STATUS_ZOMBIE and "inference.sandbox" in " ".join(child.cmdline()):
+                found.append(child)
+        except psutil.NoSuchProcess:
+            continue
+    return found
 
 
 def test_a_model_is_probed_at_the_sizes_runs_use():
