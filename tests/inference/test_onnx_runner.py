@@ -17,21 +17,11 @@ from inference.detectors.onnx_model import OnnxContract, OnnxDetector, OnnxModel
 from inference.onnx_runner import OnnxModelFailed, RunnerLimits, SandboxedOnnxDetector
 from inference.sandbox import ROOT
 from tests.hardening.hostile_models import endless_onnx, pixel_hungry_onnx
+from tests.inference.test_onnx_detector import Siamese
 
 ANY = OnnxContract(input_size=None, mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25), inputs="two", output="logits")
 FIXED = OnnxContract(input_size=32, mean=(0.4, 0.45, 0.5), std=(0.2, 0.25, 0.3), inputs="two", output="logits")
 LIMITS = RunnerLimits(memory_mb=300, call_seconds=60)
-
-
-class Siamese(torch.nn.Module):
-    def __init__(self):
-        super().__init__()
-        torch.manual_seed(0)
-        self.encoder = torch.nn.Conv2d(3, 4, 3, padding=1)
-        self.head = torch.nn.Conv2d(4, 1, 1)
-
-    def forward(self, a, b):
-        return self.head(torch.abs(self.encoder(a) - self.encoder(b)))
 
 
 def model_file(tmp_path, data: bytes, contract: OnnxContract) -> OnnxModelFile:
